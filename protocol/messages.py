@@ -1,0 +1,480 @@
+"""The wire messages exchanged between agent and console.
+
+Every message is a frozen ``msgspec.Struct`` tagged with its ``type``; together they
+form the ``Message`` union, which the codec (``deskside.protocol.codec``) encodes as
+MessagePack. Each message travels encrypted inside the secure channel
+(``deskside.protocol.connection``), never in clear.
+
+Rules that keep the protocol evolvable:
+
+* A field added to an existing message has a default, so an older peer that does
+  not know it decodes the message all the same (unknown fields are ignored).
+* A new message gets a new tag; an older peer reports it as unknown and goes on.
+* A change that an older peer cannot understand bumps ``PROTOCOL_VERSION``; the
+  handshake agrees on the highest version both sides support.
+
+Every string, byte string and list has an upper bound, checked while decoding, so a
+peer cannot make the other side hold more than the message-size limit allows.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, NewType, TypeAlias, get_args
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_VERSIONS",
+    "Ack",
+    "AgentMessage",
+    "BatteryInfo",
+    "ClientParams",
+    "Close",
+    "CollectorError",
+    "CommandCancel",
+    "CommandExit",
+    "CommandId",
+    "CommandOutput",
+    "CommandRequest",
+    "ConsoleMessage",
+    "CpuInfo",
+    "DeviceId",
+    "DiagnosticsSnapshot",
+    "DiskInfo",
+    "Error",
+    "ErrorCode",
+    "Heartbeat",
+    "Hello",
+    "HelpRequest",
+    "Impact",
+    "InterfaceInfo",
+    "LogEntry",
+    "MemoryInfo",
+    "Message",
+    "Metrics",
+    "NetworkInfo",
+    "OsFamily",
+    "OsInfo",
+    "OutputStream",
+    "Ping",
+    "Pong",
+    "ProcessInfo",
+    "ReachabilityCheck",
+    "RequestId",
+    "ServerParams",
+    "ServiceInfo",
+    "Snapshot",
+    "SnapshotRequest",
+    "TicketId",
+    "Urgency",
+    "UserSession",
+]
+
+# The version this code speaks best, and every version it can still speak.
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+
+# Identifiers. Requests and commands are named by the side that creates them
+# (a random UUID in hex); tickets are numbered by the console.
+RequestId = NewType("RequestId", str)
+CommandId = NewType("CommandId", str)
+DeviceId = NewType("DeviceId", str)
+TicketId = NewType("TicketId", int)
+
+# Bounded building blocks.
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, Meta(max_length=256)]
+Line = Annotated[str, Meta(max_length=4096)]
+Text = Annotated[str, Meta(max_length=65536)]
+Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Seconds = Annotated[float, Meta(ge=0.0, le=1e12)]
+Timestamp = Annotated[float, Meta(ge=0.0, le=1e11)]  # seconds since the epoch
+Percent = Annotated[float, Meta(ge=0.0, le=100.0)]
+Chunk = Annotated[bytes, Meta(max_length=1 << 20)]
+
+
+class _Message(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every wire message: frozen, tagged with its snake_case type name."""
+
+
+# -- Closed sets ---------------------------------------------------------------------
+
+
+class OsFamily(enum.StrEnum):
+    """The operating system family of a device."""
+
+    LINUX = "linux"
+    MACOS = "macos"
+    WINDOWS = "windows"
+    OTHER = "other"
+
+
+class Impact(enum.IntEnum):
+    """How many people or how much of the business a problem touches (1 = most)."""
+
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+
+
+class Urgency(enum.IntEnum):
+    """How soon the problem hurts (1 = at once)."""
+
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+
+
+class OutputStream(enum.StrEnum):
+    """Which output of a command a chunk comes from."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+class ErrorCode(enum.StrEnum):
+    """Why a request failed; sent in ``Error`` messages."""
+
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    REFUSED = "refused"  # refused by policy or by the user
+    UNSUPPORTED = "unsupported"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+# -- Channel messages (handled by the connection, never by the application) -----------
+
+
+class ClientParams(_Message, frozen=True, tag="client_params"):
+    """Payload of the first handshake message, from the agent (initiator)."""
+
+    versions: Annotated[list[Annotated[int, Meta(ge=1, le=65535)]], Meta(max_length=16)]
+    agent_version: Name = ""
+    max_message_size: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 << 20
+
+
+class ServerParams(_Message, frozen=True, tag="server_params"):
+    """Payload of the second handshake message, from the console (responder)."""
+
+    version: Annotated[int, Meta(ge=1, le=65535)]
+    console_version: Name = ""
+    heartbeat_interval: Annotated[float, Meta(ge=1.0, le=3600.0)] = 30.0
+    max_message_size: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 << 20
+
+
+class Ping(_Message, frozen=True, tag="ping"):
+    """Keep-alive and round-trip probe; the peer answers with a ``Pong``."""
+
+    nonce: Count
+
+
+class Pong(_Message, frozen=True, tag="pong"):
+    """Answer to a ``Ping`` with the same nonce."""
+
+    nonce: Count
+
+
+class Close(_Message, frozen=True, tag="close"):
+    """The sender is closing the channel, with a code and a reason for the logs."""
+
+    code: Annotated[int, Meta(ge=1000, le=4999)]
+    reason: Annotated[str, Meta(max_length=123)] = ""
+
+
+# -- Diagnostics -----------------------------------------------------------------------
+
+
+class OsInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The operating system and machine identity."""
+
+    family: OsFamily
+    name: Name  # "Debian GNU/Linux 12 (bookworm)", "Windows 11 Pro", ...
+    release: Name = ""  # kernel release or build number
+    version: Name = ""
+    arch: Name = ""
+    hostname: Name = ""
+
+
+class Metrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Light metrics carried by every heartbeat."""
+
+    cpu_percent: Percent
+    memory_percent: Percent
+    load1: Annotated[float, Meta(ge=0.0, le=1e6)] | None = None
+    uptime: Seconds = 0.0
+    disk_min_free_percent: Percent | None = None
+
+
+class CpuInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Processor model, counts and load."""
+
+    model: Name = ""
+    logical: Count = 0
+    physical: Count | None = None
+    percent: Percent = 0.0
+    load: Annotated[list[Annotated[float, Meta(ge=0.0)]], Meta(max_length=3)] = []
+    frequency_mhz: Annotated[float, Meta(ge=0.0)] | None = None
+
+
+class MemoryInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Physical memory and swap, in bytes."""
+
+    total: Count
+    available: Count
+    percent: Percent
+    swap_total: Count = 0
+    swap_used: Count = 0
+
+
+class DiskInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One mounted file system."""
+
+    mountpoint: Line
+    device: Line = ""
+    fstype: Name = ""
+    total: Count = 0
+    free: Count = 0
+    percent: Percent = 0.0
+
+
+class InterfaceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One network interface and its addresses."""
+
+    name: Name
+    is_up: bool = False
+    mac: Name = ""
+    addresses: Annotated[list[Name], Meta(max_length=64)] = []
+    speed_mbps: Count | None = None
+
+
+class ReachabilityCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a target answered, and how fast."""
+
+    target: Line  # what was checked, e.g. "gateway 192.0.2.1" or "dns example.org"
+    ok: bool
+    latency_ms: Annotated[float, Meta(ge=0.0)] | None = None
+    detail: Line = ""
+
+
+class NetworkInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Routing, name resolution and reachability."""
+
+    default_gateway: Name | None = None
+    dns_servers: Annotated[list[Name], Meta(max_length=32)] = []
+    checks: Annotated[list[ReachabilityCheck], Meta(max_length=64)] = []
+
+
+class ProcessInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One process among the top consumers."""
+
+    pid: Count
+    name: Name
+    user: Name = ""
+    cpu_percent: Annotated[float, Meta(ge=0.0)] = 0.0
+    memory_rss: Count = 0
+    cmdline: Line = ""
+
+
+class ServiceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A system service and its state (the snapshot lists failed ones)."""
+
+    name: Name
+    state: Name
+    description: Line = ""
+
+
+class UserSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A logged-in user."""
+
+    name: Name
+    terminal: Name = ""
+    host: Name = ""
+    started: Timestamp | None = None
+
+
+class BatteryInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Battery charge and power source."""
+
+    percent: Percent
+    plugged: bool | None = None
+    seconds_left: Count | None = None
+
+
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A recent error from the system's logs."""
+
+    time: Timestamp | None = None
+    source: Name = ""
+    message: Line
+
+
+class CollectorError(msgspec.Struct, frozen=True, kw_only=True):
+    """A collector that failed or timed out; the rest of the snapshot is still good."""
+
+    collector: Name
+    error: Line
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One diagnostics snapshot of a device: a versioned document.
+
+    Sections a collector could not fill are left empty and named in ``errors``.
+    """
+
+    schema: Annotated[int, Meta(ge=1)] = 1
+    taken_at: Timestamp
+    os: OsInfo
+    uptime: Seconds | None = None
+    cpu: CpuInfo | None = None
+    memory: MemoryInfo | None = None
+    disks: Annotated[list[DiskInfo], Meta(max_length=256)] = []
+    interfaces: Annotated[list[InterfaceInfo], Meta(max_length=256)] = []
+    network: NetworkInfo | None = None
+    processes: Annotated[list[ProcessInfo], Meta(max_length=256)] = []
+    failed_services: Annotated[list[ServiceInfo], Meta(max_length=1024)] = []
+    users: Annotated[list[UserSession], Meta(max_length=256)] = []
+    battery: BatteryInfo | None = None
+    logs: Annotated[list[LogEntry], Meta(max_length=1024)] = []
+    errors: Annotated[list[CollectorError], Meta(max_length=64)] = []
+
+
+# -- Application messages ----------------------------------------------------------------
+
+
+class Hello(_Message, frozen=True, tag="hello"):
+    """First message from the agent after the handshake: who and what it is."""
+
+    agent_version: Name
+    os: OsInfo
+    boot_time: Timestamp | None = None
+
+
+class Heartbeat(_Message, frozen=True, tag="heartbeat"):
+    """Periodic sign of life from the agent, with light metrics."""
+
+    sent_at: Timestamp
+    metrics: Metrics | None = None
+
+
+class SnapshotRequest(_Message, frozen=True, tag="snapshot_request"):
+    """The console asks the agent for a fresh diagnostics snapshot."""
+
+    request_id: Id
+
+
+class DiagnosticsSnapshot(_Message, frozen=True, tag="diagnostics"):
+    """A diagnostics snapshot, in answer to a request or sent unasked."""
+
+    snapshot: Snapshot
+    request_id: Id | None = None
+
+
+class HelpRequest(_Message, frozen=True, tag="help_request"):
+    """The user asks for help from the agent; the console files a ticket.
+
+    ``request_id`` is chosen by the agent and makes delivery idempotent: a request
+    spooled and sent again after a reconnect files one ticket, not two.
+    """
+
+    request_id: Id
+    description: Text
+    created_at: Timestamp
+    impact: Impact = Impact.LOW
+    urgency: Urgency = Urgency.MEDIUM
+    requester: Name = ""
+    snapshot: Snapshot | None = None
+
+
+class CommandRequest(_Message, frozen=True, tag="command_request"):
+    """The console asks the agent to run a command for a ticket.
+
+    Without ``shell`` the command is ``argv`` run directly; with it, ``argv`` holds
+    one string for the platform's shell.
+    """
+
+    command_id: Id
+    ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    argv: Annotated[
+        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=1, max_length=1024)
+    ]
+    requested_by: Name
+    shell: bool = False
+    timeout: Annotated[float, Meta(gt=0.0, le=86400.0)] = 60.0
+    cwd: Line | None = None
+
+
+class CommandOutput(_Message, frozen=True, tag="command_output"):
+    """A chunk of a running command's output, numbered from 0 per command."""
+
+    command_id: Id
+    seq: Count
+    stream: OutputStream
+    data: Chunk
+
+
+class CommandExit(_Message, frozen=True, tag="command_exit"):
+    """A command ended: its exit code (None if it never started) and how."""
+
+    command_id: Id
+    exit_code: Annotated[int, Meta(ge=-(2**31), le=2**32)] | None
+    duration: Seconds
+    timed_out: bool = False
+    cancelled: bool = False
+    output_truncated: bool = False
+    error: Line = ""
+
+
+class CommandCancel(_Message, frozen=True, tag="command_cancel"):
+    """The technician cancels a running command: its process tree is ended."""
+
+    command_id: Id
+
+
+class Ack(_Message, frozen=True, tag="ack"):
+    """A request was received and handled; names the ticket it concerns, if any."""
+
+    request_id: Id
+    ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)] | None = None
+
+
+class Error(_Message, frozen=True, tag="error"):
+    """A request failed; ``request_id`` names it when there is one."""
+
+    code: ErrorCode
+    message: Line
+    request_id: Id | None = None
+
+
+Message: TypeAlias = (
+    ClientParams
+    | ServerParams
+    | Ping
+    | Pong
+    | Close
+    | Hello
+    | Heartbeat
+    | SnapshotRequest
+    | DiagnosticsSnapshot
+    | HelpRequest
+    | CommandRequest
+    | CommandOutput
+    | CommandExit
+    | CommandCancel
+    | Ack
+    | Error
+)
+"""Every message that may appear on the wire."""
+
+# The messages each side may send to the other once the channel is open.
+AgentMessage: TypeAlias = (
+    Hello | Heartbeat | DiagnosticsSnapshot | HelpRequest | CommandOutput | CommandExit | Error
+)
+ConsoleMessage: TypeAlias = SnapshotRequest | CommandRequest | CommandCancel | Ack | Error
+
+# Every message type, for code that iterates over them (tests, documentation).
+MESSAGE_TYPES: tuple[type[_Message], ...] = get_args(Message)

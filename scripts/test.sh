@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine, then runs the linters,
+# the type checker and the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_venv test
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/pytest "$@"

@@ -1,0 +1,209 @@
+"""Agent-side and console-side channels over real WebSockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import ServerConnection as WsServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from deskside.channel import Channel, connect, serve
+from deskside.protocol import crypto
+from deskside.protocol import messages as m
+from deskside.protocol.connection import ChannelConfig, CloseCode
+from deskside.protocol.errors import ConnectionClosedError, ConnectionClosedOK, HandshakeError
+
+AGENT_KEY = crypto.generate_private_key()
+CONSOLE_KEY = crypto.generate_private_key()
+AGENT_PUB = crypto.public_key(AGENT_KEY)
+CONSOLE_PUB = crypto.public_key(CONSOLE_KEY)
+HELLO = m.Hello(agent_version="0.1", os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian 12"))
+
+Handler = Callable[[Channel], Awaitable[None]]
+
+
+class Console:
+    """A console-side listener whose handler is set per test."""
+
+    def __init__(self) -> None:
+        self.channels: asyncio.Queue[Channel] = asyncio.Queue()
+        self.handler: Handler | None = None
+        self.known = {AGENT_PUB}
+        self.port = 0
+
+    async def handle(self, channel: Channel) -> None:
+        self.channels.put_nowait(channel)
+        if self.handler is not None:
+            await self.handler(channel)
+        else:
+            await channel.wait_closed()
+
+    @property
+    def uri(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/agent"
+
+
+@pytest.fixture
+async def console() -> AsyncIterator[Console]:
+    state = Console()
+    server = await serve(
+        state.handle,
+        "127.0.0.1",
+        0,
+        CONSOLE_KEY,
+        lambda key: key in state.known,
+        config=ChannelConfig(keepalive_interval=0.2, idle_timeout=1.0),
+    )
+    state.port = next(iter(server.sockets)).getsockname()[1]
+    async with server:
+        yield state
+
+
+async def test_messages_flow_both_ways(console: Console) -> None:
+    async def echo(channel: Channel) -> None:
+        async for message in channel:
+            if isinstance(message, m.Hello):
+                await channel.send(m.SnapshotRequest(request_id="r1"))
+
+    console.handler = echo
+    channel = await connect(console.uri, AGENT_KEY, CONSOLE_PUB)
+    assert channel.remote_static == CONSOLE_PUB
+    server_side = await console.channels.get()
+    assert server_side.remote_static == AGENT_PUB
+    assert channel.handshake_hash == server_side.handshake_hash
+    await channel.send(HELLO)
+    assert await asyncio.wait_for(channel.recv(), 5) == m.SnapshotRequest(request_id="r1")
+    await channel.close()
+    await asyncio.wait_for(server_side.wait_closed(), 5)
+
+
+async def test_large_messages_and_ping(console: Console) -> None:
+    async def collect(channel: Channel) -> None:
+        async for message in channel:
+            await channel.send(message)
+
+    console.handler = collect
+    channel = await connect(console.uri, AGENT_KEY, CONSOLE_PUB)
+    big = m.CommandOutput(command_id="c1", seq=0, stream=m.OutputStream.STDOUT, data=b"z" * 900_000)
+    for _ in range(3):
+        await channel.send(big)
+    for _ in range(3):
+        assert await asyncio.wait_for(channel.recv(), 5) == big
+    rtt = await asyncio.wait_for(channel.ping(), 5)
+    assert 0 < rtt < 5
+    await channel.close()
+
+
+async def test_wrong_console_key_fails_the_handshake(console: Console) -> None:
+    impostor = crypto.public_key(crypto.generate_private_key())
+    with pytest.raises(HandshakeError) as info:
+        await asyncio.wait_for(connect(console.uri, AGENT_KEY, impostor), 5)
+    assert info.value.close_code == CloseCode.HANDSHAKE_FAILED
+    assert console.channels.empty()
+
+
+async def test_unknown_agent_is_refused(console: Console) -> None:
+    stranger = crypto.generate_private_key()
+    with pytest.raises(HandshakeError) as info:
+        await asyncio.wait_for(connect(console.uri, stranger, CONSOLE_PUB), 5)
+    assert info.value.close_code == CloseCode.UNKNOWN_PEER
+    assert console.channels.empty()
+
+
+async def test_console_closing_reaches_the_agent(console: Console) -> None:
+    async def close_soon(channel: Channel) -> None:
+        await channel.close(CloseCode.GOING_AWAY, "console restarting")
+
+    console.handler = close_soon
+    channel = await connect(console.uri, AGENT_KEY, CONSOLE_PUB)
+    with pytest.raises(ConnectionClosedOK) as info:
+        await asyncio.wait_for(channel.recv(), 5)
+    assert (info.value.code, info.value.reason, info.value.by_peer) == (
+        1001,
+        "console restarting",
+        True,
+    )
+
+
+async def test_keepalive_keeps_an_idle_channel_open(console: Console) -> None:
+    config = ChannelConfig(keepalive_interval=0.2, idle_timeout=1.0)
+    channel = await connect(console.uri, AGENT_KEY, CONSOLE_PUB, config=config)
+    await asyncio.sleep(2.5)  # well past both idle time-outs: pings kept it alive
+    assert not channel.closed
+    await channel.send(HELLO)
+    await channel.close()
+
+
+async def test_silent_peer_is_closed_for_idleness(console: Console) -> None:
+    """A raw WebSocket that completes no handshake is dropped after the time-out."""
+    async with ws_connect(console.uri, compression=None) as raw:
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(raw.recv(), 15)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == CloseCode.HANDSHAKE_TIMEOUT
+
+
+async def test_garbage_and_text_frames_close_with_a_code(console: Console) -> None:
+    async with ws_connect(console.uri, compression=None) as raw:
+        await raw.send(b"not a noise handshake")
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(raw.recv(), 5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == CloseCode.HANDSHAKE_FAILED
+    async with ws_connect(console.uri, compression=None) as raw:
+        await raw.send("text")
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(raw.recv(), 5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == CloseCode.PROTOCOL_ERROR
+
+
+async def test_connection_refused_is_a_closed_error() -> None:
+    with pytest.raises(ConnectionClosedError, match="cannot open a WebSocket"):
+        await connect("ws://127.0.0.1:9/agent", AGENT_KEY, CONSOLE_PUB, open_timeout=2)
+
+
+async def test_tampering_proxy_is_detected(console: Console) -> None:
+    """A man in the middle who ends TLS and flips a byte gets the channel closed."""
+    received: list[m.Message] = []
+
+    async def record(channel: Channel) -> None:
+        async for message in channel:
+            received.append(message)
+
+    console.handler = record
+    frames_seen = 0
+
+    async def proxy(client: WsServerConnection) -> None:
+        nonlocal frames_seen
+        async with ws_connect(console.uri, compression=None) as upstream:
+
+            async def down() -> None:
+                async for frame in upstream:
+                    await client.send(frame)
+
+            task = asyncio.create_task(down())
+            try:
+                async for frame in client:
+                    assert isinstance(frame, bytes)
+                    frames_seen += 1
+                    if frames_seen == 3:  # handshake, hello, then tamper with the next
+                        frame = frame[:-1] + bytes([frame[-1] ^ 0x01])
+                    await upstream.send(frame)
+            finally:
+                task.cancel()
+
+    async with ws_serve(proxy, "127.0.0.1", 0, compression=None) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        channel = await connect(f"ws://127.0.0.1:{port}/", AGENT_KEY, CONSOLE_PUB)
+        await channel.send(HELLO)
+        await channel.send(m.Heartbeat(sent_at=1.0))
+        server_side = await console.channels.get()
+        await asyncio.wait_for(server_side.wait_closed(), 5)
+        assert received == [HELLO]
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(channel.recv(), 5)

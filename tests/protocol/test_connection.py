@@ -1,0 +1,431 @@
+"""The sans-I/O channel: synchronous, time passed in, frames moved by hand."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deskside.protocol import crypto
+from deskside.protocol import messages as m
+from deskside.protocol.connection import (
+    ChannelConfig,
+    ClientConnection,
+    CloseCode,
+    Connection,
+    ConnectionTerminated,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PongReceived,
+    ServerConnection,
+    State,
+    UnknownMessageReceived,
+)
+from deskside.protocol.errors import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    DecryptionError,
+    HandshakeError,
+    LocalProtocolError,
+)
+
+AGENT_KEY = crypto.generate_private_key()
+CONSOLE_KEY = crypto.generate_private_key()
+AGENT_PUB = crypto.public_key(AGENT_KEY)
+CONSOLE_PUB = crypto.public_key(CONSOLE_KEY)
+
+HELLO = m.Hello(agent_version="0.1", os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian 12"))
+
+
+def make_pair(
+    now: float = 0.0,
+    *,
+    client_config: ChannelConfig | None = None,
+    server_config: ChannelConfig | None = None,
+    authorize: Callable[[bytes], bool] = lambda key: key == AGENT_PUB,
+    pinned: bytes = CONSOLE_PUB,
+) -> tuple[ClientConnection, ServerConnection]:
+    client = ClientConnection(AGENT_KEY, pinned, now, client_config)
+    server = ServerConnection(CONSOLE_KEY, authorize, now, server_config)
+    return client, server
+
+
+def pump(a: Connection, b: Connection, now: float = 0.0) -> None:
+    """Move frames both ways until neither side has anything to send."""
+    while True:
+        frames_a, frames_b = a.data_to_send(), b.data_to_send()
+        if not frames_a and not frames_b:
+            return
+        for frame in frames_a:
+            b.receive_data(frame, now)
+        for frame in frames_b:
+            a.receive_data(frame, now)
+
+
+def open_pair(**kwargs: object) -> tuple[ClientConnection, ServerConnection]:
+    client, server = make_pair(**kwargs)  # type: ignore[arg-type]
+    pump(client, server)
+    assert client.state is server.state is State.OPEN
+    client.events_received()
+    server.events_received()
+    return client, server
+
+
+def received(events: list[Event]) -> list[m.Message]:
+    return [e.message for e in events if isinstance(e, MessageReceived)]
+
+
+def terminated(events: list[Event]) -> ConnectionTerminated:
+    (event,) = [e for e in events if isinstance(e, ConnectionTerminated)]
+    return event
+
+
+# -- Handshake -----------------------------------------------------------------------------
+
+
+def test_handshake_opens_both_sides_and_authenticates_the_agent() -> None:
+    seen: list[bytes] = []
+
+    def authorize(key: bytes) -> bool:
+        seen.append(key)
+        return True
+
+    client, server = make_pair(authorize=authorize)
+    pump(client, server)
+    (done_c,) = client.events_received()
+    (done_s,) = server.events_received()
+    assert isinstance(done_c, HandshakeComplete)
+    assert isinstance(done_s, HandshakeComplete)
+    assert seen == [AGENT_PUB]
+    assert done_s.remote_static == AGENT_PUB
+    assert done_c.remote_static == CONSOLE_PUB
+    assert done_c.version == done_s.version == m.PROTOCOL_VERSION
+    assert client.handshake_hash == server.handshake_hash
+    assert client.handshake_hash is not None
+
+
+def test_wrong_console_key_fails_the_handshake() -> None:
+    impostor = crypto.public_key(crypto.generate_private_key())
+    client, server = make_pair(pinned=impostor)
+    pump(client, server)
+    assert server.state is State.CLOSED
+    assert server.close_code == CloseCode.HANDSHAKE_FAILED
+    assert isinstance(server.error, HandshakeError)
+    assert not any(isinstance(e, HandshakeComplete) for e in server.events_received())
+    # The agent learns of it from the WebSocket close that follows.
+    client.connection_lost(0.0, server.close_code, server.close_reason)
+    assert terminated(client.events_received()).code == CloseCode.HANDSHAKE_FAILED
+
+
+def test_unknown_agent_key_is_refused() -> None:
+    client, server = make_pair(authorize=lambda key: False)
+    pump(client, server)
+    assert server.close_code == CloseCode.UNKNOWN_PEER
+    assert server.close_transport
+    assert client.state is State.HANDSHAKE  # nothing came back but the transport close
+
+
+def test_no_common_version_is_refused() -> None:
+    client, server = make_pair(
+        client_config=ChannelConfig(versions=[7]), server_config=ChannelConfig(versions=[1])
+    )
+    pump(client, server)
+    assert server.close_code == CloseCode.VERSION_MISMATCH
+    assert "agent speaks [7]" in server.close_reason
+
+
+def test_highest_common_version_is_chosen() -> None:
+    client, server = make_pair(
+        client_config=ChannelConfig(versions=[1, 2, 3]),
+        server_config=ChannelConfig(versions=[1, 2]),
+    )
+    pump(client, server)
+    assert client.version == server.version == 2
+
+
+def test_handshake_times_out() -> None:
+    client, _ = make_pair(now=100.0)
+    assert client.get_timer() == 110.0
+    client.handle_timer(109.9)
+    assert client.state is State.HANDSHAKE
+    client.handle_timer(110.0)
+    assert terminated(client.events_received()).code == CloseCode.HANDSHAKE_TIMEOUT
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=st.binary(max_size=300))
+def test_garbage_handshake_closes_the_console_side_cleanly(frame: bytes) -> None:
+    _, server = make_pair()
+    server.receive_data(frame, 0.0)
+    assert server.state is State.CLOSED
+    assert server.close_code == CloseCode.HANDSHAKE_FAILED
+    assert not received(server.events_received())
+
+
+# -- Messages ------------------------------------------------------------------------------
+
+
+def test_messages_flow_both_ways_in_order() -> None:
+    client, server = open_pair()
+    beats = [m.Heartbeat(sent_at=float(i)) for i in range(5)]
+    client.send(HELLO, 1.0)
+    for beat in beats:
+        client.send(beat, 1.0)
+    server.send(m.SnapshotRequest(request_id="r1"), 1.0)
+    pump(client, server, 1.0)
+    assert received(server.events_received()) == [HELLO, *beats]
+    assert received(client.events_received()) == [m.SnapshotRequest(request_id="r1")]
+
+
+def test_large_message_spans_several_records() -> None:
+    client, server = open_pair()
+    output = m.CommandOutput(
+        command_id="c1", seq=0, stream=m.OutputStream.STDOUT, data=bytes(range(256)) * 4096
+    )
+    client.send(output, 0.0)
+    (frame,) = client.data_to_send()
+    assert len(frame) > 65535 * 16  # one frame, many Noise messages
+    server.receive_data(frame, 0.0)
+    assert received(server.events_received()) == [output]
+
+
+def test_application_cannot_send_channel_messages_or_before_open() -> None:
+    client, _ = make_pair()
+    with pytest.raises(LocalProtocolError, match="before the handshake"):
+        client.send(HELLO, 0.0)
+    client, _ = open_pair()
+    with pytest.raises(LocalProtocolError, match="sent by the channel"):
+        client.send(m.Ping(nonce=1), 0.0)
+
+
+def test_message_over_the_peers_limit_is_refused_locally() -> None:
+    client, _ = open_pair(server_config=ChannelConfig(max_message_size=4096))
+    with pytest.raises(LocalProtocolError, match="over the limit"):
+        client.send(m.Error(code=m.ErrorCode.INTERNAL, message="x" * 4000 + "é" * 40), 0.0)
+    assert client.state is State.OPEN  # a local refusal does not close the channel
+
+
+def test_oversized_frame_closes_with_message_too_big() -> None:
+    _, server = open_pair(server_config=ChannelConfig(max_message_size=4096))
+    server.receive_data(b"\0" * 100_000, 0.0)
+    assert server.close_code == CloseCode.MESSAGE_TOO_BIG
+
+
+class FutureMessage(msgspec.Struct, frozen=True, tag="screen_offer"):
+    monitors: int
+
+
+def test_unknown_message_type_is_reported_and_skipped() -> None:
+    client, server = open_pair()
+    client._send_message(FutureMessage(monitors=2), 0.0)  # type: ignore[arg-type]
+    client.send(HELLO, 0.0)
+    pump(client, server)
+    events = server.events_received()
+    assert events == [UnknownMessageReceived("screen_offer"), MessageReceived(HELLO)]
+    assert server.state is State.OPEN
+
+
+# -- Attacks on frames ---------------------------------------------------------------------
+
+
+def first_frame_after_open(message: m.Message = HELLO) -> tuple[ServerConnection, bytes]:
+    client, server = open_pair()
+    client.send(message, 0.0)
+    (frame,) = client.data_to_send()
+    return server, frame
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_flipped_bit_anywhere_in_a_frame_is_rejected(data: st.DataObject) -> None:
+    server, frame = first_frame_after_open()
+    bit = data.draw(st.integers(0, len(frame) * 8 - 1))
+    tampered = bytearray(frame)
+    tampered[bit // 8] ^= 1 << (bit % 8)
+    server.receive_data(bytes(tampered), 0.0)
+    assert not received(server.events_received())
+    assert server.state is State.CLOSED
+    assert server.close_code in (CloseCode.DECRYPTION_FAILED, CloseCode.PROTOCOL_ERROR)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_truncated_frame_is_rejected(data: st.DataObject) -> None:
+    big = m.CommandOutput(command_id="c", seq=0, stream=m.OutputStream.STDOUT, data=b"x" * 200_000)
+    server, frame = first_frame_after_open(big)
+    cut = data.draw(st.integers(0, len(frame) - 1))
+    server.receive_data(frame[:cut], 0.0)
+    assert not received(server.events_received())
+    assert server.state is State.CLOSED
+
+
+def test_dropping_the_final_records_of_a_frame_is_detected() -> None:
+    big = m.CommandOutput(command_id="c", seq=0, stream=m.OutputStream.STDOUT, data=b"x" * 200_000)
+    server, frame = first_frame_after_open(big)
+    # Records are flags(1) length(2) ciphertext; keep the nonce and the first record only.
+    length = int.from_bytes(frame[9:11], "big")
+    server.receive_data(frame[: 8 + 3 + length], 0.0)
+    assert server.close_code == CloseCode.DECRYPTION_FAILED
+    assert "final record" in server.close_reason
+
+
+def test_replayed_frame_closes_the_channel() -> None:
+    client, server = open_pair()
+    client.send(HELLO, 0.0)
+    (frame,) = client.data_to_send()
+    server.receive_data(frame, 0.0)
+    server.receive_data(frame, 0.0)
+    events = server.events_received()
+    assert received(events) == [HELLO]
+    assert terminated(events).code == CloseCode.DECRYPTION_FAILED
+    assert isinstance(server.error, DecryptionError)
+    assert "replayed" in server.close_reason
+
+
+def test_reordered_and_dropped_frames_close_the_channel() -> None:
+    client, server = open_pair()
+    for i in range(3):
+        client.send(m.Heartbeat(sent_at=float(i)), 0.0)
+    _first, second, _third = client.data_to_send()
+    server.receive_data(second, 0.0)  # first was dropped (or second overtook it)
+    assert not received(server.events_received())
+    assert server.close_code == CloseCode.DECRYPTION_FAILED
+
+
+def test_rekey_after_a_bounded_number_of_records() -> None:
+    config = ChannelConfig(rekey_after_messages=3)
+    client, server = open_pair(client_config=config, server_config=config)
+    beats = [m.Heartbeat(sent_at=float(i)) for i in range(10)]
+    frames = []
+    for beat in beats:
+        client.send(beat, 0.0)
+        frames.extend(client.data_to_send())
+    flags = [frame[8] for frame in frames]
+    assert flags == [1, 1, 3] * 3 + [1]  # FINAL, with REKEY every third record
+    for frame in frames:
+        server.receive_data(frame, 0.0)
+    assert received(server.events_received()) == beats
+    # A receiver that missed a rekey cannot read what follows: keys really changed.
+    client2, server2 = open_pair(client_config=config, server_config=config)
+    for beat in beats[:3]:
+        client2.send(beat, 0.0)
+    client2.data_to_send()
+    client2.send(beats[3], 0.0)
+    (later,) = client2.data_to_send()
+    assert server2._recv_cipher is not None
+    server2._recv_cipher.set_nonce(3)
+    server2.receive_data(later, 0.0)
+    assert server2.close_code == CloseCode.DECRYPTION_FAILED
+
+
+# -- Time, keep-alive, limits, close --------------------------------------------------------
+
+
+def test_keepalive_ping_and_round_trip_time() -> None:
+    config = ChannelConfig(keepalive_interval=20.0, idle_timeout=60.0)
+    client, server = open_pair(client_config=config, server_config=config)
+    assert client.get_timer() == 20.0
+    client.handle_timer(19.0)
+    assert not client.data_to_send()
+    client.handle_timer(20.0)
+    (ping,) = client.data_to_send()
+    server.receive_data(ping, 20.5)
+    (pong,) = server.data_to_send()
+    client.receive_data(pong, 21.0)
+    (event,) = client.events_received()
+    assert event == PongReceived(nonce=0, rtt=1.0)
+    assert not server.events_received()  # pings are the channel's business
+
+
+def test_idle_peer_is_closed() -> None:
+    config = ChannelConfig(keepalive_interval=20.0, idle_timeout=60.0)
+    client, server = open_pair(server_config=config)
+    server.handle_timer(20.0)
+    (ping,) = server.data_to_send()
+    client.receive_data(ping, 20.0)
+    client.data_to_send()  # the pong is lost: the console hears nothing more
+    server.handle_timer(59.0)  # a second ping, 20 s after the first
+    assert server.state is State.OPEN
+    server.handle_timer(60.0)
+    assert server.close_code == CloseCode.IDLE_TIMEOUT
+    ping2, close = server.data_to_send()
+    client.receive_data(ping2, 60.0)
+    client.receive_data(close, 60.0)
+    event = terminated(client.events_received())
+    assert (event.code, event.by_peer) == (CloseCode.IDLE_TIMEOUT, True)
+
+
+def test_rate_limit_closes_a_flooding_peer() -> None:
+    config = ChannelConfig(max_receive_rate=10.0, receive_burst=5)
+    client, server = open_pair(server_config=config)
+    for i in range(6):
+        client.send(m.Heartbeat(sent_at=float(i)), 0.0)
+    pump(client, server, 0.0)
+    events = server.events_received()
+    assert len(received(events)) == 5
+    assert terminated(events).code == CloseCode.RATE_LIMITED
+
+
+def test_rate_limit_allows_the_sustained_rate() -> None:
+    config = ChannelConfig(max_receive_rate=10.0, receive_burst=5)
+    client, server = open_pair(server_config=config)
+    for i in range(100):
+        now = i * 0.1
+        client.send(m.Heartbeat(sent_at=now), now)
+        pump(client, server, now)
+    assert server.state is State.OPEN
+    assert len(received(server.events_received())) == 100
+
+
+def test_close_is_told_to_the_peer() -> None:
+    client, server = open_pair()
+    client.send(HELLO, 0.0)
+    client.close(CloseCode.GOING_AWAY, "agent stopping", now=0.0)
+    assert client.close_transport
+    pump(client, server)
+    events = server.events_received()
+    assert received(events) == [HELLO]
+    event = terminated(events)
+    assert (event.code, event.reason, event.by_peer) == (1001, "agent stopping", True)
+    with pytest.raises(ConnectionClosedOK):
+        client.send(HELLO, 0.0)
+    assert isinstance(server.close_exception(), ConnectionClosedOK)
+
+
+def test_transport_lost_is_an_abnormal_close() -> None:
+    client, _ = open_pair()
+    client.connection_lost(5.0)
+    event = terminated(client.events_received())
+    assert event.code == CloseCode.ABNORMAL
+    with pytest.raises(ConnectionClosedError):
+        client.send(HELLO, 5.0)
+    assert client.get_timer() is None
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=st.binary(max_size=400))
+def test_garbage_after_open_closes_cleanly(frame: bytes) -> None:
+    _, server = open_pair()
+    server.receive_data(frame, 0.0)
+    assert server.state is State.CLOSED
+    assert not received(server.events_received())
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(LocalProtocolError):
+        ChannelConfig(keepalive_interval=60.0, idle_timeout=30.0)
+    with pytest.raises(LocalProtocolError):
+        ChannelConfig(versions=[])
+
+
+def test_real_time_values_work() -> None:
+    now = time.monotonic()
+    client, server = make_pair(now)
+    pump(client, server, now)
+    assert client.state is State.OPEN
+    assert client.get_timer() == pytest.approx(now + 20.0)
