@@ -47,7 +47,10 @@ async def _channel_server(console_key: bytes, port_queue: mp.Queue[int]) -> None
             if isinstance(message, m.CommandOutput) and len(message.data) <= SMALL:
                 await channel.send(reply)
 
-    server = await serve(handler, "127.0.0.1", 0, console_key, lambda key: True)
+    async def accept_all(key: bytes, params: m.ClientParams) -> bool:
+        return True
+
+    server = await serve(handler, "127.0.0.1", 0, console_key, accept_all)
     port_queue.put(next(iter(server.sockets)).getsockname()[1])
     await server.serve_forever()
 
@@ -135,7 +138,7 @@ async def measure(args: argparse.Namespace, ports: dict[str, int], console_key: 
     started = time.perf_counter()
     for _ in range(args.handshakes):
         client = ClientConnection(agent_key, server_pub, 0.0)
-        server = ServerConnection(server_key, lambda key: True, 0.0)
+        server = ServerConnection(server_key, lambda key, _: True, 0.0)
         for frame in client.data_to_send():
             server.receive_data(frame, 0.0)
         for frame in server.data_to_send():

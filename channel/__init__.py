@@ -6,7 +6,15 @@ real connections. Agent and console both import it, never each other.
 
 from __future__ import annotations
 
-from .channel import Channel, FrameTransport
+from .channel import Authorizer, Channel, FrameTransport
 from .websocket import WebSocketTransport, accept, connect, serve
 
-__all__ = ["Channel", "FrameTransport", "WebSocketTransport", "accept", "connect", "serve"]
+__all__ = [
+    "Authorizer",
+    "Channel",
+    "FrameTransport",
+    "WebSocketTransport",
+    "accept",
+    "connect",
+    "serve",
+]

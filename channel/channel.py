@@ -17,16 +17,18 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeAlias
 
 from deskside.protocol.connection import (
+    AuthorizationRequested,
     CloseCode,
     Connection,
     ConnectionTerminated,
     HandshakeComplete,
     MessageReceived,
     PongReceived,
+    ServerConnection,
     State,
     UnknownMessageReceived,
 )
@@ -36,14 +38,22 @@ from deskside.protocol.errors import (
     HandshakeError,
     RemoteProtocolError,
 )
-from deskside.protocol.messages import Message
+from deskside.protocol.messages import ClientParams, Message
 
-__all__ = ["Channel", "FrameTransport"]
+__all__ = ["Authorizer", "Channel", "FrameTransport"]
 
 logger = logging.getLogger(__name__)
 
 # Messages received and not yet read by the application.
 _QUEUE_SIZE = 64
+
+
+Authorizer: TypeAlias = Callable[[bytes, ClientParams], Awaitable[bool]]
+"""Console side: may this agent key (with these parameters) connect?
+
+Return True to accept, False to refuse as unknown; raise ``HandshakeError`` with a
+``close_code`` to refuse with another reason (a spent enrollment token, ...).
+"""
 
 
 class FrameTransport(Protocol):
@@ -72,9 +82,16 @@ class Channel:
     the handshake is done by the time a ``Channel`` reaches its user.
     """
 
-    def __init__(self, transport: FrameTransport, connection: Connection) -> None:
+    def __init__(
+        self,
+        transport: FrameTransport,
+        connection: Connection,
+        authorizer: Authorizer | None = None,
+    ) -> None:
         self._transport = transport
         self._connection = connection
+        # Console side: decides on agents the connection asks about.
+        self._authorizer = authorizer
         self._loop = asyncio.get_running_loop()
         # Frames made by the connection and not yet written, oldest first.
         self._pending: deque[bytes] = deque()
@@ -175,13 +192,18 @@ class Channel:
         await asyncio.shield(self._closed)
 
     @classmethod
-    async def open(cls, transport: FrameTransport, connection: Connection) -> Channel:
+    async def open(
+        cls,
+        transport: FrameTransport,
+        connection: Connection,
+        authorizer: Authorizer | None = None,
+    ) -> Channel:
         """Run the handshake of ``connection`` over ``transport``; the open channel.
 
         Raises ``HandshakeError`` (with the close code) if the handshake fails or
         times out; the transport is closed then.
         """
-        channel = cls(transport, connection)
+        channel = cls(transport, connection, authorizer)
         await channel._flush()
         try:
             await channel._handshake
@@ -251,11 +273,39 @@ class Channel:
                 if not self._handshake.done():
                     self._handshake.set_result(event)
                 self._rearm.set()
+            elif isinstance(event, AuthorizationRequested):
+                self._tasks.append(
+                    asyncio.create_task(self._authorize(event), name="deskside-channel-authorize")
+                )
             elif isinstance(event, UnknownMessageReceived):
                 logger.warning("skipped a message of unknown type %r from the peer", event.type)
             elif isinstance(event, ConnectionTerminated):
                 self._on_terminated(event)
         return messages
+
+    async def _authorize(self, event: AuthorizationRequested) -> None:
+        connection = self._connection
+        assert isinstance(connection, ServerConnection)
+        code: int = CloseCode.UNKNOWN_PEER
+        reason = "agent key is unknown or revoked"
+        try:
+            accepted = self._authorizer is not None and await self._authorizer(
+                event.remote_static, event.params
+            )
+        except HandshakeError as exc:
+            accepted = False
+            code, reason = exc.close_code or code, str(exc)
+        except Exception:
+            logger.exception("authorizing an agent failed")
+            accepted = False
+            code, reason = CloseCode.INTERNAL_ERROR, "console error while authorizing"
+        if connection.state is not State.HANDSHAKE:
+            return  # timed out or closed meanwhile
+        if accepted:
+            connection.accept_peer(self._loop.time())
+        else:
+            connection.refuse_peer(code, reason, self._loop.time())
+        await self._after_input()
 
     def _on_terminated(self, event: ConnectionTerminated) -> None:
         level = (

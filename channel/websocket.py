@@ -34,7 +34,7 @@ from deskside.protocol.errors import (
     RemoteProtocolError,
 )
 
-from .channel import Channel
+from .channel import Authorizer, Channel
 
 __all__ = ["WebSocketTransport", "accept", "connect", "serve"]
 
@@ -86,11 +86,13 @@ async def connect(
     config: ChannelConfig | None = None,
     ssl: ssl_module.SSLContext | None = None,
     open_timeout: float = 10.0,
+    enrollment_token: str | None = None,
 ) -> Channel:
     """Open a channel to the console at ``uri`` (the agent's side).
 
     Raises ``ConnectionClosedError`` when the WebSocket cannot be opened and
     ``HandshakeError`` when the console is not the pinned one or refuses this agent.
+    ``enrollment_token`` is given once, when the agent enrolls its new key.
     """
     config = config or ChannelConfig()
     try:
@@ -107,21 +109,23 @@ async def connect(
             CloseCode.ABNORMAL, f"cannot open a WebSocket to {uri}: {exc}", by_peer=True
         ) from exc
     loop = asyncio.get_running_loop()
-    connection = ClientConnection(static_private, server_public, loop.time(), config)
+    connection = ClientConnection(
+        static_private, server_public, loop.time(), config, enrollment_token=enrollment_token
+    )
     return await Channel.open(WebSocketTransport(websocket), connection)
 
 
 async def accept(
     websocket: WsServerConnection,
     static_private: bytes,
-    authorize: Callable[[bytes], bool],
+    authorize: Authorizer,
     *,
     config: ChannelConfig | None = None,
 ) -> Channel:
     """Run the console's side of the handshake on an accepted WebSocket."""
     loop = asyncio.get_running_loop()
-    connection = ServerConnection(static_private, authorize, loop.time(), config)
-    return await Channel.open(WebSocketTransport(websocket), connection)
+    connection = ServerConnection(static_private, None, loop.time(), config)
+    return await Channel.open(WebSocketTransport(websocket), connection, authorize)
 
 
 async def serve(
@@ -129,7 +133,7 @@ async def serve(
     host: str,
     port: int,
     static_private: bytes,
-    authorize: Callable[[bytes], bool],
+    authorize: Authorizer,
     *,
     config: ChannelConfig | None = None,
     ssl: ssl_module.SSLContext | None = None,

@@ -28,8 +28,11 @@ async def run_channel_demo(heartbeats: int) -> list[str]:
             if len(received) == heartbeats + 1:
                 done.set()
 
+    async def authorize(key: bytes, params: m.ClientParams) -> bool:
+        return key == agent_public
+
     lines: list[str] = []
-    server = await serve(on_agent, "127.0.0.1", 0, console_key, lambda k: k == agent_public)
+    server = await serve(on_agent, "127.0.0.1", 0, console_key, authorize)
     async with server:
         port = next(iter(server.sockets)).getsockname()[1]
         url = f"ws://127.0.0.1:{port}/agent"

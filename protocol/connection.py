@@ -87,6 +87,7 @@ from .ratelimit import TokenBucket
 
 __all__ = [
     "NOISE_PROTOCOL_NAME",
+    "AuthorizationRequested",
     "ChannelConfig",
     "ClientConnection",
     "CloseCode",
@@ -216,6 +217,18 @@ class HandshakeComplete:
 
 
 @dataclass(frozen=True)
+class AuthorizationRequested:
+    """Console side: an agent proved it holds ``remote_static``; may it connect?
+
+    Answer with ``ServerConnection.accept_peer`` or ``refuse_peer``; the handshake
+    waits (within its time-out) until then.
+    """
+
+    remote_static: bytes = field(repr=False)
+    params: ClientParams
+
+
+@dataclass(frozen=True)
 class MessageReceived:
     """The peer sent an application message."""
 
@@ -247,7 +260,8 @@ class ConnectionTerminated:
 
 
 Event = (
-    HandshakeComplete
+    AuthorizationRequested
+    | HandshakeComplete
     | MessageReceived
     | UnknownMessageReceived
     | PongReceived
@@ -585,6 +599,8 @@ class ClientConnection(Connection):
         server_public: bytes,
         now: float,
         config: ChannelConfig | None = None,
+        *,
+        enrollment_token: str | None = None,
     ) -> None:
         config = config or ChannelConfig()
         handshake = noise.HandshakeState(
@@ -599,6 +615,7 @@ class ClientConnection(Connection):
             versions=list(config.versions),
             agent_version=config.software_version,
             max_message_size=config.max_message_size,
+            enrollment_token=enrollment_token,
         )
         self._outgoing.append(handshake.write_message(self._send_codec.encode(params)))
 
@@ -631,12 +648,18 @@ class ClientConnection(Connection):
 
 
 class ServerConnection(Connection):
-    """The console's side: answers a handshake from an agent that ``authorize`` accepts."""
+    """The console's side: answers a handshake from an agent it accepts.
+
+    ``authorize(agent_key, params)`` decides at once (True to accept; False, or
+    raising ``HandshakeError`` with a close code, to refuse). Without it, the
+    connection emits ``AuthorizationRequested`` and waits for ``accept_peer`` or
+    ``refuse_peer``, so the decision can come from a database without blocking.
+    """
 
     def __init__(
         self,
         static_private: bytes,
-        authorize: Callable[[bytes], bool],
+        authorize: Callable[[bytes, ClientParams], bool] | None,
         now: float,
         config: ChannelConfig | None = None,
     ) -> None:
@@ -645,12 +668,18 @@ class ServerConnection(Connection):
             NOISE_PROTOCOL_NAME, initiator=False, prologue=PROLOGUE, s=static_private
         )
         super().__init__(handshake, config, now)
-        # Tells whether an agent's static public key may connect (known, not revoked).
+        # Decides whether an agent key may connect; None: ask through an event.
         self._authorize = authorize
+        # The agent's parameters while its authorization is pending.
+        self._pending_params: ClientParams | None = None
 
     def _receive_handshake(self, frame: bytes, now: float) -> None:
         handshake = self._handshake
         assert handshake is not None
+        if self._pending_params is not None:
+            raise HandshakeError(
+                "frame before the handshake completed", close_code=CloseCode.PROTOCOL_ERROR
+            )
         if len(frame) > _MAX_NOISE_MESSAGE:
             raise HandshakeError(
                 "handshake message too long", close_code=CloseCode.HANDSHAKE_FAILED
@@ -667,20 +696,32 @@ class ServerConnection(Connection):
                 f"expected ClientParams, got {type(params).__name__}",
                 close_code=CloseCode.HANDSHAKE_FAILED,
             )
-        remote = handshake.remote_static
-        assert remote is not None
-        if not self._authorize(remote):
-            raise HandshakeError(
-                "agent key is unknown or revoked", close_code=CloseCode.UNKNOWN_PEER
-            )
-        common = set(params.versions) & set(self.config.versions)
-        if not common:
+        if not set(params.versions) & set(self.config.versions):
             raise HandshakeError(
                 f"no common protocol version: agent speaks {sorted(params.versions)}, "
                 f"console speaks {sorted(self.config.versions)}",
                 close_code=CloseCode.VERSION_MISMATCH,
             )
-        version = max(common)
+        remote = handshake.remote_static
+        assert remote is not None
+        self._pending_params = params
+        if self._authorize is None:
+            self._events.append(AuthorizationRequested(remote, params))
+        elif self._authorize(remote, params):
+            self.accept_peer(now)
+        else:
+            raise HandshakeError(
+                "agent key is unknown or revoked", close_code=CloseCode.UNKNOWN_PEER
+            )
+
+    def accept_peer(self, now: float) -> None:
+        """Let the agent in: answer its handshake and open the channel."""
+        params = self._pending_params
+        handshake = self._handshake
+        if params is None or handshake is None or self.state is not State.HANDSHAKE:
+            raise LocalProtocolError("no authorization is pending")
+        self._pending_params = None
+        version = max(set(params.versions) & set(self.config.versions))
         reply = ServerParams(
             version=version,
             console_version=self.config.software_version,
@@ -690,3 +731,11 @@ class ServerConnection(Connection):
         self._outgoing.append(handshake.write_message(self._send_codec.encode(reply)))
         self._last_sent = now
         self._open(version, params.max_message_size, params.agent_version, reply.heartbeat_interval)
+
+    def refuse_peer(self, code: int, reason: str, now: float) -> None:
+        """Turn the agent away with a close code and a reason it will see."""
+        if self._pending_params is None or self.state is not State.HANDSHAKE:
+            raise LocalProtocolError("no authorization is pending")
+        self._pending_params = None
+        self.error = HandshakeError(reason, close_code=code)
+        self.close(code, reason, now=now)

@@ -95,6 +95,7 @@ Seconds = Annotated[float, Meta(ge=0.0, le=1e12)]
 Timestamp = Annotated[float, Meta(ge=0.0, le=1e11)]  # seconds since the epoch
 Percent = Annotated[float, Meta(ge=0.0, le=100.0)]
 Chunk = Annotated[bytes, Meta(max_length=1 << 20)]
+Token = Annotated[str, Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class _Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,6 +157,9 @@ class ClientParams(_Message, frozen=True, tag="client_params"):
     versions: Annotated[list[Annotated[int, Meta(ge=1, le=65535)]], Meta(max_length=16)]
     agent_version: Name = ""
     max_message_size: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 << 20
+    # A one-time enrollment token: present only when an agent enrolls its new key.
+    # It travels encrypted to the console's pinned key, never in clear.
+    enrollment_token: Token | None = None
 
 
 class ServerParams(_Message, frozen=True, tag="server_params"):

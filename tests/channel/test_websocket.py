@@ -35,6 +35,12 @@ class Console:
         self.known = {AGENT_PUB}
         self.port = 0
 
+    async def authorize(self, key: bytes, params: m.ClientParams) -> bool:
+        await asyncio.sleep(0)  # as a database lookup would
+        if params.enrollment_token == "spent-token-0123456789":
+            raise HandshakeError("enrollment token already used", close_code=CloseCode.UNKNOWN_PEER)
+        return key in self.known
+
     async def handle(self, channel: Channel) -> None:
         self.channels.put_nowait(channel)
         if self.handler is not None:
@@ -55,7 +61,7 @@ async def console() -> AsyncIterator[Console]:
         "127.0.0.1",
         0,
         CONSOLE_KEY,
-        lambda key: key in state.known,
+        state.authorize,
         config=ChannelConfig(keepalive_interval=0.2, idle_timeout=1.0),
     )
     state.port = next(iter(server.sockets)).getsockname()[1]
@@ -112,6 +118,16 @@ async def test_unknown_agent_is_refused(console: Console) -> None:
         await asyncio.wait_for(connect(console.uri, stranger, CONSOLE_PUB), 5)
     assert info.value.close_code == CloseCode.UNKNOWN_PEER
     assert console.channels.empty()
+
+
+async def test_refusal_reason_reaches_the_agent(console: Console) -> None:
+    stranger = crypto.generate_private_key()
+    with pytest.raises(HandshakeError, match="enrollment token already used") as info:
+        await asyncio.wait_for(
+            connect(console.uri, stranger, CONSOLE_PUB, enrollment_token="spent-token-0123456789"),
+            5,
+        )
+    assert info.value.close_code == CloseCode.UNKNOWN_PEER
 
 
 async def test_console_closing_reaches_the_agent(console: Console) -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
 from deskside.protocol.connection import (
+    AuthorizationRequested,
     ChannelConfig,
     ClientConnection,
     CloseCode,
@@ -47,7 +48,7 @@ def make_pair(
     *,
     client_config: ChannelConfig | None = None,
     server_config: ChannelConfig | None = None,
-    authorize: Callable[[bytes], bool] = lambda key: key == AGENT_PUB,
+    authorize: Callable[[bytes, m.ClientParams], bool] = lambda key, _: key == AGENT_PUB,
     pinned: bytes = CONSOLE_PUB,
 ) -> tuple[ClientConnection, ServerConnection]:
     client = ClientConnection(AGENT_KEY, pinned, now, client_config)
@@ -91,7 +92,7 @@ def terminated(events: list[Event]) -> ConnectionTerminated:
 def test_handshake_opens_both_sides_and_authenticates_the_agent() -> None:
     seen: list[bytes] = []
 
-    def authorize(key: bytes) -> bool:
+    def authorize(key: bytes, params: m.ClientParams) -> bool:
         seen.append(key)
         return True
 
@@ -123,7 +124,7 @@ def test_wrong_console_key_fails_the_handshake() -> None:
 
 
 def test_unknown_agent_key_is_refused() -> None:
-    client, server = make_pair(authorize=lambda key: False)
+    client, server = make_pair(authorize=lambda key, _: False)
     pump(client, server)
     assert server.close_code == CloseCode.UNKNOWN_PEER
     assert server.close_transport
@@ -429,3 +430,58 @@ def test_real_time_values_work() -> None:
     pump(client, server, now)
     assert client.state is State.OPEN
     assert client.get_timer() == pytest.approx(now + 20.0)
+
+
+# -- Deferred authorization (the console asks its database) ---------------------------------
+
+
+def test_deferred_authorization_accept() -> None:
+    client = ClientConnection(
+        AGENT_KEY, CONSOLE_PUB, 0.0, ChannelConfig(), enrollment_token="t" * 32
+    )
+    server = ServerConnection(CONSOLE_KEY, None, 0.0)
+    pump(client, server)
+    (request,) = server.events_received()
+    assert isinstance(request, AuthorizationRequested)
+    assert request.remote_static == AGENT_PUB
+    assert request.params.enrollment_token == "t" * 32
+    assert server.state is State.HANDSHAKE
+    server.receive_data(b"early", 0.0)  # nothing may come before the answer
+    assert server.close_code == CloseCode.PROTOCOL_ERROR
+
+
+def test_deferred_authorization_accept_then_open() -> None:
+    client = ClientConnection(AGENT_KEY, CONSOLE_PUB, 0.0)
+    server = ServerConnection(CONSOLE_KEY, None, 0.0)
+    pump(client, server)
+    assert isinstance(server.events_received()[0], AuthorizationRequested)
+    server.accept_peer(0.5)
+    pump(client, server)
+    assert client.state is server.state is State.OPEN
+    assert client.events_received()[0] == HandshakeComplete(
+        version=1, remote_static=CONSOLE_PUB, peer_software_version="", heartbeat_interval=30.0
+    )
+    with pytest.raises(LocalProtocolError):
+        server.accept_peer(0.5)
+
+
+def test_deferred_authorization_refuse_with_reason() -> None:
+    client = ClientConnection(AGENT_KEY, CONSOLE_PUB, 0.0)
+    server = ServerConnection(CONSOLE_KEY, None, 0.0)
+    pump(client, server)
+    server.events_received()
+    server.refuse_peer(CloseCode.UNKNOWN_PEER, "enrollment token expired", 0.0)
+    event = terminated(server.events_received())
+    assert (event.code, event.reason) == (CloseCode.UNKNOWN_PEER, "enrollment token expired")
+    assert server.close_transport
+    assert not server.data_to_send()  # no channel yet: the WebSocket close says it
+
+
+def test_pending_authorization_times_out() -> None:
+    client = ClientConnection(AGENT_KEY, CONSOLE_PUB, 0.0)
+    server = ServerConnection(CONSOLE_KEY, None, 0.0)
+    pump(client, server)
+    server.handle_timer(10.0)
+    assert server.close_code == CloseCode.HANDSHAKE_TIMEOUT
+    with pytest.raises(LocalProtocolError):
+        server.accept_peer(10.0)
