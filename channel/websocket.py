@@ -8,6 +8,7 @@ itself alive with encrypted pings, which a proxy cannot fake.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from deskside.protocol.connection import (
     ServerConnection,
     max_frame_size,
 )
+from deskside.protocol.enrollment import certificate_fingerprint
 from deskside.protocol.errors import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -87,14 +89,25 @@ async def connect(
     ssl: ssl_module.SSLContext | None = None,
     open_timeout: float = 10.0,
     enrollment_token: str | None = None,
+    tls_fingerprint: str | None = None,
 ) -> Channel:
     """Open a channel to the console at ``uri`` (the agent's side).
 
     Raises ``ConnectionClosedError`` when the WebSocket cannot be opened and
     ``HandshakeError`` when the console is not the pinned one or refuses this agent.
     ``enrollment_token`` is given once, when the agent enrolls its new key.
+
+    With ``tls_fingerprint`` (SHA-256 of the console's certificate, hex) a ``wss://``
+    connection accepts exactly that certificate, self-signed or not, and nothing
+    else; without it the system's trust store decides. Either way the Noise
+    handshake, not TLS, is what authenticates the console.
     """
     config = config or ChannelConfig()
+    if ssl is None and uri.startswith("wss://"):
+        ssl = ssl_module.create_default_context()
+        if tls_fingerprint is not None:
+            ssl.check_hostname = False
+            ssl.verify_mode = ssl_module.CERT_NONE  # the fingerprint is checked below
     try:
         websocket = await ws_connect(
             uri,
@@ -108,6 +121,17 @@ async def connect(
         raise ConnectionClosedError(
             CloseCode.ABNORMAL, f"cannot open a WebSocket to {uri}: {exc}", by_peer=True
         ) from exc
+    if tls_fingerprint is not None:
+        ssl_object = websocket.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der is None or not hmac.compare_digest(
+            certificate_fingerprint(der), tls_fingerprint.lower()
+        ):
+            await websocket.close(CloseCode.HANDSHAKE_FAILED, "TLS certificate not pinned")
+            raise HandshakeError(
+                "the console's TLS certificate is not the one pinned at enrollment",
+                close_code=CloseCode.HANDSHAKE_FAILED,
+            )
     loop = asyncio.get_running_loop()
     connection = ClientConnection(
         static_private, server_public, loop.time(), config, enrollment_token=enrollment_token

@@ -15,12 +15,17 @@ raises :class:`~deskside.protocol.errors.DecryptionError`.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
+import ipaddress
 import struct
 from typing import Final, Literal, TypeAlias, overload
 
+from cryptography import x509
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -45,6 +50,7 @@ __all__ = [
     "hash",
     "hkdf",
     "hmac_hash",
+    "make_self_signed_certificate",
     "public_key",
 ]
 
@@ -182,3 +188,46 @@ def hkdf(
     if num_outputs == 2:
         return output1, output2
     return output1, output2, hmac_hash(temp_key, output2 + b"\x03")
+
+
+def make_self_signed_certificate(
+    names: list[str], *, days: int = 3650
+) -> tuple[bytes, bytes, bytes]:
+    """A self-signed TLS certificate for ``names`` (host names or IP addresses).
+
+    Returns ``(certificate PEM, private key PEM, certificate DER)``; the key is an
+    unencrypted PKCS#8 P-256 key, for the console to keep in a file only it reads.
+    """
+    if not names:
+        raise LocalProtocolError("a certificate needs at least one name")
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0][:64])])
+    alt_names: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt_names.append(x509.DNSName(name))
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key_pem,
+        certificate.public_bytes(serialization.Encoding.DER),
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import websockets
@@ -15,6 +17,7 @@ from deskside.channel import Channel, connect, serve
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
 from deskside.protocol.connection import ChannelConfig, CloseCode
+from deskside.protocol.enrollment import certificate_fingerprint
 from deskside.protocol.errors import ConnectionClosedError, ConnectionClosedOK, HandshakeError
 
 AGENT_KEY = crypto.generate_private_key()
@@ -176,6 +179,37 @@ async def test_garbage_and_text_frames_close_with_a_code(console: Console) -> No
             await asyncio.wait_for(raw.recv(), 5)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == CloseCode.PROTOCOL_ERROR
+
+
+@pytest.fixture
+async def tls_console(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """A console behind TLS with a self-signed certificate: (uri, fingerprint)."""
+    cert_pem, key_pem, der = crypto.make_self_signed_certificate(["127.0.0.1", "localhost"])
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    state = Console()
+    server = await serve(state.handle, "127.0.0.1", 0, CONSOLE_KEY, state.authorize, ssl=context)
+    port = next(iter(server.sockets)).getsockname()[1]
+    async with server:
+        yield f"wss://127.0.0.1:{port}/agent", certificate_fingerprint(der)
+
+
+async def test_tls_with_the_pinned_certificate(tls_console: tuple[str, str]) -> None:
+    uri, fingerprint = tls_console
+    channel = await connect(uri, AGENT_KEY, CONSOLE_PUB, tls_fingerprint=fingerprint)
+    await channel.send(HELLO)
+    await channel.close()
+
+
+async def test_tls_with_another_certificate_is_refused(tls_console: tuple[str, str]) -> None:
+    uri, _ = tls_console
+    with pytest.raises(HandshakeError, match="not the one pinned"):
+        await connect(uri, AGENT_KEY, CONSOLE_PUB, tls_fingerprint="0" * 64)
+    # And without a pin, a self-signed certificate fails the system trust store.
+    with pytest.raises(ConnectionClosedError, match="cannot open"):
+        await connect(uri, AGENT_KEY, CONSOLE_PUB)
 
 
 async def test_connection_refused_is_a_closed_error() -> None:
