@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# Real components the tests start themselves: PostgreSQL (tests/postgres.py).
+need_debs postgresql
 ensure_venv test
 
 .venv/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Diagnostics snapshots of this machine."""

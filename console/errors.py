@@ -1,0 +1,71 @@
+"""The console's exceptions, under the project's one root (``DesksideError``).
+
+::
+
+    DesksideError
+     └── ConsoleError
+          ├── NotFound            no such ticket, device, snapshot, ...      (404)
+          ├── InvalidRequest      a value is not allowed                      (400/422)
+          ├── Conflict            the request clashes with the state: a
+          │                       closed ticket, an offline device, ...       (409)
+          ├── Unauthorized        no or bad credentials                       (401)
+          ├── Forbidden           credentials lack the scope or role          (403)
+          └── EnrollmentRefused   an enrollment token is unknown, spent or
+                                  expired
+"""
+
+from __future__ import annotations
+
+from deskside.protocol.errors import DesksideError
+
+__all__ = [
+    "Conflict",
+    "ConsoleError",
+    "EnrollmentRefused",
+    "Forbidden",
+    "InvalidRequest",
+    "NotFound",
+    "Unauthorized",
+]
+
+
+class ConsoleError(DesksideError):
+    """Something the console refuses to do; the message is safe to show to the caller."""
+
+    status_code = 400
+
+
+class NotFound(ConsoleError):
+    """The named object does not exist."""
+
+    status_code = 404
+
+
+class InvalidRequest(ConsoleError):
+    """A value in the request is not allowed."""
+
+    status_code = 400
+
+
+class Conflict(ConsoleError):
+    """The request cannot be done in the object's present state."""
+
+    status_code = 409
+
+
+class Unauthorized(ConsoleError):
+    """Missing or invalid credentials."""
+
+    status_code = 401
+
+
+class Forbidden(ConsoleError):
+    """Valid credentials without the right to do this."""
+
+    status_code = 403
+
+
+class EnrollmentRefused(ConsoleError):
+    """An agent's enrollment token is unknown, spent or expired."""
+
+    status_code = 403

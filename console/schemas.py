@@ -1,0 +1,177 @@
+"""What the console's API takes and gives: msgspec Structs, also its OpenAPI schema.
+
+The store returns these views, the REST API returns them as JSON, and the CLI
+prints them, so all three agree on every field.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .store.models import TicketStatus
+
+__all__ = [
+    "ApiTokenCreated",
+    "AttachDiagnostics",
+    "DeviceView",
+    "EnrollmentTokenCreated",
+    "EventView",
+    "NewNote",
+    "NewTicket",
+    "SnapshotInfo",
+    "SnapshotView",
+    "TicketChanges",
+    "TicketDetail",
+    "TicketView",
+]
+
+Level = Annotated[int, Meta(ge=1, le=3, description="1 = high, 2 = medium, 3 = low")]
+Title = Annotated[str, Meta(min_length=1, max_length=256)]
+Body = Annotated[str, Meta(min_length=1, max_length=65536)]
+ShortName = Annotated[str, Meta(max_length=128)]
+
+
+class NewTicket(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A ticket to open."""
+
+    title: Title
+    description: Body
+    requester: Annotated[str, Meta(max_length=256)] = ""
+    device_id: Annotated[str, Meta(max_length=32)] | None = None
+    category: Annotated[str, Meta(max_length=64)] = ""
+    impact: Level = 3
+    urgency: Level = 2
+    group: ShortName | None = None
+
+
+class TicketChanges(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Fields of a ticket to change; absent fields stay as they are."""
+
+    title: Title | None = None
+    status: TicketStatus | None = None
+    assignee: Annotated[str, Meta(max_length=64)] | None = None
+    group: ShortName | None = None
+    category: Annotated[str, Meta(max_length=64)] | None = None
+    impact: Level | None = None
+    urgency: Level | None = None
+
+
+class NewNote(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A note for a ticket's timeline."""
+
+    text: Body
+
+
+class AttachDiagnostics(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Attach diagnostics to a ticket: the device's latest snapshot, or a fresh one."""
+
+    fresh: bool = False
+    timeout: Annotated[float, Meta(gt=0, le=120)] = 30.0
+
+
+class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
+    """An enrolled device."""
+
+    id: str
+    hostname: str
+    os_family: str
+    os_name: str
+    os_release: str
+    arch: str
+    agent_version: str
+    group: str | None
+    enrolled_at: datetime.datetime
+    online: bool
+    last_seen: datetime.datetime | None
+    metrics: dict[str, Any] | None
+    revoked: bool
+    public_key: str  # base64
+
+
+class SnapshotInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot without its content."""
+
+    id: int
+    device_id: str
+    taken_at: datetime.datetime
+    received_at: datetime.datetime
+    schema: int
+
+
+class SnapshotView(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot with its content (see ``deskside.protocol.messages.Snapshot``)."""
+
+    id: int
+    device_id: str
+    taken_at: datetime.datetime
+    received_at: datetime.datetime
+    schema: int
+    snapshot: dict[str, Any]
+
+
+class EventView(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of a ticket's timeline."""
+
+    id: int
+    at: datetime.datetime
+    kind: Literal["created", "diagnostics", "status", "note", "assignment", "change"] | str
+    actor: str
+    data: dict[str, Any]
+    snapshot_id: int | None = None
+
+
+class TicketView(msgspec.Struct, frozen=True, kw_only=True):
+    """A ticket's fields."""
+
+    id: int
+    title: str
+    description: str
+    requester: str
+    device_id: str | None
+    category: str
+    impact: int
+    urgency: int
+    priority: int
+    status: TicketStatus
+    assignee: str | None
+    group: str | None
+    source: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    response_due: datetime.datetime
+    resolution_due: datetime.datetime
+    first_response_at: datetime.datetime | None
+    resolved_at: datetime.datetime | None
+    closed_at: datetime.datetime | None
+    reopen_count: int
+
+
+class TicketDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """A ticket with its whole timeline, oldest first."""
+
+    ticket: TicketView
+    timeline: list[EventView]
+
+
+class EnrollmentTokenCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new enrollment token; the token itself is shown this once."""
+
+    id: int
+    token: str
+    expires_at: datetime.datetime
+    uses: int
+    group: str | None
+
+
+class ApiTokenCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new API token; the token itself is shown this once."""
+
+    id: int
+    name: str
+    token: str
+    scopes: list[str]
+    expires_at: datetime.datetime | None

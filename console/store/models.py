@@ -1,0 +1,241 @@
+"""The console's tables, as SQLAlchemy 2 typed ORM classes.
+
+Every change to these classes comes with an Alembic migration in
+``deskside.console.migrations.versions``; a test checks that the models and the
+migrated schema agree.
+
+Secrets are never stored: enrollment tokens and API tokens are kept as SHA-256
+hashes (they are long random strings, so a plain hash is enough to look them up
+and useless to a thief), passwords as argon2 hashes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Device",
+    "EnrollmentToken",
+    "Role",
+    "Snapshot",
+    "Ticket",
+    "TicketEvent",
+    "TicketStatus",
+    "User",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime.datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no time zone; PostgreSQL does. This makes both give the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(datetime.UTC)
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of the console's tables, with constraint names Alembic can rely on."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class TicketStatus(enum.StrEnum):
+    """Where a ticket is in its life."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    WAITING_ON_USER = "waiting_on_user"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+
+
+class Role(enum.StrEnum):
+    """What a technician account may do."""
+
+    ADMIN = "admin"
+    TECHNICIAN = "technician"
+
+
+class EnrollmentToken(Base):
+    """A token that lets new agents enroll, a limited number of times, until it expires."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    uses_left: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    group_name: Mapped[str | None] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class Device(Base):
+    """An enrolled agent, known by its static public key."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    hostname: Mapped[str] = mapped_column(String(256), default="")
+    os_family: Mapped[str] = mapped_column(String(16), default="")
+    os_name: Mapped[str] = mapped_column(String(256), default="")
+    os_release: Mapped[str] = mapped_column(String(256), default="")
+    arch: Mapped[str] = mapped_column(String(64), default="")
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    group_name: Mapped[str | None] = mapped_column(String(128))
+    enrolled_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    enrollment_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollment_tokens.id", ondelete="SET NULL")
+    )
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # The latest heartbeat's metrics, as sent (a small JSON object).
+    metrics: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Snapshot(Base):
+    """One diagnostics snapshot of a device, kept as the agent encoded it."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (Index("ix_snapshots_device_taken", "device_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    taken_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    schema: Mapped[int] = mapped_column(Integer)
+    # MessagePack of deskside.protocol.messages.Snapshot.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # Attached to a ticket: kept for good, never pruned with the device's history.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    """A technician or administrator account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """A scoped token for a ticket system or script using the REST API."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Ticket(Base):
+    """A help-desk ticket; its history is in ``TicketEvent`` rows."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_status_priority", "status", "priority"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(256), default="")
+    device_id: Mapped[str | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    category: Mapped[str] = mapped_column(String(64), default="")
+    impact: Mapped[int] = mapped_column(Integer)
+    urgency: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    group_name: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))
+    # The agent's help-request id: the same request filed twice is one ticket.
+    help_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    response_due: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    resolution_due: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    first_response_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TicketEvent(Base):
+    """One entry of a ticket's timeline: who did what, when."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    # Who: "user:alice", "api:rt-sync", "agent:d1234...", "system".
+    actor: Mapped[str] = mapped_column(String(160))
+    data: Mapped[dict[str, object]] = mapped_column(JSON)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id", ondelete="SET NULL"))

@@ -1,0 +1,865 @@
+"""The console's storage: every read and write of the database goes through ``Store``.
+
+SQLite (embedded, the default) and PostgreSQL are both supported through
+SQLAlchemy's asyncio layer (aiosqlite, asyncpg). The schema is created and
+upgraded by Alembic (``deskside.console.store.migrate``), never by ``create_all``.
+
+Each public method is one transaction. Methods return the frozen views of
+``deskside.console.schemas``, never ORM objects, so nothing outside this module
+holds a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import argon2
+import msgspec
+from sqlalchemy import delete, event, func, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from deskside.console.errors import (
+    Conflict,
+    EnrollmentRefused,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
+from deskside.console.policy import Policy
+from deskside.console.schemas import (
+    ApiTokenCreated,
+    DeviceView,
+    EnrollmentTokenCreated,
+    EventView,
+    NewTicket,
+    SnapshotInfo,
+    SnapshotView,
+    TicketChanges,
+    TicketDetail,
+    TicketView,
+)
+from deskside.protocol import messages as m
+from deskside.protocol.enrollment import device_id as device_id_for
+
+from .models import (
+    ApiToken,
+    Device,
+    EnrollmentToken,
+    Role,
+    Snapshot,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+    User,
+)
+
+__all__ = ["SCOPES", "TRANSITIONS", "ApiIdentity", "Store", "database_url", "utcnow"]
+
+# What an API token may be allowed to do.
+SCOPES: Final = frozenset({"tickets:read", "tickets:write", "devices:read", "devices:write"})
+
+# Snapshots kept per device, beyond those attached to tickets.
+SNAPSHOT_HISTORY: Final = 20
+
+_OPEN_STATES: Final = frozenset(
+    {
+        TicketStatus.NEW,
+        TicketStatus.ASSIGNED,
+        TicketStatus.IN_PROGRESS,
+        TicketStatus.WAITING_ON_USER,
+        TicketStatus.REOPENED,
+    }
+)
+
+# Allowed status changes: from -> to.
+TRANSITIONS: Final[Mapping[TicketStatus, frozenset[TicketStatus]]] = {
+    TicketStatus.NEW: frozenset(
+        {
+            TicketStatus.ASSIGNED,
+            TicketStatus.IN_PROGRESS,
+            TicketStatus.WAITING_ON_USER,
+            TicketStatus.RESOLVED,
+            TicketStatus.CLOSED,
+        }
+    ),
+    TicketStatus.ASSIGNED: frozenset(
+        {TicketStatus.IN_PROGRESS, TicketStatus.WAITING_ON_USER, TicketStatus.RESOLVED}
+    ),
+    TicketStatus.IN_PROGRESS: frozenset(
+        {TicketStatus.ASSIGNED, TicketStatus.WAITING_ON_USER, TicketStatus.RESOLVED}
+    ),
+    TicketStatus.WAITING_ON_USER: frozenset(
+        {TicketStatus.IN_PROGRESS, TicketStatus.ASSIGNED, TicketStatus.RESOLVED}
+    ),
+    TicketStatus.RESOLVED: frozenset({TicketStatus.CLOSED, TicketStatus.REOPENED}),
+    TicketStatus.CLOSED: frozenset({TicketStatus.REOPENED}),
+    TicketStatus.REOPENED: frozenset(
+        {
+            TicketStatus.ASSIGNED,
+            TicketStatus.IN_PROGRESS,
+            TicketStatus.WAITING_ON_USER,
+            TicketStatus.RESOLVED,
+        }
+    ),
+}
+
+_password_hasher = argon2.PasswordHasher()
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(m.Snapshot)
+
+
+def utcnow() -> datetime.datetime:
+    """The current time, in UTC, timezone-aware."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _is_open(status: str) -> bool:
+    return status in _OPEN_STATES
+
+
+def database_url(url: str) -> URL:
+    """The SQLAlchemy URL with the async driver: sqlite -> aiosqlite, postgresql -> asyncpg."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidRequest(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise InvalidRequest(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+class ApiIdentity(msgspec.Struct, frozen=True):
+    """Who is calling the API, and what they may do."""
+
+    actor: str
+    scopes: frozenset[str]
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # The driver's own BEGIN is off: _begin_immediate emits the one SQLite needs.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    # SQLite ignores SELECT ... FOR UPDATE; taking the write lock when the
+    # transaction begins makes read-then-write (spending a token, changing a
+    # ticket's status) as safe as row locks are on PostgreSQL.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    """Async access to the console's database."""
+
+    def __init__(self, engine: AsyncEngine, policy: Policy | None = None) -> None:
+        self.engine = engine
+        # Priority matrix and SLA targets for new and changed tickets.
+        self.policy = policy or Policy()
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def connect(cls, url: str, policy: Policy | None = None) -> Store:
+        """A store on the database at ``url`` (already migrated; see ``migrate``)."""
+        engine = create_async_engine(database_url(url), pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", _begin_immediate)
+        return cls(engine, policy)
+
+    async def close(self) -> None:
+        """Close every database connection."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self._transaction() as session:
+            await session.execute(select(1))
+
+    # -- Enrollment and devices -----------------------------------------------------------
+
+    async def create_enrollment_token(
+        self,
+        *,
+        ttl: datetime.timedelta,
+        uses: int,
+        group: str | None,
+        created_by: str,
+    ) -> EnrollmentTokenCreated:
+        """A new enrollment token, valid ``uses`` times until ``ttl`` from now."""
+        if not 1 <= uses <= 100_000:
+            raise InvalidRequest("uses must be between 1 and 100000")
+        if not datetime.timedelta(minutes=1) <= ttl <= datetime.timedelta(days=365):
+            raise InvalidRequest("ttl must be between 1 minute and 365 days")
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        row = EnrollmentToken(
+            token_hash=_hash_secret(token),
+            created_at=now,
+            expires_at=now + ttl,
+            uses_left=uses,
+            uses=0,
+            group_name=group,
+            created_by=created_by,
+        )
+        async with self._transaction() as session:
+            session.add(row)
+            await session.flush()
+            return EnrollmentTokenCreated(
+                id=row.id, token=token, expires_at=row.expires_at, uses=uses, group=group
+            )
+
+    async def enroll(self, public_key: bytes, token: str) -> DeviceView:
+        """Register ``public_key`` as a device, spending one use of ``token``.
+
+        A key enrolled before is enrolled again (same device), unless revoked.
+        Raises ``EnrollmentRefused`` with a reason the agent is shown.
+        """
+        now = utcnow()
+        async with self._transaction() as session:
+            row = (
+                await session.execute(
+                    select(EnrollmentToken)
+                    .where(EnrollmentToken.token_hash == _hash_secret(token))
+                    .with_for_update()
+                )
+            ).scalar_one_or_none()
+            if row is None or not hmac.compare_digest(row.token_hash, _hash_secret(token)):
+                raise EnrollmentRefused("unknown enrollment token")
+            if row.expires_at <= now:
+                raise EnrollmentRefused("enrollment token expired")
+            if row.uses_left <= 0:
+                raise EnrollmentRefused("enrollment token already used")
+            device = (
+                await session.execute(select(Device).where(Device.public_key == public_key))
+            ).scalar_one_or_none()
+            if device is not None and device.revoked_at is not None:
+                raise EnrollmentRefused("this device was revoked")
+            row.uses_left -= 1
+            row.uses += 1
+            if device is None:
+                device = Device(
+                    id=device_id_for(public_key),
+                    public_key=public_key,
+                    group_name=row.group_name,
+                    enrolled_at=now,
+                    enrollment_token_id=row.id,
+                    online=False,
+                )
+                session.add(device)
+                await session.flush()
+            return _device_view(device)
+
+    async def device_for_key(self, public_key: bytes) -> DeviceView | None:
+        """The device with this key, if it is enrolled and not revoked."""
+        async with self._transaction() as session:
+            device = (
+                await session.execute(select(Device).where(Device.public_key == public_key))
+            ).scalar_one_or_none()
+            if device is None or device.revoked_at is not None:
+                return None
+            return _device_view(device)
+
+    async def record_hello(self, device_id: str, hello: m.Hello) -> None:
+        """Update what the device says it is; mark it online."""
+        async with self._transaction() as session:
+            device = await _get(session, Device, device_id)
+            device.hostname = hello.os.hostname[:256]
+            device.os_family = str(hello.os.family)
+            device.os_name = hello.os.name[:256]
+            device.os_release = hello.os.release[:256]
+            device.arch = hello.os.arch[:64]
+            device.agent_version = hello.agent_version[:64]
+            device.online = True
+            device.last_seen = utcnow()
+
+    async def set_online(self, device_id: str, online: bool) -> None:
+        """Mark a device connected or not."""
+        async with self._transaction() as session:
+            await session.execute(
+                update(Device)
+                .where(Device.id == device_id)
+                .values(online=online, last_seen=utcnow())
+            )
+
+    async def mark_all_offline(self) -> None:
+        """At start-up: nothing is connected yet, whatever an earlier run left."""
+        async with self._transaction() as session:
+            await session.execute(update(Device).values(online=False))
+
+    async def record_heartbeats(
+        self, beats: Mapping[str, tuple[datetime.datetime, dict[str, Any] | None]]
+    ) -> None:
+        """Store many devices' last-seen times and metrics in one transaction."""
+        if not beats:
+            return
+        async with self._transaction() as session:
+            for device_id, (seen, metrics) in beats.items():
+                await session.execute(
+                    update(Device)
+                    .where(Device.id == device_id)
+                    .values(last_seen=seen, metrics=metrics, online=True)
+                )
+
+    async def revoke_device(self, device_id: str) -> DeviceView:
+        """Revoke a device: its key is refused from now on."""
+        async with self._transaction() as session:
+            device = await _get(session, Device, device_id)
+            if device.revoked_at is None:
+                device.revoked_at = utcnow()
+                device.online = False
+            return _device_view(device)
+
+    async def list_devices(self) -> list[DeviceView]:
+        """Every enrolled device, by host name."""
+        async with self._transaction() as session:
+            rows = (
+                await session.execute(select(Device).order_by(Device.hostname, Device.id))
+            ).scalars()
+            return [_device_view(device) for device in rows]
+
+    async def get_device(self, device_id: str) -> DeviceView:
+        """One device; ``NotFound`` if there is none with that id."""
+        async with self._transaction() as session:
+            return _device_view(await _get(session, Device, device_id))
+
+    # -- Snapshots -----------------------------------------------------------------------
+
+    async def add_snapshot(self, device_id: str, snapshot: m.Snapshot) -> SnapshotInfo:
+        """Keep a snapshot; prune the device's unpinned history to its last ones."""
+        now = utcnow()
+        row = Snapshot(
+            device_id=device_id,
+            taken_at=datetime.datetime.fromtimestamp(snapshot.taken_at, datetime.UTC),
+            received_at=now,
+            schema=snapshot.schema,
+            data=_snapshot_encoder.encode(snapshot),
+            pinned=False,
+        )
+        async with self._transaction() as session:
+            await _get(session, Device, device_id)
+            session.add(row)
+            await session.flush()
+            keep = (
+                select(Snapshot.id)
+                .where(Snapshot.device_id == device_id, Snapshot.pinned.is_(False))
+                .order_by(Snapshot.id.desc())
+                .limit(SNAPSHOT_HISTORY)
+            )
+            await session.execute(
+                delete(Snapshot).where(
+                    Snapshot.device_id == device_id,
+                    Snapshot.pinned.is_(False),
+                    Snapshot.id.not_in(keep.scalar_subquery()),
+                )
+            )
+            return _snapshot_info(row)
+
+    async def list_snapshots(self, device_id: str) -> list[SnapshotInfo]:
+        """A device's snapshots, newest first."""
+        async with self._transaction() as session:
+            await _get(session, Device, device_id)
+            rows = (
+                await session.execute(
+                    select(Snapshot)
+                    .where(Snapshot.device_id == device_id)
+                    .order_by(Snapshot.id.desc())
+                )
+            ).scalars()
+            return [_snapshot_info(row) for row in rows]
+
+    async def get_snapshot(self, snapshot_id: int) -> SnapshotView:
+        """One snapshot with its content."""
+        async with self._transaction() as session:
+            row = await _get(session, Snapshot, snapshot_id)
+            return _snapshot_view(row)
+
+    async def latest_snapshot(self, device_id: str) -> SnapshotInfo | None:
+        """The device's newest snapshot, if it has one."""
+        async with self._transaction() as session:
+            row = (
+                await session.execute(
+                    select(Snapshot)
+                    .where(Snapshot.device_id == device_id)
+                    .order_by(Snapshot.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return None if row is None else _snapshot_info(row)
+
+    # -- Users and API tokens ---------------------------------------------------------------
+
+    async def add_user(
+        self, username: str, password: str, *, role: Role, display_name: str = ""
+    ) -> None:
+        """Create a technician account; ``Conflict`` if the name is taken."""
+        if (
+            not 1 <= len(username) <= 64
+            or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
+            raise InvalidRequest("a user name is 1-64 letters, digits, '.', '-' or '_'")
+        if len(password) < 12:
+            raise InvalidRequest("a password has at least 12 characters")
+        password_hash = await asyncio.to_thread(_password_hasher.hash, password)
+        try:
+            async with self._transaction() as session:
+                session.add(
+                    User(
+                        username=username,
+                        display_name=display_name,
+                        password_hash=password_hash,
+                        role=str(role),
+                        created_at=utcnow(),
+                        disabled=False,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict(f"user {username!r} exists already") from exc
+
+    async def check_password(self, username: str, password: str) -> str | None:
+        """The user's role if ``password`` is theirs and the account is active."""
+        async with self._transaction() as session:
+            user = (
+                await session.execute(select(User).where(User.username == username))
+            ).scalar_one_or_none()
+        stored = user.password_hash if user is not None else _DUMMY_HASH
+        try:
+            await asyncio.to_thread(_password_hasher.verify, stored, password)
+        except argon2.exceptions.VerificationError:
+            return None
+        if user is None or user.disabled:
+            return None
+        return user.role
+
+    async def user_exists(self, username: str) -> bool:
+        """Whether an account of this name exists (enabled or not)."""
+        async with self._transaction() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(User).where(User.username == username)
+            )
+            return bool(count)
+
+    async def create_api_token(
+        self, name: str, scopes: Iterable[str], *, ttl: datetime.timedelta | None
+    ) -> ApiTokenCreated:
+        """A new API token with these scopes (see ``SCOPES``)."""
+        wanted = sorted(set(scopes))
+        unknown = set(wanted) - SCOPES
+        if not wanted or unknown:
+            raise InvalidRequest(
+                f"scopes must be some of {', '.join(sorted(SCOPES))}"
+                + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+            )
+        if not 1 <= len(name) <= 128:
+            raise InvalidRequest("a token name is 1-128 characters")
+        token = "dsk_" + secrets.token_urlsafe(32)
+        now = utcnow()
+        row = ApiToken(
+            name=name,
+            token_hash=_hash_secret(token),
+            scopes=wanted,
+            created_at=now,
+            expires_at=None if ttl is None else now + ttl,
+        )
+        async with self._transaction() as session:
+            session.add(row)
+            await session.flush()
+            return ApiTokenCreated(
+                id=row.id, name=name, token=token, scopes=wanted, expires_at=row.expires_at
+            )
+
+    async def authenticate_api_token(self, token: str) -> ApiIdentity:
+        """Who holds this API token; ``Unauthorized`` if it is unknown, expired or revoked."""
+        if not token.startswith("dsk_") or len(token) > 128:
+            raise Unauthorized("invalid API token")
+        digest = _hash_secret(token)
+        now = utcnow()
+        async with self._transaction() as session:
+            row = (
+                await session.execute(select(ApiToken).where(ApiToken.token_hash == digest))
+            ).scalar_one_or_none()
+            if row is None or not hmac.compare_digest(row.token_hash, digest):
+                raise Unauthorized("invalid API token")
+            if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+                raise Unauthorized("API token expired or revoked")
+            if row.last_used_at is None or now - row.last_used_at > datetime.timedelta(minutes=1):
+                row.last_used_at = now
+            return ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
+
+    # -- Tickets -------------------------------------------------------------------------
+
+    async def create_ticket(
+        self,
+        new: NewTicket,
+        *,
+        actor: str,
+        source: str,
+        help_request_id: str | None = None,
+        snapshot: m.Snapshot | None = None,
+    ) -> tuple[TicketView, bool]:
+        """Open a ticket (and attach ``snapshot``); ``(ticket, created)``.
+
+        With ``help_request_id``, a request seen before returns its ticket and
+        ``created`` is False: an agent re-sending after a reconnect files one ticket.
+        """
+        if help_request_id is not None:
+            existing = await self._ticket_for_request(help_request_id)
+            if existing is not None:
+                return existing, False
+        now = utcnow()
+        priority = self.policy.priority(new.impact, new.urgency)
+        response_due, resolution_due = self.policy.due(priority, now)
+        snapshot_row = None
+        try:
+            async with self._transaction() as session:
+                if new.device_id is not None:
+                    await _get(session, Device, new.device_id)
+                ticket = Ticket(
+                    title=new.title,
+                    description=new.description,
+                    requester=new.requester,
+                    device_id=new.device_id,
+                    category=new.category,
+                    impact=new.impact,
+                    urgency=new.urgency,
+                    priority=priority,
+                    status=str(TicketStatus.NEW),
+                    assignee=None,
+                    group_name=new.group,
+                    source=source,
+                    help_request_id=help_request_id,
+                    created_at=now,
+                    updated_at=now,
+                    response_due=response_due,
+                    resolution_due=resolution_due,
+                    reopen_count=0,
+                )
+                session.add(ticket)
+                await session.flush()
+                session.add(
+                    TicketEvent(
+                        ticket_id=ticket.id,
+                        at=now,
+                        kind="created",
+                        actor=actor,
+                        data={
+                            "title": new.title,
+                            "source": source,
+                            "priority": priority,
+                            "impact": new.impact,
+                            "urgency": new.urgency,
+                        },
+                    )
+                )
+                if snapshot is not None and new.device_id is not None:
+                    snapshot_row = Snapshot(
+                        device_id=new.device_id,
+                        taken_at=datetime.datetime.fromtimestamp(snapshot.taken_at, datetime.UTC),
+                        received_at=now,
+                        schema=snapshot.schema,
+                        data=_snapshot_encoder.encode(snapshot),
+                        pinned=True,
+                    )
+                    session.add(snapshot_row)
+                    await session.flush()
+                    session.add(_diagnostics_event(ticket.id, now, actor, snapshot_row))
+                return _ticket_view(ticket), True
+        except IntegrityError:
+            if help_request_id is None:
+                raise
+            # The same request arrived twice at once; the other one won.
+            existing = await self._ticket_for_request(help_request_id)
+            if existing is None:
+                raise
+            return existing, False
+
+    async def _ticket_for_request(self, help_request_id: str) -> TicketView | None:
+        async with self._transaction() as session:
+            row = (
+                await session.execute(
+                    select(Ticket).where(Ticket.help_request_id == help_request_id)
+                )
+            ).scalar_one_or_none()
+            return None if row is None else _ticket_view(row)
+
+    async def list_tickets(
+        self,
+        *,
+        statuses: Sequence[TicketStatus] = (),
+        device_id: str | None = None,
+        assignee: str | None = None,
+        priority: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TicketView]:
+        """Tickets matching every filter given, newest first."""
+        query = select(Ticket).order_by(Ticket.id.desc()).limit(limit).offset(offset)
+        if statuses:
+            query = query.where(Ticket.status.in_([str(s) for s in statuses]))
+        if device_id is not None:
+            query = query.where(Ticket.device_id == device_id)
+        if assignee is not None:
+            query = query.where(Ticket.assignee == assignee)
+        if priority is not None:
+            query = query.where(Ticket.priority == priority)
+        async with self._transaction() as session:
+            return [_ticket_view(row) for row in (await session.execute(query)).scalars()]
+
+    async def get_ticket(self, ticket_id: int) -> TicketDetail:
+        """A ticket and its whole timeline."""
+        async with self._transaction() as session:
+            ticket = await _get(session, Ticket, ticket_id)
+            events = (
+                await session.execute(
+                    select(TicketEvent)
+                    .where(TicketEvent.ticket_id == ticket_id)
+                    .order_by(TicketEvent.id)
+                )
+            ).scalars()
+            return TicketDetail(
+                ticket=_ticket_view(ticket), timeline=[_event_view(e) for e in events]
+            )
+
+    async def update_ticket(
+        self, ticket_id: int, changes: TicketChanges, *, actor: str
+    ) -> TicketView:
+        """Change a ticket's fields; each change is recorded on its timeline."""
+        now = utcnow()
+        async with self._transaction() as session:
+            ticket = await _get(session, Ticket, ticket_id, lock=True)
+            events: list[tuple[str, dict[str, object]]] = []
+            if changes.status is not None and changes.status != ticket.status:
+                current = TicketStatus(ticket.status)
+                if changes.status not in TRANSITIONS[current]:
+                    raise Conflict(f"a {current} ticket cannot become {changes.status}")
+                events.append(("status", {"from": ticket.status, "to": str(changes.status)}))
+                ticket.status = str(changes.status)
+                if changes.status == TicketStatus.RESOLVED:
+                    ticket.resolved_at = now
+                elif changes.status == TicketStatus.CLOSED:
+                    ticket.closed_at = now
+                    ticket.resolved_at = ticket.resolved_at or now
+                elif changes.status == TicketStatus.REOPENED:
+                    ticket.reopen_count += 1
+                    ticket.resolved_at = ticket.closed_at = None
+                if changes.status != TicketStatus.REOPENED and ticket.first_response_at is None:
+                    ticket.first_response_at = now
+            if changes.assignee is not None and changes.assignee != (ticket.assignee or ""):
+                assignee = changes.assignee or None
+                if assignee is not None and not await session.scalar(
+                    select(func.count()).select_from(User).where(User.username == assignee)
+                ):
+                    raise InvalidRequest(f"no technician named {assignee!r}")
+                events.append(("assignment", {"from": ticket.assignee, "to": assignee}))
+                ticket.assignee = assignee
+                if assignee is not None and ticket.status in (
+                    TicketStatus.NEW,
+                    TicketStatus.REOPENED,
+                ):
+                    events.append(("status", {"from": ticket.status, "to": "assigned"}))
+                    ticket.status = str(TicketStatus.ASSIGNED)
+                    ticket.first_response_at = ticket.first_response_at or now
+            field_changes: dict[str, object] = {}
+            for name, column in (
+                ("title", "title"),
+                ("group", "group_name"),
+                ("category", "category"),
+            ):
+                value = getattr(changes, name)
+                if value is not None and value != getattr(ticket, column):
+                    field_changes[name] = {"from": getattr(ticket, column), "to": value}
+                    setattr(ticket, column, value)
+            impact = changes.impact if changes.impact is not None else ticket.impact
+            urgency = changes.urgency if changes.urgency is not None else ticket.urgency
+            if (impact, urgency) != (ticket.impact, ticket.urgency):
+                priority = self.policy.priority(impact, urgency)
+                field_changes["priority"] = {"from": ticket.priority, "to": priority}
+                field_changes["impact"] = {"from": ticket.impact, "to": impact}
+                field_changes["urgency"] = {"from": ticket.urgency, "to": urgency}
+                ticket.impact, ticket.urgency, ticket.priority = impact, urgency, priority
+                ticket.response_due, ticket.resolution_due = self.policy.due(
+                    priority, ticket.created_at
+                )
+            if field_changes:
+                events.append(("change", field_changes))
+            if not events:
+                return _ticket_view(ticket)
+            ticket.updated_at = now
+            for kind, data in events:
+                session.add(
+                    TicketEvent(ticket_id=ticket.id, at=now, kind=kind, actor=actor, data=data)
+                )
+            return _ticket_view(ticket)
+
+    async def add_note(self, ticket_id: int, text: str, *, actor: str) -> EventView:
+        """Add a note to a ticket's timeline."""
+        if not 1 <= len(text) <= 65536:
+            raise InvalidRequest("a note is 1-65536 characters")
+        now = utcnow()
+        async with self._transaction() as session:
+            ticket = await _get(session, Ticket, ticket_id, lock=True)
+            ticket.updated_at = now
+            if ticket.first_response_at is None and actor.startswith(("user:", "api:")):
+                ticket.first_response_at = now
+            entry = TicketEvent(
+                ticket_id=ticket_id, at=now, kind="note", actor=actor, data={"text": text}
+            )
+            session.add(entry)
+            await session.flush()
+            return _event_view(entry)
+
+    async def attach_snapshot(self, ticket_id: int, snapshot_id: int, *, actor: str) -> EventView:
+        """Attach a device's snapshot to a ticket; it is then kept for good."""
+        now = utcnow()
+        async with self._transaction() as session:
+            ticket = await _get(session, Ticket, ticket_id, lock=True)
+            snapshot = await _get(session, Snapshot, snapshot_id)
+            if ticket.device_id != snapshot.device_id:
+                raise InvalidRequest("that snapshot is of another device than the ticket's")
+            snapshot.pinned = True
+            ticket.updated_at = now
+            entry = _diagnostics_event(ticket_id, now, actor, snapshot)
+            session.add(entry)
+            await session.flush()
+            return _event_view(entry)
+
+    async def ticket_is_open(self, ticket_id: int) -> bool:
+        """Whether the ticket exists and is not resolved or closed."""
+        async with self._transaction() as session:
+            return _is_open((await _get(session, Ticket, ticket_id)).status)
+
+
+# -- Helpers -----------------------------------------------------------------------------
+
+_DUMMY_HASH: Final = _password_hasher.hash(secrets.token_urlsafe(16))
+
+
+async def _get(session: AsyncSession, model: type[Any], key: object, *, lock: bool = False) -> Any:
+    row = await session.get(model, key, with_for_update=lock)
+    if row is None:
+        name = {Device: "device", Ticket: "ticket", Snapshot: "snapshot"}.get(model, "object")
+        raise NotFound(f"no {name} {key}")
+    return row
+
+
+def _diagnostics_event(
+    ticket_id: int, now: datetime.datetime, actor: str, snapshot: Snapshot
+) -> TicketEvent:
+    return TicketEvent(
+        ticket_id=ticket_id,
+        at=now,
+        kind="diagnostics",
+        actor=actor,
+        data={"taken_at": snapshot.taken_at.isoformat(), "schema": snapshot.schema},
+        snapshot_id=snapshot.id,
+    )
+
+
+def _device_view(device: Device) -> DeviceView:
+    return DeviceView(
+        id=device.id,
+        hostname=device.hostname,
+        os_family=device.os_family,
+        os_name=device.os_name,
+        os_release=device.os_release,
+        arch=device.arch,
+        agent_version=device.agent_version,
+        group=device.group_name,
+        enrolled_at=device.enrolled_at,
+        online=device.online,
+        last_seen=device.last_seen,
+        metrics=device.metrics,
+        revoked=device.revoked_at is not None,
+        public_key=base64.b64encode(device.public_key).decode(),
+    )
+
+
+def _snapshot_info(row: Snapshot) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=row.id,
+        device_id=row.device_id,
+        taken_at=row.taken_at,
+        received_at=row.received_at,
+        schema=row.schema,
+    )
+
+
+def _snapshot_view(row: Snapshot) -> SnapshotView:
+    snapshot = _snapshot_decoder.decode(row.data)
+    return SnapshotView(
+        id=row.id,
+        device_id=row.device_id,
+        taken_at=row.taken_at,
+        received_at=row.received_at,
+        schema=row.schema,
+        snapshot=msgspec.to_builtins(snapshot),
+    )
+
+
+def _ticket_view(row: Ticket) -> TicketView:
+    return TicketView(
+        id=row.id,
+        title=row.title,
+        description=row.description,
+        requester=row.requester,
+        device_id=row.device_id,
+        category=row.category,
+        impact=row.impact,
+        urgency=row.urgency,
+        priority=row.priority,
+        status=TicketStatus(row.status),
+        assignee=row.assignee,
+        group=row.group_name,
+        source=row.source,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        response_due=row.response_due,
+        resolution_due=row.resolution_due,
+        first_response_at=row.first_response_at,
+        resolved_at=row.resolved_at,
+        closed_at=row.closed_at,
+        reopen_count=row.reopen_count,
+    )
+
+
+def _event_view(row: TicketEvent) -> EventView:
+    return EventView(
+        id=row.id,
+        at=row.at,
+        kind=row.kind,
+        actor=row.actor,
+        data=dict(row.data),
+        snapshot_id=row.snapshot_id,
+    )
