@@ -308,11 +308,9 @@ class Channel:
         await self._after_input()
 
     def _on_terminated(self, event: ConnectionTerminated) -> None:
-        level = (
-            logging.INFO
-            if event.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
-            else logging.WARNING
-        )
+        # The peer's close (or refusal) is its business; an error we found is ours.
+        ok = event.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
+        level = logging.INFO if ok or event.by_peer else logging.WARNING
         logger.log(
             level,
             "channel closed by %s: code %d %s",

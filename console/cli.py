@@ -1,31 +1,520 @@
-"""The ``deskside-console`` command: the help desk's server and tools."""
+"""The ``deskside-console`` command: the help desk's server and tools.
+
+Commands other than ``serve`` work on the data directory's database directly
+(SQLite in the directory, or the PostgreSQL its configuration names), so they
+work on the console's machine whether the server runs or not.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import secrets
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
-from .demo import run_channel_demo
+from deskside.protocol import crypto
+from deskside.protocol.enrollment import Enrollment
+from deskside.protocol.errors import DesksideError
+
+from .config import ConsoleConfig, DataDir, default_data_dir
+from .policy import parse_duration
+from .schemas import NewTicket, TicketDetail, TicketView
+from .store import SCOPES, Store, migrate
+from .store.models import Role, TicketStatus
 
 __all__ = ["main"]
 
+T = TypeVar("T")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+LEVELS = {"high": 1, "medium": 2, "low": 3}
+
+
+class Context:
+    """What every command needs: where the data directory is."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def config(self) -> ConsoleConfig:
+        return ConsoleConfig.load(self.data_dir)
+
+    def run(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """Migrate the database, then run ``work`` with a store on it."""
+        config = self.config()
+        migrate(config.database)
+
+        async def go() -> T:
+            store = Store.connect(config.database, config.policy)
+            try:
+                return await work(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+class Group(click.Group):
+    """Turns Deskside's errors into a clear message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DesksideError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def duration(text: str) -> datetime.timedelta:
+    try:
+        return parse_duration(text)
+    except DesksideError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deskside", prog_name="deskside-console")
-def main() -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The console's data directory [env DESKSIDE_DATA_DIR; default ./data].",
+)
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None) -> None:
     """Deskside console: tickets, devices and remote support for a help desk."""
+    ctx.obj = Context(data_dir or default_data_dir())
+
+
+# -- Set-up and server ---------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--messages", default=1000, show_default=True, help="Heartbeats to send.")
-def demo(messages: int) -> None:
-    """Open a secure channel between a console and an agent on 127.0.0.1.
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
+@click.option("--public-url", default="", help="wss://host:port/agent as agents reach it.")
+@click.option(
+    "--database-url", default="", help="postgresql://...; SQLite in the directory if not given."
+)
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TLS certificate (PEM).",
+)
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Its private key (PEM).",
+)
+@click.option(
+    "--admin", default="admin", show_default=True, help="Name of the first admin account."
+)
+@pass_context
+def init(
+    ctx: Context,
+    host: str,
+    port: int,
+    public_url: str,
+    database_url: str,
+    cert: Path | None,
+    key: Path | None,
+    admin: str,
+) -> None:
+    """Create the data directory: keys, TLS certificate, database and an admin account."""
+    if (cert is None) != (key is None):
+        raise click.UsageError("give both --cert and --key, or neither")
+    names = [socket.getfqdn(), "localhost", "127.0.0.1"]
+    if public_url and (hostname := urlsplit(public_url).hostname):
+        names.insert(0, hostname)
+    if host not in ("0.0.0.0", "::"):  # noqa: S104
+        names.insert(0, host)
+    DataDir(ctx.data_dir).create(
+        host=host,
+        port=port,
+        public_url=public_url,
+        database_url=database_url,
+        cert=cert,
+        key=key,
+        names=list(dict.fromkeys(names)),
+    )
+    password = secrets.token_urlsafe(15)
+    ctx.run(lambda store: store.add_user(admin, password, role=Role.ADMIN))
+    config = ctx.config()
+    click.echo(f"Console created in {ctx.data_dir}")
+    click.echo(f"  agents connect to  {config.agent_url}")
+    click.echo(f"  database           {config.database.split('@')[-1]}")
+    click.echo(f"  admin account      {admin}")
+    click.echo(f"  admin password     {password}   (shown this once)")
+    click.echo("Next: deskside-console serve, then deskside-console token create")
 
-    Both sides run in this process over a real WebSocket: a Noise IK handshake, a
-    hello, heartbeats and a ping, and what each side saw is printed.
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (overrides console.toml).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@pass_context
+def serve(ctx: Context, host: str | None, port: int | None, log_level: str) -> None:
+    """Run the console: agents' WebSocket, REST API and health checks on one TLS port."""
+    from dataclasses import replace
+
+    from .server import serve as run_server
+
+    config = ctx.config()
+    if host is not None:
+        config = replace(config, host=host)
+    if port is not None:
+        config = replace(config, port=port)
+    run_server(config, log_level=log_level)
+
+
+# -- Enrollment, accounts, tokens -------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Enrollment tokens for agents."""
+
+
+@token.command("create")
+@click.option(
+    "--ttl", type=duration, default="24h", show_default=True, help="Valid for (15m, 24h, 7d)."
+)
+@click.option("--uses", type=click.IntRange(1, 100_000), default=1, show_default=True)
+@click.option("--group", default=None, help="Group the enrolled devices join.")
+@pass_context
+def token_create(ctx: Context, ttl: datetime.timedelta, uses: int, group: str | None) -> None:
+    """Print an enrollment string for 'deskside-agent enroll'."""
+    config = ctx.config()
+    data = DataDir(ctx.data_dir)
+    console_key = crypto.public_key(data.noise_private_key())
+    fingerprint = data.tls_fingerprint(config)
+    created = ctx.run(
+        lambda store: store.create_enrollment_token(
+            ttl=ttl, uses=uses, group=group, created_by="cli"
+        )
+    )
+    enrollment = Enrollment(
+        url=config.agent_url,
+        token=created.token,
+        console_key=console_key,
+        tls_fingerprint=fingerprint,
+    )
+    click.echo(enrollment.encode())
+    click.echo(
+        f"(valid until {created.expires_at:%Y-%m-%d %H:%M} UTC for {uses} "
+        f"enrollment{'s' if uses > 1 else ''}; agents connect to {config.agent_url})",
+        err=True,
+    )
+
+
+@main.group()
+def user() -> None:
+    """Technician accounts."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), default="technician", show_default=True
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_context
+def user_add(ctx: Context, name: str, role: str, password_stdin: bool) -> None:
+    """Add a technician; without --password-stdin a password is made and shown once."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(15)
+    ctx.run(lambda store: store.add_user(name, password, role=Role(role)))
+    click.echo(f"user {name} ({role}) added")
+    if not password_stdin:
+        click.echo(f"password: {password}   (shown this once)")
+
+
+@main.group()
+def apitoken() -> None:
+    """API tokens for ticket systems and scripts."""
+
+
+@apitoken.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(sorted(SCOPES)),
+    help="What the token may do; repeat for several.",
+)
+@click.option(
+    "--ttl", type=duration, default=None, help="Expires after (e.g. 90d); never if not given."
+)
+@pass_context
+def apitoken_create(
+    ctx: Context, name: str, scopes: Sequence[str], ttl: datetime.timedelta | None
+) -> None:
+    """Create an API token; it is shown this once."""
+    created = ctx.run(lambda store: store.create_api_token(name, scopes, ttl=ttl))
+    click.echo(created.token)
+    click.echo(f"(scopes: {', '.join(created.scopes)})", err=True)
+
+
+# -- Devices --------------------------------------------------------------------------------
+
+
+def _when(value: datetime.datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
+
+
+@main.command()
+@pass_context
+def devices(ctx: Context) -> None:
+    """List enrolled devices."""
+    views = ctx.run(lambda store: store.list_devices())
+    rows = [
+        [
+            d.id,
+            d.hostname or "?",
+            d.os_name or d.os_family or "?",
+            d.agent_version or "?",
+            "revoked" if d.revoked else ("online" if d.online else "offline"),
+            _when(d.last_seen),
+            d.group or "-",
+        ]
+        for d in views
+    ]
+    click.echo(_table(["ID", "HOST", "OS", "AGENT", "STATE", "LAST SEEN", "GROUP"], rows))
+
+
+@main.group()
+def device() -> None:
+    """One device."""
+
+
+@device.command("revoke")
+@click.argument("device_id")
+@pass_context
+def device_revoke(ctx: Context, device_id: str) -> None:
+    """Revoke a device: its key is refused from now on (a running console cuts it off)."""
+    view = ctx.run(lambda store: store.revoke_device(device_id))
+    click.echo(f"device {view.id} ({view.hostname or '?'}) revoked")
+
+
+# -- Tickets --------------------------------------------------------------------------------
+
+
+def _ticket_rows(tickets: Sequence[TicketView]) -> list[list[str]]:
+    return [
+        [
+            f"#{t.id}",
+            f"P{t.priority}",
+            t.status.value,
+            t.title if len(t.title) <= 50 else t.title[:49] + "…",
+            t.device_id or "-",
+            t.assignee or "-",
+            _when(t.created_at),
+            _when(t.resolution_due),
+        ]
+        for t in tickets
+    ]
+
+
+@main.command()
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in TicketStatus]),
+    help="Only these statuses (repeat for several); open ones by default.",
+)
+@click.option("--all", "everything", is_flag=True, help="Every ticket, whatever its status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@pass_context
+def tickets(ctx: Context, statuses: Sequence[str], everything: bool, limit: int) -> None:
+    """List tickets, newest first."""
+    if everything:
+        wanted: list[TicketStatus] = []
+    elif statuses:
+        wanted = [TicketStatus(s) for s in statuses]
+    else:
+        wanted = [s for s in TicketStatus if s not in (TicketStatus.RESOLVED, TicketStatus.CLOSED)]
+    views = ctx.run(lambda store: store.list_tickets(statuses=wanted, limit=limit))
+    headers = ["#", "PRIO", "STATUS", "TITLE", "DEVICE", "ASSIGNEE", "CREATED", "DUE"]
+    click.echo(_table(headers, _ticket_rows(views)))
+
+
+@main.group()
+def ticket() -> None:
+    """One ticket."""
+
+
+@ticket.command("show")
+@click.argument("number", type=click.IntRange(1, 2**31 - 1))
+@pass_context
+def ticket_show(ctx: Context, number: int) -> None:
+    """A ticket and its whole timeline, diagnostics included."""
+
+    async def work(store: Store) -> tuple[TicketDetail, dict[int, dict[str, Any]]]:
+        detail = await store.get_ticket(number)
+        snapshots = {}
+        for event in detail.timeline:
+            if event.snapshot_id is not None:
+                snapshots[event.snapshot_id] = (
+                    await store.get_snapshot(event.snapshot_id)
+                ).snapshot
+        return detail, snapshots
+
+    detail, snapshots = ctx.run(work)
+    t = detail.ticket
+    click.echo(f"Ticket #{t.id}: {t.title}")
+    click.echo(
+        f"  status     {t.status.value}    priority P{t.priority} "
+        f"(impact {t.impact}, urgency {t.urgency})"
+    )
+    click.echo(f"  requester  {t.requester or '-'}    device {t.device_id or '-'}")
+    click.echo(
+        f"  assignee   {t.assignee or '-'}    group {t.group or '-'}    "
+        f"category {t.category or '-'}"
+    )
+    click.echo(f"  created    {_when(t.created_at)}    source {t.source}")
+    click.echo(
+        f"  due        response {_when(t.response_due)}, resolution {_when(t.resolution_due)}"
+    )
+    click.echo("")
+    click.echo("  " + t.description.replace("\n", "\n  "))
+    click.echo("")
+    click.echo("Timeline:")
+    for event in detail.timeline:
+        click.echo(
+            f"  {_when(event.at)}  {event.actor}  {event.kind}: {_describe(event.kind, event.data)}"
+        )
+        if event.snapshot_id is not None and event.snapshot_id in snapshots:
+            for line in _snapshot_summary(snapshots[event.snapshot_id]):
+                click.echo(f"      {line}")
+
+
+def _describe(kind: str, data: dict[str, Any]) -> str:
+    if kind == "note":
+        return str(data.get("text", ""))
+    if kind in ("status", "assignment"):
+        return f"{data.get('from') or '-'} -> {data.get('to') or '-'}"
+    if kind == "created":
+        priority, source = data.get("priority", "?"), data.get("source", "?")
+        return f"{data.get('title', '')} (P{priority}, from {source})"
+    if kind == "diagnostics":
+        return f"snapshot taken {str(data.get('taken_at', '?'))[:19]}"
+    return ", ".join(
+        f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
+        for k, v in data.items()
+    )
+
+
+def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:
+    """A few lines of what a technician looks at first."""
+    lines = []
+    os_info = snapshot.get("os") or {}
+    lines.append(
+        f"host {os_info.get('hostname', '?')}: "
+        f"{os_info.get('name', '?')} {os_info.get('release', '')}".rstrip()
+    )
+    memory = snapshot.get("memory")
+    if memory:
+        lines.append(
+            f"memory {memory.get('percent', 0):.0f}% used "
+            f"of {memory.get('total', 0) / 2**30:.1f} GiB"
+        )
+    cpu = snapshot.get("cpu")
+    if cpu:
+        lines.append(f"cpu {cpu.get('percent', 0):.0f}% ({cpu.get('logical', '?')} threads)")
+    for disk in (snapshot.get("disks") or [])[:4]:
+        lines.append(f"disk {disk.get('mountpoint')}: {disk.get('percent', 0):.0f}% used")
+    network = snapshot.get("network") or {}
+    for check in (network.get("checks") or [])[:4]:
+        lines.append(
+            f"{'ok  ' if check.get('ok') else 'FAIL'} "
+            f"{check.get('target')} {check.get('detail', '')}".rstrip()
+        )
+    failed = snapshot.get("failed_services") or []
+    if failed:
+        lines.append("failed services: " + ", ".join(s.get("name", "?") for s in failed[:6]))
+    for error in snapshot.get("errors") or []:
+        lines.append(f"(collector {error.get('collector')} failed: {error.get('error')})")
+    return lines
+
+
+@ticket.command("new")
+@click.option("--title", required=True)
+@click.option("--description", required=True)
+@click.option("--requester", default="")
+@click.option("--device", "device_id", default=None)
+@click.option("--impact", type=click.Choice(list(LEVELS)), default="low", show_default=True)
+@click.option("--urgency", type=click.Choice(list(LEVELS)), default="medium", show_default=True)
+@click.option("--category", default="")
+@pass_context
+def ticket_new(
+    ctx: Context,
+    title: str,
+    description: str,
+    requester: str,
+    device_id: str | None,
+    impact: str,
+    urgency: str,
+    category: str,
+) -> None:
+    """Open a ticket by hand (a phone call, a walk-in)."""
+    import msgspec
+
+    try:
+        new = msgspec.convert(
+            {
+                "title": title,
+                "description": description,
+                "requester": requester,
+                "device_id": device_id,
+                "impact": LEVELS[impact],
+                "urgency": LEVELS[urgency],
+                "category": category,
+            },
+            NewTicket,
+        )
+    except msgspec.ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    view, _ = ctx.run(lambda store: store.create_ticket(new, actor="cli", source="cli"))
+    click.echo(f"Ticket #{view.id} opened (P{view.priority}, due {_when(view.resolution_due)} UTC)")
+
+
+# -- Demo -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@pass_context
+def demo(ctx: Context, port: int) -> None:
+    """Run a console on SQLite with a local agent and one help request, until Ctrl-C.
+
+    Uses (or creates) the data directory; the agent lives in DATA_DIR/demo-agent.
     """
-    if not 1 <= messages <= 1_000_000:
-        raise click.BadParameter("must be between 1 and 1000000", param_hint="--messages")
-    for line in asyncio.run(run_channel_demo(messages)):
-        click.echo(line)
+    from .demo import run_demo
+
+    run_demo(ctx.data_dir, port, click.echo)

@@ -10,6 +10,7 @@
           │                       closed ticket, an offline device, ...       (409)
           ├── Unauthorized        no or bad credentials                       (401)
           ├── Forbidden           credentials lack the scope or role          (403)
+          ├── GatewayTimeout      an agent did not answer in time             (504)
           └── EnrollmentRefused   an enrollment token is unknown, spent or
                                   expired
 """
@@ -23,6 +24,7 @@ __all__ = [
     "ConsoleError",
     "EnrollmentRefused",
     "Forbidden",
+    "GatewayTimeout",
     "InvalidRequest",
     "NotFound",
     "Unauthorized",
@@ -69,3 +71,9 @@ class EnrollmentRefused(ConsoleError):
     """An agent's enrollment token is unknown, spent or expired."""
 
     status_code = 403
+
+
+class GatewayTimeout(ConsoleError):
+    """An agent did not answer in time."""
+
+    status_code = 504

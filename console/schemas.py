@@ -7,12 +7,11 @@ prints them, so all three agree on every field.
 from __future__ import annotations
 
 import datetime
+import enum
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
-
-from .store.models import TicketStatus
 
 __all__ = [
     "ApiTokenCreated",
@@ -22,12 +21,34 @@ __all__ = [
     "EventView",
     "NewNote",
     "NewTicket",
+    "Role",
     "SnapshotInfo",
     "SnapshotView",
     "TicketChanges",
     "TicketDetail",
+    "TicketStatus",
     "TicketView",
 ]
+
+
+class TicketStatus(enum.StrEnum):
+    """Where a ticket is in its life."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    WAITING_ON_USER = "waiting_on_user"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+
+
+class Role(enum.StrEnum):
+    """What a technician account may do."""
+
+    ADMIN = "admin"
+    TECHNICIAN = "technician"
+
 
 Level = Annotated[int, Meta(ge=1, le=3, description="1 = high, 2 = medium, 3 = low")]
 Title = Annotated[str, Meta(min_length=1, max_length=256)]

@@ -12,7 +12,6 @@ and useless to a thief), passwords as argon2 hashes.
 from __future__ import annotations
 
 import datetime
-import enum
 
 from sqlalchemy import (
     JSON,
@@ -30,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from deskside.console.schemas import Role, TicketStatus
 
 __all__ = [
     "ApiToken",
@@ -85,25 +86,6 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-
-
-class TicketStatus(enum.StrEnum):
-    """Where a ticket is in its life."""
-
-    NEW = "new"
-    ASSIGNED = "assigned"
-    IN_PROGRESS = "in_progress"
-    WAITING_ON_USER = "waiting_on_user"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    REOPENED = "reopened"
-
-
-class Role(enum.StrEnum):
-    """What a technician account may do."""
-
-    ADMIN = "admin"
-    TECHNICIAN = "technician"
 
 
 class EnrollmentToken(Base):

@@ -342,6 +342,17 @@ class Store:
                 device.online = False
             return _device_view(device)
 
+    async def revoked_among(self, device_ids: Iterable[str]) -> set[str]:
+        """Which of these devices are revoked."""
+        ids = list(device_ids)
+        if not ids:
+            return set()
+        async with self._transaction() as session:
+            rows = await session.execute(
+                select(Device.id).where(Device.id.in_(ids), Device.revoked_at.is_not(None))
+            )
+            return set(rows.scalars())
+
     async def list_devices(self) -> list[DeviceView]:
         """Every enrolled device, by host name."""
         async with self._transaction() as session:

@@ -1,0 +1,259 @@
+"""The console's data directory and configuration.
+
+A data directory holds everything of one console::
+
+    console.toml     settings (below); created by ``deskside-console init``
+    noise.key        the console's Noise static private key (0600)
+    tls/cert.pem     TLS certificate (self-signed unless the admin gave one)
+    tls/key.pem      its private key (0600)
+    deskside.db      the SQLite database, unless [database] url names another
+
+``console.toml``::
+
+    [server]
+    host = "0.0.0.0"
+    port = 8443
+    public_url = "wss://helpdesk.example.org:8443/agent"   # put in enrollment strings
+    [database]
+    url = "sqlite:////var/lib/deskside/deskside.db"        # or postgresql://...
+    [tls]
+    cert = "tls/cert.pem"
+    key = "tls/key.pem"
+    [priority]                                              # see deskside.console.policy
+    [sla]
+
+Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
+is), ``DESKSIDE_DATABASE_URL``, ``DESKSIDE_HOST``, ``DESKSIDE_PORT``,
+``DESKSIDE_PUBLIC_URL``; command-line options override both.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from deskside.protocol import crypto
+from deskside.protocol.enrollment import certificate_fingerprint, check_agent_url
+from deskside.protocol.errors import ConfigError
+
+from .policy import Policy
+
+__all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
+
+CONFIG_FILE = "console.toml"
+NOISE_KEY_FILE = "noise.key"
+
+
+def default_data_dir() -> Path:
+    """``$DESKSIDE_DATA_DIR``, else ``./data``."""
+    return Path(os.environ.get("DESKSIDE_DATA_DIR", "data"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleConfig:
+    """The settings of one console."""
+
+    data_dir: Path
+    """The console's data directory."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a server for a network of agents listens on all
+    """Address to listen on."""
+
+    port: int = 8443
+    """TCP port of the agents' WebSocket, the API and the web UI (one TLS port)."""
+
+    public_url: str = ""
+    """The agents' URL of this console (``wss://host:port/agent``), for enrollment strings."""
+
+    database_url: str = ""
+    """SQLAlchemy URL of the database; SQLite in the data directory when empty."""
+
+    tls_cert: Path | None = None
+    """TLS certificate (PEM); None serves without TLS (only behind a TLS proxy)."""
+
+    tls_key: Path | None = None
+    """TLS private key (PEM)."""
+
+    policy: Policy = field(default_factory=Policy)
+    """Priority matrix and SLA targets."""
+
+    @property
+    def database(self) -> str:
+        """The database URL in force."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'deskside.db').resolve()}"
+
+    @property
+    def agent_url(self) -> str:
+        """The URL agents connect to."""
+        if self.public_url:
+            return self.public_url
+        scheme = "wss" if self.tls_cert is not None else "ws"
+        host = socket.getfqdn() if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"{scheme}://{host}:{self.port}/agent"
+
+    @classmethod
+    def load(cls, data_dir: Path, env: Mapping[str, str] | None = None) -> ConsoleConfig:
+        """Read ``console.toml`` of ``data_dir``, then the environment's overrides."""
+        env = os.environ if env is None else env
+        path = data_dir / CONFIG_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"{data_dir} is not a console data directory (no {CONFIG_FILE}); "
+                "run 'deskside-console init' first"
+            )
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        server = _table(data, "server", path)
+        database = _table(data, "database", path)
+        tls = _table(data, "tls", path)
+        config = cls(
+            data_dir=data_dir,
+            host=_str(server, "host", cls.host, path),
+            port=_port(server.get("port", cls.port), path),
+            public_url=_str(server, "public_url", "", path),
+            database_url=_str(database, "url", "", path),
+            tls_cert=_path(data_dir, tls.get("cert")),
+            tls_key=_path(data_dir, tls.get("key")),
+            policy=Policy.from_toml(data),
+        )
+        overrides: dict[str, object] = {}
+        if "DESKSIDE_DATABASE_URL" in env:
+            overrides["database_url"] = env["DESKSIDE_DATABASE_URL"]
+        if "DESKSIDE_HOST" in env:
+            overrides["host"] = env["DESKSIDE_HOST"]
+        if "DESKSIDE_PORT" in env:
+            overrides["port"] = _port(env["DESKSIDE_PORT"], "DESKSIDE_PORT")
+        if "DESKSIDE_PUBLIC_URL" in env:
+            overrides["public_url"] = env["DESKSIDE_PUBLIC_URL"]
+        config = replace(config, **overrides)  # type: ignore[arg-type]
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise ConfigError(f"{path}: [tls] needs both cert and key, or neither")
+        if config.public_url:
+            check_agent_url(config.public_url)
+        return config
+
+
+class DataDir:
+    """The files of a console's data directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def initialized(self) -> bool:
+        """Whether ``init`` has run here."""
+        return (self.path / CONFIG_FILE).exists()
+
+    def create(
+        self,
+        *,
+        host: str,
+        port: int,
+        public_url: str,
+        database_url: str,
+        cert: Path | None,
+        key: Path | None,
+        names: list[str],
+    ) -> None:
+        """Write a new console's keys and configuration; refuses to overwrite one."""
+        if self.initialized():
+            raise ConfigError(f"{self.path} holds a console already; it was left untouched")
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(self.path / NOISE_KEY_FILE, base64.b64encode(crypto.generate_private_key()))
+        tls_dir = self.path / "tls"
+        tls_dir.mkdir(exist_ok=True, mode=0o700)
+        if cert is not None and key is not None:
+            try:
+                cert_pem, key_pem = cert.read_bytes(), key.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the TLS certificate or key: {exc}") from exc
+        else:
+            cert_pem, key_pem, _ = crypto.make_self_signed_certificate(names)
+        (tls_dir / "cert.pem").write_bytes(cert_pem)
+        _write_private(tls_dir / "key.pem", key_pem)
+        lines = [
+            "# Deskside console settings; see deskside.console.config for every key.",
+            "[server]",
+            f"host = {_toml_str(host)}",
+            f"port = {port}",
+        ]
+        if public_url:
+            lines.append(f"public_url = {_toml_str(public_url)}")
+        lines += ["", "[database]"]
+        if database_url:
+            lines.append(f"url = {_toml_str(database_url)}")
+        lines += ["", "[tls]", 'cert = "tls/cert.pem"', 'key = "tls/key.pem"', ""]
+        (self.path / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
+
+    def noise_private_key(self) -> bytes:
+        """The console's Noise static private key."""
+        path = self.path / NOISE_KEY_FILE
+        try:
+            key = base64.b64decode(path.read_bytes(), validate=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the console key {path}: {exc}") from exc
+        if len(key) != 32:
+            raise ConfigError(f"{path} does not hold a 32-byte key")
+        return key
+
+    def tls_fingerprint(self, config: ConsoleConfig) -> str | None:
+        """SHA-256 of the TLS certificate in use (DER), or None without TLS."""
+        if config.tls_cert is None:
+            return None
+        import ssl
+
+        try:
+            pem = config.tls_cert.read_text(encoding="ascii")
+            der = ssl.PEM_cert_to_DER_cert(pem)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the TLS certificate {config.tls_cert}: {exc}") from exc
+        return certificate_fingerprint(der)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _table(data: Mapping[str, object], name: str, path: Path) -> Mapping[str, object]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _str(table: Mapping[str, object], key: str, default: str, path: Path) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {key} must be a string")
+    return value
+
+
+def _port(value: object, where: object) -> int:
+    try:
+        port = int(str(value))
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port must be 0..65535, not {value!r}")
+    return port
+
+
+def _path(data_dir: Path, value: object) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError("tls cert and key are file paths")
+    path = Path(value)
+    return path if path.is_absolute() else data_dir / path

@@ -1,0 +1,302 @@
+"""The agents' door: the ``/agent`` WebSocket, the sessions of connected devices.
+
+Each agent connection runs the secure channel (``deskside.channel.Channel``) over
+Litestar's WebSocket. The authorizer enrolls a new key that brings a valid token
+and admits only enrolled, unrevoked keys otherwise; refusals carry a reason the
+agent shows its user.
+
+Presence: a device is online while it has a session. Heartbeats are kept in
+memory and written to the database in one batch every few seconds, so thousands
+of agents cost a handful of writes, not thousands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import msgspec
+from litestar import WebSocket
+from litestar.exceptions import WebSocketDisconnect
+
+from deskside.channel import Channel
+from deskside.protocol import messages as m
+from deskside.protocol.connection import ChannelConfig, CloseCode, ServerConnection
+from deskside.protocol.enrollment import device_id as device_id_for
+from deskside.protocol.errors import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    RemoteProtocolError,
+)
+
+from .errors import Conflict, ConsoleError, EnrollmentRefused, GatewayTimeout
+from .schemas import NewTicket, SnapshotInfo
+from .store import Store, utcnow
+
+__all__ = ["Gateway", "LitestarTransport"]
+
+logger = logging.getLogger(__name__)
+
+# How often buffered heartbeats are written to the database.
+HEARTBEAT_FLUSH_INTERVAL = 5.0
+
+
+class LitestarTransport:
+    """A ``FrameTransport`` over a Litestar (ASGI) WebSocket."""
+
+    def __init__(self, socket: WebSocket) -> None:  # type: ignore[type-arg]
+        self.socket = socket
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Send one binary message."""
+        try:
+            await self.socket.send_bytes(frame)
+        except (WebSocketDisconnect, OSError, RuntimeError) as exc:
+            raise ConnectionClosedError(
+                CloseCode.ABNORMAL, "agent went away", by_peer=True
+            ) from exc
+
+    async def recv_frame(self) -> bytes:
+        """Receive one binary message."""
+        try:
+            event = await self.socket.receive()
+        except WebSocketDisconnect as exc:
+            raise ConnectionClosedError(
+                CloseCode.ABNORMAL, "agent went away", by_peer=True
+            ) from exc
+        if event["type"] == "websocket.disconnect":
+            code = int(event.get("code", CloseCode.ABNORMAL))
+            cls = ConnectionClosedOK if code in (1000, 1001) else ConnectionClosedError
+            raise cls(code, str(event.get("reason") or ""), by_peer=True)
+        data = event.get("bytes")
+        if not isinstance(data, bytes | bytearray):
+            raise RemoteProtocolError("text frame on a binary channel")
+        return bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the WebSocket, unless it is closed already."""
+        if self.socket.connection_state != "disconnect":
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self.socket.close(code, reason)
+
+
+@dataclass(eq=False)
+class Session:
+    """One connected agent channel."""
+
+    device_id: str
+    channel: Channel
+    # Set once the agent said Hello: a daemon, not a one-off CLI connection.
+    hello: bool = False
+    # Snapshot requests awaiting an answer: request id -> future of the snapshot.
+    pending: dict[str, asyncio.Future[m.Snapshot]] = field(default_factory=dict)
+
+
+class Gateway:
+    """The connected agents, and the work they bring and are given."""
+
+    def __init__(self, store: Store, static_private: bytes, *, software_version: str = "") -> None:
+        self.store = store
+        self._static_private = static_private
+        self.channel_config = ChannelConfig(
+            software_version=software_version,
+            max_receive_rate=50.0,
+            receive_burst=500,
+        )
+        # Sessions per device, newest last.
+        self.sessions: dict[str, list[Session]] = {}
+        # Heartbeats not yet written: device id -> (time, metrics).
+        self._beats: dict[str, tuple[datetime.datetime, dict[str, object] | None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- Life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Forget presence left by an earlier run and start writing heartbeats."""
+        await self.store.mark_all_offline()
+        self._flusher = asyncio.create_task(self._flush_heartbeats(), name="deskside-heartbeats")
+
+    async def stop(self) -> None:
+        """Close every agent channel (agents reconnect to the next console) and flush."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        sessions = [s for group in self.sessions.values() for s in group]
+        await asyncio.gather(
+            *(s.channel.close(CloseCode.GOING_AWAY, "console stopping") for s in sessions),
+            return_exceptions=True,
+        )
+        await self._write_beats()
+
+    async def _flush_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_FLUSH_INTERVAL)
+            try:
+                await self._write_beats()
+                # A device revoked by another process (the CLI) is cut off here.
+                for device_id in await self.store.revoked_among(list(self.sessions)):
+                    logger.info("device %s was revoked; disconnecting it", device_id)
+                    await self.disconnect(device_id, "device revoked")
+            except Exception:
+                logger.exception("writing heartbeats failed; will retry")
+
+    async def _write_beats(self) -> None:
+        beats, self._beats = self._beats, {}
+        if beats:
+            await self.store.record_heartbeats(beats)
+
+    def online(self, device_id: str) -> bool:
+        """Whether the device has a channel open now."""
+        return bool(self.sessions.get(device_id))
+
+    # -- Handshake -----------------------------------------------------------------------
+
+    async def authorize(self, public_key: bytes, params: m.ClientParams) -> bool:
+        """Enroll a key that brings a valid token; otherwise admit only enrolled keys."""
+        if params.enrollment_token is not None:
+            try:
+                device = await self.store.enroll(public_key, params.enrollment_token)
+            except EnrollmentRefused as exc:
+                logger.info("enrollment refused: %s", exc)
+                raise HandshakeError(str(exc), close_code=CloseCode.UNKNOWN_PEER) from exc
+            logger.info("device %s enrolled", device.id)
+            return True
+        return await self.store.device_for_key(public_key) is not None
+
+    # -- The /agent endpoint -------------------------------------------------------------
+
+    async def handle(self, socket: WebSocket) -> None:  # type: ignore[type-arg]
+        """Serve one agent connection until it closes."""
+        await socket.accept()
+        loop = asyncio.get_running_loop()
+        connection = ServerConnection(self._static_private, None, loop.time(), self.channel_config)
+        try:
+            channel = await Channel.open(LitestarTransport(socket), connection, self.authorize)
+        except (HandshakeError, ConnectionClosed) as exc:
+            logger.info("agent handshake failed: %s", exc)
+            return
+        device_id = device_id_for(channel.remote_static)
+        session = Session(device_id, channel)
+        self.sessions.setdefault(device_id, []).append(session)
+        try:
+            async for message in channel:
+                await self._dispatch(session, message)
+        except ConnectionClosed as exc:
+            logger.info("device %s disconnected: %s", device_id, exc)
+        finally:
+            group = self.sessions.get(device_id, [])
+            if session in group:
+                group.remove(session)
+            if not group:
+                self.sessions.pop(device_id, None)
+            for waiter in session.pending.values():
+                if not waiter.done():
+                    waiter.set_exception(Conflict("the device disconnected"))
+            if session.hello and not self.online(device_id):
+                with contextlib.suppress(Exception):
+                    await self.store.set_online(device_id, False)
+            await channel.close()
+
+    async def _dispatch(self, session: Session, message: m.Message) -> None:
+        device_id = session.device_id
+        try:
+            if isinstance(message, m.Hello):
+                session.hello = True
+                await self.store.record_hello(device_id, message)
+            elif isinstance(message, m.Heartbeat):
+                metrics = msgspec.to_builtins(message.metrics) if message.metrics else None
+                self._beats[device_id] = (utcnow(), metrics)
+            elif isinstance(message, m.DiagnosticsSnapshot):
+                await self._on_snapshot(session, message)
+            elif isinstance(message, m.HelpRequest):
+                await self._on_help_request(session, message)
+            elif isinstance(message, m.Error):
+                self._on_error(session, message)
+            else:
+                logger.info("device %s sent an unexpected %s", device_id, type(message).__name__)
+        except ConsoleError as exc:
+            logger.warning("device %s: %s refused: %s", device_id, type(message).__name__, exc)
+            request_id = getattr(message, "request_id", None)
+            await session.channel.send(
+                m.Error(
+                    code=m.ErrorCode.BAD_REQUEST, message=str(exc)[:4096], request_id=request_id
+                )
+            )
+
+    async def _on_snapshot(self, session: Session, message: m.DiagnosticsSnapshot) -> None:
+        waiter = session.pending.get(message.request_id or "")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message.snapshot)
+        else:
+            await self.store.add_snapshot(session.device_id, message.snapshot)
+
+    def _on_error(self, session: Session, message: m.Error) -> None:
+        waiter = session.pending.get(message.request_id or "")
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(Conflict(f"the agent answered: {message.message}"))
+        else:
+            logger.warning(
+                "device %s reports: %s %s", session.device_id, message.code, message.message
+            )
+
+    async def _on_help_request(self, session: Session, request: m.HelpRequest) -> None:
+        description = request.description.strip() or "(no description)"
+        first_line = description.splitlines()[0]
+        title = first_line if len(first_line) <= 80 else first_line[:79] + "…"
+        ticket, created = await self.store.create_ticket(
+            NewTicket(
+                title=title,
+                description=description,
+                requester=request.requester[:256],
+                device_id=session.device_id,
+                impact=int(request.impact),
+                urgency=int(request.urgency),
+            ),
+            actor=f"agent:{session.device_id}",
+            source="agent",
+            help_request_id=request.request_id,
+            snapshot=request.snapshot,
+        )
+        if created:
+            logger.info("device %s filed ticket #%d", session.device_id, ticket.id)
+        await session.channel.send(m.Ack(request_id=request.request_id, ticket_id=ticket.id))
+
+    # -- Requests to agents ----------------------------------------------------------------
+
+    async def request_snapshot(self, device_id: str, timeout: float) -> SnapshotInfo:
+        """Ask the device for a fresh snapshot and store it."""
+        session = self._daemon_session(device_id)
+        request_id = uuid.uuid4().hex
+        waiter: asyncio.Future[m.Snapshot] = asyncio.get_running_loop().create_future()
+        session.pending[request_id] = waiter
+        try:
+            await session.channel.send(m.SnapshotRequest(request_id=request_id))
+            snapshot = await asyncio.wait_for(waiter, timeout)
+        except TimeoutError as exc:
+            raise GatewayTimeout(f"the device sent no snapshot within {timeout:g} s") from exc
+        except ConnectionClosed as exc:
+            raise Conflict("the device disconnected") from exc
+        finally:
+            session.pending.pop(request_id, None)
+        return await self.store.add_snapshot(device_id, snapshot)
+
+    async def disconnect(self, device_id: str, reason: str) -> None:
+        """Close every channel of the device (after revoking it, say)."""
+        sessions = list(self.sessions.get(device_id, []))
+        await asyncio.gather(
+            *(s.channel.close(CloseCode.UNKNOWN_PEER, reason) for s in sessions),
+            return_exceptions=True,
+        )
+
+    def _daemon_session(self, device_id: str) -> Session:
+        sessions = [s for s in self.sessions.get(device_id, []) if s.hello]
+        if not sessions:
+            raise Conflict(f"device {device_id} is not connected")
+        return sessions[-1]

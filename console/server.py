@@ -1,0 +1,67 @@
+"""Run the console: migrations, then the application on uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from importlib.metadata import version
+
+import uvicorn
+
+from deskside.protocol.connection import max_frame_size
+
+from .app import build_app
+from .config import ConsoleConfig, DataDir
+from .gateway import Gateway
+from .store import Store, migrate
+
+__all__ = ["serve"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, exiting 0 after a graceful stop on SIGTERM or SIGINT.
+
+    uvicorn re-raises the signal it caught once it has shut down, so the process
+    would die of it; a console that stopped cleanly should say so with 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+
+def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
+    """Serve until SIGTERM or SIGINT; agents are told the console is going away."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    key = DataDir(config.data_dir).noise_private_key()
+    migrate(config.database)
+    store = Store.connect(config.database, config.policy)
+    gateway = Gateway(store, key, software_version=version("deskside"))
+    app = build_app(store, gateway)
+    app.on_shutdown.append(store.close)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+            ssl_keyfile=str(config.tls_key) if config.tls_key else None,
+            ws="websockets-sansio",
+            ws_max_size=max_frame_size(gateway.channel_config.max_message_size),
+            ws_per_message_deflate=False,  # compressing ciphertext gains nothing
+            ws_ping_interval=None,  # the channel keeps itself alive, encrypted
+            lifespan="on",
+            log_level=log_level,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run()

@@ -1,0 +1,310 @@
+"""A real console process: REST API, agents' WebSocket, TLS, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deskside.channel import Channel, connect
+from deskside.protocol import crypto
+from deskside.protocol import messages as m
+from deskside.protocol.connection import CloseCode
+from deskside.protocol.enrollment import device_id, parse_enrollment
+from deskside.protocol.errors import ConnectionClosed, HandshakeError
+from tests.consoleproc import ConsoleProcess
+
+ALL_SCOPES = ("tickets:read", "tickets:write", "devices:read", "devices:write")
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    process = ConsoleProcess(tmp_path_factory.mktemp("console") / "data")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(console: ConsoleProcess) -> Iterator[httpx.Client]:
+    with console.api(console.api_token(*ALL_SCOPES)) as client:
+        yield client
+
+
+def snapshot(host: str) -> m.Snapshot:
+    return m.Snapshot(
+        taken_at=time.time(),
+        os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian GNU/Linux 12", hostname=host),
+        memory=m.MemoryInfo(total=8 << 30, available=1 << 30, percent=87.5),
+    )
+
+
+async def enroll(console: ConsoleProcess, host: str = "pc-1") -> tuple[bytes, Channel]:
+    """Enroll a new agent key; its open channel, after its Hello."""
+    enrollment = parse_enrollment(console.enrollment())
+    key = crypto.generate_private_key()
+    channel = await connect(
+        enrollment.url,
+        key,
+        enrollment.console_key,
+        enrollment_token=enrollment.token,
+        tls_fingerprint=enrollment.tls_fingerprint,
+    )
+    await channel.send(
+        m.Hello(
+            agent_version="test", os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian", hostname=host)
+        )
+    )
+    return key, channel
+
+
+# -- REST API -------------------------------------------------------------------------------
+
+
+def ticket_count(api: httpx.Client) -> int:
+    return len(api.get("/api/v1/tickets", params={"limit": 500}).json())
+
+
+def test_ticket_life_through_the_api(api: httpx.Client) -> None:
+    created = api.post(
+        "/api/v1/tickets",
+        json={"title": "VPN down", "description": "No VPN since 9:00", "impact": 1, "urgency": 1},
+    )
+    assert created.status_code == 201, created.text
+    ticket = created.json()
+    assert (ticket["priority"], ticket["status"], ticket["source"]) == (1, "new", "api")
+    number = ticket["id"]
+    assert (
+        api.post(f"/api/v1/tickets/{number}/notes", json={"text": "called user"}).status_code == 201
+    )
+    changed = api.patch(f"/api/v1/tickets/{number}", json={"status": "resolved"})
+    assert changed.json()["status"] == "resolved"
+    refused = api.patch(f"/api/v1/tickets/{number}", json={"status": "in_progress"})
+    assert refused.status_code == 409
+    assert "cannot become in_progress" in refused.json()["detail"]
+    detail = api.get(f"/api/v1/tickets/{number}").json()
+    assert [e["kind"] for e in detail["timeline"]] == ["created", "note", "status"]
+    assert [t["id"] for t in api.get("/api/v1/tickets", params={"status": "resolved"}).json()] == [
+        number
+    ]
+
+
+def test_bad_input_gets_a_4xx_and_stores_nothing(
+    api: httpx.Client, console: ConsoleProcess
+) -> None:
+    before = ticket_count(api)
+    bad = [
+        ("post", "/api/v1/tickets", {"content": b"{not json"}, 400),
+        ("post", "/api/v1/tickets", {"json": {"title": "x"}}, 400),  # no description
+        ("post", "/api/v1/tickets", {"json": {"title": "", "description": "d"}}, 400),
+        ("post", "/api/v1/tickets", {"json": {"title": "t", "description": "d", "impact": 7}}, 400),
+        (
+            "post",
+            "/api/v1/tickets",
+            {"json": {"title": "t", "description": "d", "owner": "x"}},
+            400,
+        ),
+        (
+            "post",
+            "/api/v1/tickets",
+            {"json": {"title": "t", "description": "d", "device_id": "dX"}},
+            404,
+        ),
+        ("post", "/api/v1/tickets", {"json": {"title": "t", "description": "x" * 2_000_000}}, 413),
+        ("get", "/api/v1/tickets/999999", {}, 404),
+        ("get", "/api/v1/tickets/abc", {}, 404),
+        ("get", "/api/v1/tickets", {"params": {"limit": 0}}, 400),
+        ("get", "/api/v1/tickets", {"params": {"status": "lost"}}, 400),
+        ("patch", "/api/v1/tickets/1", {"json": {"assignee": "nobody-here"}}, 400),
+        ("get", "/api/v1/snapshots/424242", {}, 404),
+        ("get", "/api/v1/devices/nope", {}, 404),
+    ]
+    for method, path, kwargs, status in bad:
+        response = api.request(method, path, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == status, (method, path, response.text)
+        assert response.headers["content-type"].startswith("application/json"), path
+    assert ticket_count(api) == before
+
+
+def test_tokens_and_scopes_are_enforced(console: ConsoleProcess) -> None:
+    with httpx.Client(base_url=console.base_url, verify=console.ssl_context()) as anonymous:
+        response = anonymous.get("/api/v1/tickets")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert (
+            anonymous.get(
+                "/api/v1/tickets", headers={"Authorization": "Bearer dsk_nope"}
+            ).status_code
+            == 401
+        )
+    with console.api(console.api_token("tickets:read")) as reader:
+        assert reader.get("/api/v1/tickets").status_code == 200
+        response = reader.post("/api/v1/tickets", json={"title": "t", "description": "d"})
+        assert response.status_code == 403
+        assert "tickets:write" in response.json()["detail"]
+        assert reader.get("/api/v1/devices").status_code == 403
+
+
+def test_openapi_document_and_health(console: ConsoleProcess) -> None:
+    with httpx.Client(base_url=console.base_url, verify=console.ssl_context()) as client:
+        document = client.get("/api/schema/openapi.json").json()
+        assert "/api/v1/tickets/{ticket_id}" in document["paths"]
+        assert "NewTicket" in document["components"]["schemas"]
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json() == {"status": "ready"}
+
+
+# -- Agents --------------------------------------------------------------------------------
+
+
+async def test_help_request_reaches_ticket_show_with_its_snapshot(console: ConsoleProcess) -> None:
+    key, channel = await enroll(console, host="reception-pc")
+    request = m.HelpRequest(
+        request_id="help-0001",
+        description="Printer on floor 2 prints blank pages",
+        created_at=time.time(),
+        impact=m.Impact.MEDIUM,
+        urgency=m.Urgency.HIGH,
+        requester="dana",
+        snapshot=snapshot("reception-pc"),
+    )
+    await channel.send(request)
+    ack = await asyncio.wait_for(channel.recv(), 10)
+    assert isinstance(ack, m.Ack)
+    assert ack.request_id == "help-0001"
+    assert ack.ticket_id is not None
+    await channel.send(request)  # delivered again after a reconnect, say: same ticket
+    again = await asyncio.wait_for(channel.recv(), 10)
+    assert again == ack
+    await channel.close()
+    shown = console.cli("ticket", "show", str(ack.ticket_id)).stdout
+    assert "Printer on floor 2 prints blank pages" in shown
+    assert f"agent:{device_id(crypto.public_key(key))}" in shown
+    assert "diagnostics: snapshot taken" in shown
+    assert "host reception-pc: Debian GNU/Linux 12" in shown
+    assert "memory 88% used of 8.0 GiB" in shown
+    assert "P2" in shown  # impact medium x urgency high
+    listed = console.cli("tickets").stdout
+    assert listed.count("Printer on floor 2") == 1
+
+
+async def test_spent_token_and_revoked_device_are_refused(console: ConsoleProcess) -> None:
+    text = console.enrollment()
+    enrollment = parse_enrollment(text)
+    first = crypto.generate_private_key()
+    channel = await connect(
+        enrollment.url,
+        first,
+        enrollment.console_key,
+        enrollment_token=enrollment.token,
+        tls_fingerprint=enrollment.tls_fingerprint,
+    )
+    await channel.send(m.Hello(agent_version="t", os=m.OsInfo(family=m.OsFamily.LINUX, name="x")))
+    with pytest.raises(HandshakeError, match="already used"):
+        await connect(
+            enrollment.url,
+            crypto.generate_private_key(),
+            enrollment.console_key,
+            enrollment_token=enrollment.token,
+            tls_fingerprint=enrollment.tls_fingerprint,
+        )
+    assert "online" in console.cli("devices").stdout
+    console.cli("device", "revoke", device_id(crypto.public_key(first)))
+    # The running console cuts the live channel off within its check interval...
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(channel.recv(), 15)
+    assert info.value.code == CloseCode.UNKNOWN_PEER
+    # ... and refuses the key from then on.
+    with pytest.raises(HandshakeError, match="unknown or revoked"):
+        await connect(
+            enrollment.url,
+            first,
+            enrollment.console_key,
+            tls_fingerprint=enrollment.tls_fingerprint,
+        )
+    assert "revoked" in console.cli("devices").stdout
+
+
+async def test_fresh_diagnostics_are_asked_of_the_agent(
+    console: ConsoleProcess, api: httpx.Client
+) -> None:
+    key, channel = await enroll(console, host="accounting-7")
+    ident = device_id(crypto.public_key(key))
+
+    async def answer() -> None:
+        async for message in channel:
+            if isinstance(message, m.SnapshotRequest):
+                await channel.send(
+                    m.DiagnosticsSnapshot(
+                        snapshot=snapshot("accounting-7"), request_id=message.request_id
+                    )
+                )
+
+    answering = asyncio.create_task(answer())
+    try:
+        ticket = api.post(
+            "/api/v1/tickets",
+            json={"title": "Slow", "description": "Very slow", "device_id": ident},
+        ).json()
+        # No snapshot yet: attaching "the latest" is a conflict, not a crash.
+        response = await asyncio.to_thread(
+            api.post, f"/api/v1/tickets/{ticket['id']}/diagnostics", json={}
+        )
+        assert response.status_code == 409
+        response = await asyncio.to_thread(
+            api.post,
+            f"/api/v1/tickets/{ticket['id']}/diagnostics",
+            json={"fresh": True, "timeout": 10},
+        )
+        assert response.status_code == 201, response.text
+        event = response.json()
+        assert event["kind"] == "diagnostics"
+        snapshot_view = (
+            await asyncio.to_thread(api.get, f"/api/v1/snapshots/{event['snapshot_id']}")
+        ).json()
+        assert snapshot_view["snapshot"]["os"]["hostname"] == "accounting-7"
+    finally:
+        answering.cancel()
+        await channel.close()
+    # Offline now: a fresh snapshot cannot be had.
+    await asyncio.sleep(0.5)
+    response = await asyncio.to_thread(
+        api.post, f"/api/v1/devices/{ident}/snapshots", params={"timeout": 2}
+    )
+    assert response.status_code == 409
+    assert "not connected" in response.json()["detail"]
+
+
+async def test_an_agent_that_does_not_answer_times_out(
+    console: ConsoleProcess, api: httpx.Client
+) -> None:
+    key, channel = await enroll(console, host="silent")
+    ident = device_id(crypto.public_key(key))
+    await asyncio.sleep(0.3)
+    response = await asyncio.to_thread(
+        api.post, f"/api/v1/devices/{ident}/snapshots", params={"timeout": 1}
+    )
+    assert response.status_code == 504
+    await channel.close()
+
+
+def test_console_survives_a_crash_and_keeps_its_data(tmp_path: Path) -> None:
+    console = ConsoleProcess(tmp_path / "data")
+    console.start()
+    token = console.api_token("tickets:read", "tickets:write")
+    with console.api(token) as api:
+        api.post("/api/v1/tickets", json={"title": "Before", "description": "the crash"})
+    import signal
+
+    console.stop(signal.SIGKILL)
+    console.start()
+    with console.api(token) as api:
+        titles = [t["title"] for t in api.get("/api/v1/tickets").json()]
+    assert titles == ["Before"]
+    assert console.stop() == 0

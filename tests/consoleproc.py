@@ -1,0 +1,119 @@
+"""A real console for the tests: ``deskside-console init`` and ``serve`` as processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import script
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ConsoleProcess:
+    """A console data directory and, while started, its ``serve`` process."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, database_url: str = "") -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"console-{self.port}.log"
+        args = ["init", "--host", "127.0.0.1", "--port", str(self.port)]
+        if database_url:
+            args += ["--database-url", database_url]
+        result = self.cli(*args)
+        self.admin_password = result.stdout.split("admin password", 1)[1].split()[0]
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def cert(self) -> Path:
+        return self.data_dir / "tls" / "cert.pem"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts this console's self-signed certificate, and only it."""
+        return ssl.create_default_context(cafile=str(self.cert))
+
+    def cli(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``deskside-console --data-dir DIR ARGS...``."""
+        result = subprocess.run(
+            [script("deskside-console"), "--data-dir", str(self.data_dir), *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"deskside-console {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start ``serve`` and wait until it is ready."""
+        assert self.process is None
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [script("deskside-console"), "--data-dir", str(self.data_dir), "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        with httpx.Client(verify=self.ssl_context(), timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"console exited:\n{self.log.read_text()[-3000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.base_url}/readyz").status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise AssertionError(f"console not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Stop ``serve`` (SIGKILL to simulate a crash); its exit code."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def api_token(self, *scopes: str) -> str:
+        """A new API token with these scopes."""
+        args = ["apitoken", "create", f"test-{time.monotonic_ns()}"]
+        for scope in scopes:
+            args += ["--scope", scope]
+        return self.cli(*args).stdout.strip()
+
+    def enrollment(self, *options: str) -> str:
+        """A new enrollment string."""
+        return self.cli("token", "create", *options).stdout.strip()
+
+    def api(self, token: str) -> httpx.Client:
+        """An HTTP client for the REST API with this token."""
+        return httpx.Client(
+            base_url=self.base_url,
+            verify=self.ssl_context(),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0,
+        )
