@@ -1,17 +1,399 @@
-"""The ``deskside-agent`` command: the end-user side of Deskside."""
+"""The ``deskside-agent`` command: the end-user side of Deskside.
+
+Exit codes: 0 success, 1 an error (message on stderr), 2 a usage error, 3 from
+``status`` when the agent is not enrolled. Only this module turns Deskside's
+exceptions into messages and exit codes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import logging
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
-__all__ = ["main"]
+from deskside.protocol.enrollment import Enrollment, parse_enrollment
+from deskside.protocol.errors import (
+    ConfigError,
+    ConnectionClosed,
+    DesksideError,
+    HandshakeError,
+)
+from deskside.protocol.messages import Impact, Urgency
+
+from .config import (
+    CONFIG_DIR_ENV,
+    LOG_LEVELS,
+    STATE_DIR_ENV,
+    AgentConfig,
+    AgentPaths,
+    Identity,
+    load_config,
+    load_enrolled,
+    resolve_paths,
+)
+from .daemon import BACKOFF_MAX_ENV, SPOOL_INTERVAL_ENV, Daemon, DaemonSettings
+from .spool import Spool
+from .state import daemon_alive, read_status, read_tickets
+from .uplink import describe_failure, is_refusal, refusal_reason
+
+__all__ = ["EXIT_NOT_ENROLLED", "main"]
+
+# ``deskside-agent status`` exits with this when the agent is not enrolled.
+EXIT_NOT_ENROLLED = 3
+
+_LEVELS = {"high": 1, "medium": 2, "low": 3}
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the group options decided, for the subcommands."""
+
+    paths: AgentPaths
+
+
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine; Deskside errors become a ``ClickException`` with their message."""
+    try:
+        return asyncio.run(coroutine)
+    except DesksideError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _paths(ctx: click.Context) -> AgentPaths:
+    found = ctx.find_object(_Context)
+    return found.paths if found is not None else resolve_paths()
+
+
+def _enrolled_or_fail(paths: AgentPaths) -> tuple[AgentConfig, Identity]:
+    """Config and identity of an enrolled agent, or a ``ClickException`` (exit 1)."""
+    try:
+        loaded = load_enrolled(paths)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if loaded is None:
+        raise click.ClickException(
+            "this agent is not enrolled; enroll it first with "
+            "deskside-agent enroll 'ENROLLMENT-STRING'"
+        )
+    return loaded
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deskside", prog_name="deskside-agent")
-def main() -> None:
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"Configuration and identity key directory [env: {CONFIG_DIR_ENV}].",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"Status and spool directory [env: {STATE_DIR_ENV}].",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log warnings (-v) or everything (-vv) to stderr; 'run' logs INFO and up anyway.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_dir: Path | None, state_dir: Path | None, verbose: int) -> None:
     """Deskside agent: diagnostics, help requests and remote support for this machine.
 
     It keeps one outbound, end-to-end encrypted channel to your help desk's console.
-    Enrolling, the daemon and diagnostics arrive in the next releases.
+    Start with 'deskside-agent enroll', then run the daemon with 'deskside-agent run'.
+
+    Exit codes: 0 success, 1 error, 2 usage error, 3 not enrolled (status).
     """
+    levels = (logging.ERROR, logging.WARNING, logging.DEBUG)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=levels[min(verbose, len(levels) - 1)],
+        format=_LOG_FORMAT,
+    )
+    ctx.obj = _Context(resolve_paths(config_dir, state_dir))
+
+
+# -- enroll ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("enrollment_string", required=False, metavar="ENROLLMENT-STRING")
+@click.option("--server", metavar="URL", help="The console's agent URL (wss://host:port/agent).")
+@click.option("--token", metavar="TOKEN", help="A one-time enrollment token.")
+@click.option("--console-key", metavar="BASE64", help="The console's public key, to pin.")
+@click.option(
+    "--tls-fingerprint",
+    metavar="HEX",
+    help="SHA-256 of the console's TLS certificate, to pin (optional).",
+)
+@click.option("--force", is_flag=True, help="Enroll again, replacing this device's identity.")
+@click.pass_context
+def enroll(
+    ctx: click.Context,
+    enrollment_string: str | None,
+    server: str | None,
+    token: str | None,
+    console_key: str | None,
+    tls_fingerprint: str | None,
+    force: bool,
+) -> None:
+    """Enroll this machine with a console.
+
+    Give the ENROLLMENT-STRING your help desk sent you, or --server, --token and
+    --console-key (and --tls-fingerprint if they gave one). A new identity key is
+    made and registered; nothing is written unless the console accepts it.
+    """
+    from .enrollment import enroll as do_enroll
+    from .enrollment import enrollment_from_options
+
+    paths = _paths(ctx)
+    options = (server, token, console_key)
+    try:
+        if enrollment_string is not None:
+            if any(o is not None for o in (*options, tls_fingerprint)):
+                raise click.UsageError(
+                    "give either an ENROLLMENT-STRING or --server/--token/--console-key"
+                )
+            enrollment: Enrollment = parse_enrollment(enrollment_string)
+        elif all(o is not None for o in options):
+            enrollment = enrollment_from_options(
+                str(server), str(token), str(console_key), tls_fingerprint
+            )
+        else:
+            raise click.UsageError(
+                "give an ENROLLMENT-STRING, or all of --server, --token and --console-key"
+            )
+        config, identity = asyncio.run(do_enroll(paths, enrollment, force=force))
+    except HandshakeError as exc:
+        if is_refusal(exc):
+            raise click.ClickException(
+                f"the console refused the enrollment: {refusal_reason(exc)}"
+            ) from exc
+        raise click.ClickException(f"enrollment failed: {exc}") from exc
+    except ConnectionClosed as exc:
+        raise click.ClickException(f"cannot reach the console: {describe_failure(exc)}") from exc
+    except DesksideError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Enrolled with {config.console_url}.")
+    click.echo(f"Device id: {identity.device_id}")
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log level (default: log_level in the configuration, INFO).",
+)
+@click.pass_context
+def run(ctx: click.Context, log_level: str | None) -> None:
+    """Run the agent daemon: stay connected to the console and answer it.
+
+    Logs go to stderr. SIGTERM or SIGINT stop it (exit 0). Reconnection delays grow
+    up to 60 s; {backoff} sets another maximum (seconds), {spool} how often (seconds)
+    the spool of help requests is checked.
+    """
+    paths = _paths(ctx)
+    config, identity = _enrolled_or_fail(paths)
+    try:
+        settings = DaemonSettings.from_environ()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    status = read_status(paths.status_file)
+    if status is not None and daemon_alive(status):
+        raise click.ClickException(f"the agent daemon is already running (pid {status.pid})")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=(log_level or config.log_level).upper(),
+        format=_LOG_FORMAT,
+        force=True,
+    )
+    # websockets logs every frame at DEBUG: ciphertext, of no use in the agent's log.
+    logging.getLogger("websockets").setLevel(logging.INFO)
+    _run(Daemon(paths, config, identity, settings).run())
+
+
+if run.help is not None:
+    run.help = run.help.format(backoff=BACKOFF_MAX_ENV, spool=SPOOL_INTERVAL_ENV)
+
+
+# -- help --------------------------------------------------------------------------------
+
+
+def _check_description(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from .help_request import MAX_DESCRIPTION
+
+    if not value.strip():
+        raise click.BadParameter("describe the problem; it cannot be empty", ctx, param)
+    if len(value) > MAX_DESCRIPTION:
+        raise click.BadParameter(
+            f"is {len(value)} characters; at most {MAX_DESCRIPTION} fit", ctx, param
+        )
+    return value
+
+
+def _check_requester(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from .help_request import MAX_REQUESTER
+
+    if value is not None and len(value) > MAX_REQUESTER:
+        raise click.BadParameter(f"at most {MAX_REQUESTER} characters", ctx, param)
+    return value
+
+
+_LEVEL = click.Choice(sorted(_LEVELS, key=_LEVELS.__getitem__), case_sensitive=False)
+
+
+@main.command(name="help")
+@click.argument("description", callback=_check_description)
+@click.option(
+    "--impact",
+    type=_LEVEL,
+    default="low",
+    show_default=True,
+    help="How many people or how much work the problem touches.",
+)
+@click.option(
+    "--urgency",
+    type=_LEVEL,
+    default="medium",
+    show_default=True,
+    help="How soon the problem hurts.",
+)
+@click.option(
+    "--requester",
+    metavar="NAME",
+    callback=_check_requester,
+    help="Who asks (default: your login name).",
+)
+@click.pass_context
+def help_(
+    ctx: click.Context, description: str, impact: str, urgency: str, requester: str | None
+) -> None:
+    """Ask your help desk for help: DESCRIPTION says what is wrong.
+
+    A diagnostics snapshot of this machine goes with it. The request is saved first;
+    if the console cannot be reached now, the agent daemon sends it later.
+    """
+    from .help_request import Outcome, ask_for_help, default_requester
+
+    paths = _paths(ctx)
+    config, identity = _enrolled_or_fail(paths)
+    delivery = _run(
+        ask_for_help(
+            paths,
+            config,
+            identity,
+            description,
+            impact=Impact(_LEVELS[impact.lower()]),
+            urgency=Urgency(_LEVELS[urgency.lower()]),
+            requester=requester if requester is not None else default_requester(),
+        )
+    )
+    if delivery.outcome is Outcome.FILED:
+        if delivery.ticket_id is not None:
+            click.echo(f"Ticket #{delivery.ticket_id} filed.")
+        else:
+            click.echo("Your request was received by the help desk.")
+        return
+    if delivery.outcome is Outcome.REJECTED:
+        raise click.ClickException(f"the help desk could not accept the request: {delivery.detail}")
+    click.echo(
+        "Your request is saved and will be sent by the agent daemon as soon as the "
+        "console is reachable."
+    )
+    click.echo(f"({delivery.detail})", err=True)
+    daemon = read_status(paths.status_file)
+    if daemon is None or not daemon_alive(daemon):
+        click.echo(
+            "Note: the agent daemon is not running here; start it with 'deskside-agent run' "
+            "(or ask your help desk).",
+            err=True,
+        )
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    moment = datetime.datetime.fromtimestamp(timestamp).astimezone()
+    ago = max(0, round(time.time() - timestamp))
+    return f"{moment.isoformat(timespec='seconds')} ({ago} s ago)"
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show enrollment, daemon and spool state.
+
+    Exit code 0 when enrolled, 3 when not enrolled, 1 when the configuration is bad.
+    """
+    paths = _paths(ctx)
+    try:
+        config = load_config(paths)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    spooled = Spool(paths.spool_dir).count()
+    if config is None:
+        click.echo("Enrolled: no (enroll with: deskside-agent enroll 'ENROLLMENT-STRING')")
+        click.echo(f"Spooled help requests: {spooled}")
+        ctx.exit(EXIT_NOT_ENROLLED)
+    click.echo("Enrolled: yes")
+    click.echo(f"Device id: {config.device_id}")
+    click.echo(f"Console: {config.console_url}")
+    daemon = read_status(paths.status_file)
+    if daemon is None or not daemon_alive(daemon):
+        click.echo("Daemon: not running")
+    else:
+        click.echo(f"Daemon: running (pid {daemon.pid})")
+        if daemon.connected:
+            click.echo(f"Connected: yes, since {_when(daemon.connected_since)}")
+        else:
+            click.echo("Connected: no")
+        click.echo(f"Last contact: {_when(daemon.last_contact)}")
+        if daemon.last_error:
+            click.echo(f"Last error: {daemon.last_error}")
+    click.echo(f"Spooled help requests: {spooled}")
+    tickets = [t for t in read_tickets(paths.tickets_file) if t.ticket_id is not None]
+    if tickets:
+        click.echo(f"Last ticket: #{tickets[-1].ticket_id} filed {_when(tickets[-1].filed_at)}")
+
+
+# -- diagnose ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+@click.pass_context
+def diagnose(ctx: click.Context, as_json: bool) -> None:
+    """Take a diagnostics snapshot of this machine and print it."""
+    from deskside.agent.diagnostics import collect_snapshot, render_text, snapshot_json
+
+    paths = _paths(ctx)
+    console_url: str | None = None
+    try:
+        config = load_config(paths)
+    except ConfigError as exc:
+        click.echo(f"warning: {exc}; checking without the console", err=True)
+        config = None
+    if config is not None:
+        console_url = config.console_url
+    snapshot = _run(collect_snapshot(console_url=console_url))
+    if as_json:
+        click.echo(snapshot_json(snapshot))
+    else:
+        click.echo(render_text(snapshot).rstrip("\n"))

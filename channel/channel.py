@@ -322,7 +322,7 @@ class Channel:
             code = event.code
             self._handshake.set_exception(
                 HandshakeError(
-                    f"handshake failed: code {code} {event.reason}".strip(), close_code=code
+                    event.reason or f"handshake failed with close code {code}", close_code=code
                 )
             )
         exc = self._connection.close_exception()

@@ -134,6 +134,7 @@ class Gateway:
             return_exceptions=True,
         )
         await self._write_beats()
+        await self.store.mark_all_offline()  # none of them is connected to us any more
 
     async def _flush_heartbeats(self) -> None:
         while True:

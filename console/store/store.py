@@ -322,7 +322,11 @@ class Store:
     async def record_heartbeats(
         self, beats: Mapping[str, tuple[datetime.datetime, dict[str, Any] | None]]
     ) -> None:
-        """Store many devices' last-seen times and metrics in one transaction."""
+        """Store many devices' last-seen times and metrics in one transaction.
+
+        Presence (``online``) is not touched: connects and disconnects set it, and a
+        heartbeat written late must not bring a device that left back online.
+        """
         if not beats:
             return
         async with self._transaction() as session:
@@ -330,7 +334,7 @@ class Store:
                 await session.execute(
                     update(Device)
                     .where(Device.id == device_id)
-                    .values(last_seen=seen, metrics=metrics, online=True)
+                    .values(last_seen=seen, metrics=metrics)
                 )
 
     async def revoke_device(self, device_id: str) -> DeviceView:

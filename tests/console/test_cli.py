@@ -114,3 +114,52 @@ def test_missing_or_broken_data_directory_is_a_clear_error(tmp_path: Path) -> No
     (broken / "console.toml").write_text("[server\n")
     code, output = run(broken, "tickets")
     assert (code, "cannot read" in output) == (1, True)
+
+
+def test_demo_runs_a_console_and_an_agent_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.consoleproc import free_port
+    from tests.helpers import script
+
+    data_dir = tmp_path / "data"
+    process = subprocess.Popen(
+        [
+            script("deskside-console"),
+            "--data-dir",
+            str(data_dir),
+            "demo",
+            "--port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Ready."):
+                break
+        output = "".join(lines)
+        assert "Ready." in output, output
+        assert "admin password" in output
+        assert "Local agent enrolled" in output
+        assert "Ticket #1 filed." in output
+        _, listed = run(data_dir, "tickets")
+        assert "Demo: the printer on floor 2" in listed
+        _, devices = run(data_dir, "devices")
+        assert "online" in devices
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    _, devices = run(data_dir, "devices")
+    assert "offline" in devices

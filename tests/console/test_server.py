@@ -308,3 +308,22 @@ def test_console_survives_a_crash_and_keeps_its_data(tmp_path: Path) -> None:
         titles = [t["title"] for t in api.get("/api/v1/tickets").json()]
     assert titles == ["Before"]
     assert console.stop() == 0
+
+
+async def test_console_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    from tests.postgres import create_database
+
+    console = ConsoleProcess(tmp_path / "data", database_url=create_database(postgres_url))
+    console.start()
+    try:
+        _, channel = await enroll(console, host="pg-client")
+        await channel.send(
+            m.HelpRequest(request_id="pg-1", description="Disk full", created_at=time.time())
+        )
+        ack = await asyncio.wait_for(channel.recv(), 10)
+        assert isinstance(ack, m.Ack)
+        await channel.close()
+        assert "Disk full" in console.cli("ticket", "show", str(ack.ticket_id)).stdout
+        assert "postgresql" in (console.data_dir / "console.toml").read_text()
+    finally:
+        console.stop()

@@ -145,10 +145,13 @@ async def test_hello_heartbeats_and_presence(store: Store) -> None:
         True,
     )
     seen = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    await store.set_online(device, False)
     await store.record_heartbeats({device: (seen, {"cpu_percent": 12.5})})
     view = await store.get_device(device)
     assert view.last_seen == seen
     assert view.metrics == {"cpu_percent": 12.5}
+    assert not view.online  # a late heartbeat does not bring a device back online
+    await store.set_online(device, True)
     await store.mark_all_offline()
     assert not (await store.get_device(device)).online
 

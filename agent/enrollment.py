@@ -1,0 +1,119 @@
+"""Enrolling this agent with a console.
+
+The agent makes a new static key and connects with the one-time token from the
+enrollment string; the console accepts or refuses inside the Noise handshake (a
+refusal is a ``HandshakeError`` carrying the console's reason). Only after the
+console has accepted the key does the agent write anything: first
+``identity.key``, then ``agent.toml``, which is what makes it enrolled. A refused
+or failed enrollment leaves the files as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+
+import msgspec
+
+from deskside.protocol.connection import CloseCode
+from deskside.protocol.enrollment import Enrollment, check_agent_url
+from deskside.protocol.errors import ConfigError, DesksideError
+
+from .config import AgentConfig, AgentPaths, Identity, load_config, save_config, save_identity
+from .system import make_hello
+from .uplink import open_uplink
+
+__all__ = ["check_not_enrolled", "enroll", "enrollment_from_options"]
+
+logger = logging.getLogger(__name__)
+
+
+def enrollment_from_options(
+    server: str, token: str, console_key: str, tls_fingerprint: str | None = None
+) -> Enrollment:
+    """An ``Enrollment`` from separate values; ``ConfigError`` says which one is wrong."""
+    try:
+        key = base64.b64decode(console_key.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError("the console key is not base64") from exc
+    try:
+        enrollment = msgspec.convert(
+            {
+                "url": server.strip(),
+                "token": token.strip(),
+                "console_key": key,
+                "tls_fingerprint": tls_fingerprint.strip().lower() if tls_fingerprint else None,
+            },
+            Enrollment,
+        )
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid enrollment option: {exc}") from exc
+    check_agent_url(enrollment.url)
+    return enrollment
+
+
+def check_not_enrolled(paths: AgentPaths) -> None:
+    """Raise ``ConfigError`` if this agent is already enrolled (a config file exists)."""
+    try:
+        config = load_config(paths)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"this agent already has a configuration, which is damaged ({exc}); "
+            "use --force to enroll again, which replaces it"
+        ) from exc
+    if config is not None:
+        raise ConfigError(
+            f"this agent is already enrolled as device {config.device_id} with "
+            f"{config.console_url}; use --force to enroll again, which replaces its identity"
+        )
+
+
+async def enroll(
+    paths: AgentPaths,
+    enrollment: Enrollment,
+    *,
+    force: bool = False,
+    open_timeout: float = 10.0,
+) -> tuple[AgentConfig, Identity]:
+    """Enroll with the console named by ``enrollment``; the new config and identity.
+
+    Raises ``ConfigError`` if already enrolled (unless ``force``), and the channel's
+    ``HandshakeError`` / ``ConnectionClosedError`` when the console refuses or
+    cannot be reached; nothing is written then.
+    """
+    if not force:
+        await asyncio.to_thread(check_not_enrolled, paths)
+    identity = await asyncio.to_thread(Identity.generate)
+    channel = await open_uplink(
+        enrollment.url,
+        enrollment.console_key,
+        identity,
+        tls_fingerprint=enrollment.tls_fingerprint,
+        open_timeout=open_timeout,
+        enrollment_token=enrollment.token,
+    )
+    # The console has registered the key: from here on, enrollment has happened,
+    # so a failure to say hello must not keep the agent from saving its identity.
+    try:
+        await channel.send(await make_hello())
+    except DesksideError as exc:
+        logger.warning("enrolled, but sending Hello failed: %s", exc)
+    finally:
+        with contextlib.suppress(DesksideError, TimeoutError):
+            await asyncio.wait_for(channel.close(CloseCode.NORMAL, "enrolled"), open_timeout)
+    config = AgentConfig(
+        console_url=enrollment.url,
+        console_key=enrollment.console_key,
+        device_id=identity.device_id,
+        tls_fingerprint=enrollment.tls_fingerprint,
+    )
+    await asyncio.to_thread(_save, paths, config, identity)
+    return config, identity
+
+
+def _save(paths: AgentPaths, config: AgentConfig, identity: Identity) -> None:
+    save_identity(paths, identity)
+    save_config(paths, config)

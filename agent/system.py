@@ -1,0 +1,42 @@
+"""Who this agent is: its version and the machine it runs on, for ``Hello``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib.metadata import PackageNotFoundError, version
+
+import psutil  # type: ignore[import-untyped]
+
+from deskside.agent.diagnostics.collectors import collect_os
+from deskside.protocol.messages import Hello, OsInfo
+
+__all__ = ["agent_version", "make_hello", "os_info"]
+
+# Longest string a ``Name`` field of the wire messages holds.
+_NAME_LIMIT = 256
+
+
+def agent_version() -> str:
+    """The installed version of the ``deskside`` distribution."""
+    try:
+        return version("deskside")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def os_info() -> OsInfo:
+    """The operating system and machine identity (blocking: reads files)."""
+    return collect_os()
+
+
+def _hello() -> Hello:
+    boot_time: float | None = None
+    with contextlib.suppress(Exception):
+        boot_time = float(psutil.boot_time())
+    return Hello(agent_version=agent_version()[:_NAME_LIMIT], os=os_info(), boot_time=boot_time)
+
+
+async def make_hello() -> Hello:
+    """The ``Hello`` this agent sends first on every channel (built off the loop)."""
+    return await asyncio.to_thread(_hello)
