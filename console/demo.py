@@ -33,6 +33,13 @@ def _script(name: str) -> str:
     return str(path)
 
 
+def _shown(path: str) -> str:
+    """A script's path as the user can type it: relative to here when it is below."""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(Path.cwd()))
+    return path
+
+
 def _wait_ready(config: ConsoleConfig, process: subprocess.Popen[bytes], timeout: float) -> None:
     context = ssl.create_default_context(cafile=str(config.tls_cert)) if config.tls_cert else None
     scheme = "https" if config.tls_cert else "http"
@@ -139,7 +146,7 @@ def run_demo(
                     check=False,
                 )
                 echo(f"Help request from the agent: {filed.stdout.strip() or filed.stderr.strip()}")
-                prefix = f"deskside-console --data-dir {data_dir}"
+                prefix = f"{_shown(console[0])} --data-dir {data_dir}"
                 echo("")
                 echo("Look at it:")
                 echo(f"  {prefix} tickets")
@@ -149,7 +156,7 @@ def run_demo(
                 base = f"https://127.0.0.1:{config.port}"
                 echo(f"  REST API: {base}/api/v1/tickets (OpenAPI: {base}/api/schema/openapi.json)")
                 echo(
-                    f"  Agent:    deskside-agent --config-dir {agent_home / 'config'} "
+                    f"  Agent:    {_shown(agent[0])} --config-dir {agent_home / 'config'} "
                     f"--state-dir {agent_home / 'state'} status"
                 )
                 echo("Ready. Ctrl-C stops the console and the agent.")
