@@ -8,20 +8,29 @@ when an agent does not answer). The OpenAPI document is at ``/api/schema/openapi
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from .errors import Conflict, Forbidden, Unauthorized
 from .gateway import Gateway
 from .schemas import (
     AttachDiagnostics,
+    AuditView,
+    CommandView,
     DeviceView,
     EventView,
+    NewCommand,
     NewNote,
     NewTicket,
+    OutputChunk,
     SnapshotInfo,
     SnapshotView,
     TicketChanges,
@@ -29,6 +38,7 @@ from .schemas import (
     TicketView,
 )
 from .store import ApiIdentity, Store
+from .store.audit import AuditVerification
 from .store.models import TicketStatus
 
 __all__ = ["ApiV1", "provide_identity"]
@@ -239,3 +249,162 @@ class ApiV1(Controller):
         """One snapshot with its content."""
         _require(identity, "devices:read")
         return await _store(request).get_snapshot(snapshot_id)
+
+    # -- Commands ---------------------------------------------------------------------------
+
+    @post("/tickets/{ticket_id:int}/commands")
+    async def run_command(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        ticket_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
+        data: NewCommand,
+    ) -> CommandView:
+        """Run a command on the ticket's device (201); follow it with ``/stream``.
+
+        Needs ``commands:run``; a technician must be an admin or the ticket's assignee.
+        The device's own policy and its user have the last word: a refusal there
+        ends the command with status ``refused``.
+        """
+        gateway = _gateway(request)
+        store = _store(request)
+        view = await store.create_command(ticket_id, data, identity=identity, online=gateway.online)
+        detail = await store.get_ticket(ticket_id)
+        await gateway.run_command(view, reason=f"#{ticket_id} {detail.ticket.title}")
+        return view
+
+    @get("/tickets/{ticket_id:int}/commands")
+    async def ticket_commands(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        ticket_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
+    ) -> list[CommandView]:
+        """The commands run for a ticket, oldest first."""
+        _require(identity, "tickets:read")
+        await _store(request).get_ticket(ticket_id)
+        return await _store(request).ticket_commands(ticket_id)
+
+    @get("/commands/{command_id:str}")
+    async def get_command(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        command_id: Annotated[str, Parameter(max_length=64)],
+    ) -> CommandView:
+        """A command and how it went."""
+        _require(identity, "tickets:read")
+        return await _store(request).get_command(command_id)
+
+    @get("/commands/{command_id:str}/output")
+    async def command_output(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        command_id: Annotated[str, Parameter(max_length=64)],
+    ) -> list[OutputChunk]:
+        """The output the console kept (bytes in base64), in order."""
+        _require(identity, "tickets:read")
+        await _store(request).get_command(command_id)
+        return await _store(request).command_output(command_id)
+
+    @get("/commands/{command_id:str}/stream")
+    async def stream_command(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        command_id: Annotated[str, Parameter(max_length=64)],
+    ) -> ServerSentEvent:
+        """Server-sent events: ``output`` (``{"seq", "stream", "data"}``, data in
+        base64), then ``exit`` with the command. Output kept so far comes first."""
+        _require(identity, "tickets:read")
+        store, gateway = _store(request), _gateway(request)
+        await store.get_command(command_id)
+        return ServerSentEvent(_command_events(store, gateway, command_id))
+
+    @post("/commands/{command_id:str}/cancel", status_code=202)
+    async def cancel_command(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        command_id: Annotated[str, Parameter(max_length=64)],
+    ) -> CommandView:
+        """Ask the device to end a running command's process tree (202)."""
+        _require(identity, "commands:run")
+        view = await _store(request).get_command(command_id)
+        if view.finished_at is not None:
+            raise Conflict(f"command {command_id} has ended already")
+        await _gateway(request).cancel_command(view)
+        return view
+
+    # -- Audit --------------------------------------------------------------------------------
+
+    @get("/audit")
+    async def audit_log(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        limit: Limit = 100,
+        before: Annotated[int | None, Parameter(ge=1)] = None,
+    ) -> list[AuditView]:
+        """The audit log, newest first."""
+        _require(identity, "audit:read")
+        return await _store(request).audit_log(limit=limit, before=before)
+
+    @get("/audit/verify")
+    async def verify_audit(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+    ) -> AuditVerification:
+        """Check the audit log's hash chain."""
+        _require(identity, "audit:read")
+        return await _store(request).verify_audit()
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _chunk_event(chunk: OutputChunk) -> ServerSentEventMessage:
+    data = {"seq": chunk.seq, "stream": chunk.stream, "data": base64.b64encode(chunk.data).decode()}
+    return ServerSentEventMessage(event="output", data=_encoder.encode(data).decode())
+
+
+async def _command_events(
+    store: Store, gateway: Gateway, command_id: str
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Everything kept so far, then the live events, until the command ends."""
+    queue = gateway.watch(command_id)  # before reading the store: nothing falls between
+    try:
+        next_seq = 0
+        for chunk in await store.command_output(command_id):
+            next_seq = chunk.seq + 1
+            yield _chunk_event(chunk)
+        view = await store.get_command(command_id)
+        while view.finished_at is None:
+            try:
+                event = await asyncio.wait_for(queue.get(), 15.0)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive")
+                view = await store.get_command(command_id)
+                continue
+            if event.kind == "output" and event.chunk is not None:
+                if event.chunk.seq < next_seq:
+                    continue
+                if event.chunk.seq > next_seq:  # fell behind: the store has the rest
+                    for missed in await store.command_output(command_id, next_seq):
+                        if missed.seq < event.chunk.seq:
+                            yield _chunk_event(missed)
+                next_seq = event.chunk.seq + 1
+                yield _chunk_event(event.chunk)
+            elif event.kind == "started" and event.view is not None:
+                yield ServerSentEventMessage(
+                    event="started", data=_encoder.encode(event.view).decode()
+                )
+            elif event.kind == "exit" and event.view is not None:
+                view = event.view
+        for chunk in await store.command_output(command_id, next_seq):
+            yield _chunk_event(chunk)
+        yield ServerSentEventMessage(event="exit", data=_encoder.encode(view).decode())
+    finally:
+        gateway.unwatch(command_id, queue)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import secrets
 import socket
 import sys
@@ -502,6 +503,99 @@ def ticket_new(
         raise click.UsageError(str(exc)) from exc
     view, _ = ctx.run(lambda store: store.create_ticket(new, actor="cli", source="cli"))
     click.echo(f"Ticket #{view.id} opened (P{view.priority}, due {_when(view.resolution_due)} UTC)")
+
+
+# -- Commands and audit ------------------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--ticket", "ticket_id", type=click.IntRange(1, 2**31 - 1), required=True)
+@click.option("--device", "device_id", default=None, help="Another device than the ticket's.")
+@click.option("--timeout", type=click.FloatRange(0.1, 86400), default=60.0, show_default=True)
+@click.option("--shell", is_flag=True, help="Run one string with the device's shell.")
+@click.option(
+    "--as",
+    "username",
+    default=None,
+    help="The technician asking [default: your login name, if it is a technician].",
+)
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_context
+def run(
+    ctx: Context,
+    ticket_id: int,
+    device_id: str | None,
+    timeout: float,
+    shell: bool,
+    username: str | None,
+    argv: tuple[str, ...],
+) -> None:
+    """Run a command on a ticket's device:  run --ticket 12 -- ipconfig /all
+
+    Output streams as it comes; Ctrl-C cancels the command on the device. Exits
+    with the command's exit code (126 refused, 124 timed out, 130 cancelled).
+    The console must be running (deskside-console serve).
+    """
+    import getpass
+
+    from .remote import exit_status, follow_command, start_command, token_ttl
+
+    name = username or getpass.getuser()
+    if not ctx.run(lambda store: store.user_exists(name)):
+        raise click.UsageError(f"no technician named {name!r}; say who you are with --as NAME")
+    created = ctx.run(
+        lambda store: store.create_api_token(
+            f"cli-run-{name}",
+            ["commands:run", "tickets:read"],
+            ttl=token_ttl(timeout),
+            username=name,
+            actor=f"cli:{getpass.getuser()}",
+        )
+    )
+    config = ctx.config()
+    try:
+        body = {"argv": list(argv), "shell": shell, "timeout": timeout, "device_id": device_id}
+        command = start_command(config, created.token, ticket_id, body)
+        result = follow_command(config, created.token, command["id"])
+    finally:
+        ctx.run(lambda store: store.revoke_api_token(created.id))
+    status = exit_status(result)
+    if result.get("status") != "finished":
+        click.echo(
+            f"command {result.get('status')}: {result.get('error') or ''}".rstrip(), err=True
+        )
+    ctx_exit = click.get_current_context()
+    ctx_exit.exit(status)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.pass_context
+def audit(click_ctx: click.Context, limit: int) -> None:
+    """The audit log (newest first); 'audit verify' checks its hash chain."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Context = click_ctx.obj
+    entries = ctx.run(lambda store: store.audit_log(limit=limit))
+    for entry in entries:
+        data = json.dumps(entry.data, sort_keys=True, ensure_ascii=False)
+        click.echo(f"{entry.id:>6}  {_when(entry.at)}  {entry.actor}  {entry.action}  {data}")
+
+
+@audit.command("verify")
+@pass_context
+def audit_verify(ctx: Context) -> None:
+    """Check that no audit entry was changed or deleted; exit 1 if one was."""
+    result = ctx.run(lambda store: store.verify_audit())
+    if result.ok:
+        click.echo(
+            f"{result.entries} entries, chain intact; head #{result.head_id} {result.head_hash}"
+        )
+        return
+    click.echo(
+        f"audit log damaged: {result.problem} (after {result.entries} good entries)", err=True
+    )
+    raise SystemExit(1)
 
 
 # -- Demo -----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from deskside.protocol.errors import (
 )
 
 from .errors import Conflict, ConsoleError, EnrollmentRefused, GatewayTimeout
-from .schemas import NewTicket, SnapshotInfo
+from .schemas import CommandView, NewTicket, OutputChunk, SnapshotInfo
 from .store import Store, utcnow
 
 __all__ = ["Gateway", "LitestarTransport"]
@@ -86,6 +86,15 @@ class LitestarTransport:
                 await self.socket.close(code, reason)
 
 
+@dataclass(frozen=True)
+class CommandEvent:
+    """Something that happened to a command, for those watching it live."""
+
+    kind: str  # "started", "output", "exit"
+    view: CommandView | None = None
+    chunk: OutputChunk | None = None
+
+
 @dataclass(eq=False)
 class Session:
     """One connected agent channel."""
@@ -111,6 +120,8 @@ class Gateway:
         )
         # Sessions per device, newest last.
         self.sessions: dict[str, list[Session]] = {}
+        # Live watchers of commands (API streams): command id -> their queues.
+        self._watchers: dict[str, set[asyncio.Queue[CommandEvent]]] = {}
         # Heartbeats not yet written: device id -> (time, metrics).
         self._beats: dict[str, tuple[datetime.datetime, dict[str, object] | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -218,6 +229,23 @@ class Gateway:
                 await self._on_snapshot(session, message)
             elif isinstance(message, m.HelpRequest):
                 await self._on_help_request(session, message)
+            elif isinstance(message, m.CommandStarted):
+                view = await self.store.command_started(message.command_id, message.consent)
+                if view is not None and view.device_id == device_id:
+                    self._notify(message.command_id, CommandEvent("started", view=view))
+            elif isinstance(message, m.CommandOutput):
+                stream = str(message.stream)
+                if await self.store.add_command_output(
+                    device_id, message.command_id, message.seq, stream, message.data
+                ):
+                    chunk = OutputChunk(seq=message.seq, stream=stream, data=message.data)  # type: ignore[arg-type]
+                    self._notify(message.command_id, CommandEvent("output", chunk=chunk))
+            elif isinstance(message, m.CommandExit):
+                view = await self.store.finish_command(device_id, message)
+                if view is not None:
+                    # Acknowledged once recorded: the agent may forget its spooled result.
+                    await session.channel.send(m.Ack(request_id=message.command_id))
+                    self._notify(message.command_id, CommandEvent("exit", view=view))
             elif isinstance(message, m.Error):
                 self._on_error(session, message)
             else:
@@ -287,6 +315,54 @@ class Gateway:
         finally:
             session.pending.pop(request_id, None)
         return await self.store.add_snapshot(device_id, snapshot)
+
+    # -- Commands --------------------------------------------------------------------------
+
+    async def run_command(self, view: CommandView, reason: str) -> None:
+        """Send a recorded command to its device."""
+        try:
+            session = self._daemon_session(view.device_id)
+            await session.channel.send(
+                m.CommandRequest(
+                    command_id=view.id,
+                    ticket_id=view.ticket_id,
+                    argv=view.argv,
+                    requested_by=view.requested_by[:256],
+                    shell=view.shell,
+                    timeout=view.timeout,
+                    reason=reason[:4096],
+                )
+            )
+        except (Conflict, ConnectionClosed) as exc:
+            await self.store.fail_command(view.id, f"could not reach the device: {exc}")
+            raise Conflict(f"could not reach device {view.device_id}") from exc
+
+    async def cancel_command(self, view: CommandView) -> None:
+        """Ask the device to end a running command's process tree."""
+        session = self._daemon_session(view.device_id)
+        await session.channel.send(m.CommandCancel(command_id=view.id))
+
+    def watch(self, command_id: str) -> asyncio.Queue[CommandEvent]:
+        """A queue of the command's events from now on; give it back with ``unwatch``."""
+        queue: asyncio.Queue[CommandEvent] = asyncio.Queue(maxsize=4096)
+        self._watchers.setdefault(command_id, set()).add(queue)
+        return queue
+
+    def unwatch(self, command_id: str, queue: asyncio.Queue[CommandEvent]) -> None:
+        """Stop watching a command."""
+        watchers = self._watchers.get(command_id)
+        if watchers is not None:
+            watchers.discard(queue)
+            if not watchers:
+                del self._watchers[command_id]
+
+    def _notify(self, command_id: str, event: CommandEvent) -> None:
+        for queue in self._watchers.get(command_id, ()):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A watcher that cannot keep up reads the rest from the store.
+                logger.warning("a watcher of command %s fell behind", command_id)
 
     async def disconnect(self, device_id: str, reason: str) -> None:
         """Close every channel of the device (after revoking it, say)."""

@@ -196,3 +196,55 @@ class ApiTokenCreated(msgspec.Struct, frozen=True, kw_only=True):
     token: str
     scopes: list[str]
     expires_at: datetime.datetime | None
+
+
+class NewCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A command to run on the ticket's device (or another one named here)."""
+
+    argv: Annotated[
+        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=1, max_length=1024)
+    ]
+    shell: bool = False
+    timeout: Annotated[float, Meta(gt=0, le=86400)] = 60.0
+    device_id: Annotated[str, Meta(max_length=32)] | None = None
+
+
+class CommandView(msgspec.Struct, frozen=True, kw_only=True):
+    """A command and how it went."""
+
+    id: str
+    ticket_id: int
+    device_id: str
+    argv: list[str]
+    shell: bool
+    timeout: float
+    requested_by: str
+    requested_at: datetime.datetime
+    status: Literal["pending", "running", "finished", "refused", "timed_out", "cancelled", "failed"]
+    consent: str
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    exit_code: int | None
+    duration: float | None
+    error: str
+    output_truncated: bool
+    output_bytes: int
+
+
+class OutputChunk(msgspec.Struct, frozen=True, kw_only=True):
+    """A piece of a command's output."""
+
+    seq: int
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+
+
+class AuditView(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the audit log."""
+
+    id: int
+    at: datetime.datetime
+    actor: str
+    action: str
+    data: dict[str, Any]
+    hash: str

@@ -40,6 +40,7 @@ __all__ = [
     "CommandId",
     "CommandOutput",
     "CommandRequest",
+    "CommandStarted",
     "ConsoleMessage",
     "CpuInfo",
     "DeviceId",
@@ -67,6 +68,10 @@ __all__ = [
     "RequestId",
     "ServerParams",
     "ServiceInfo",
+    "ShellClosed",
+    "ShellData",
+    "ShellOpen",
+    "ShellResize",
     "Snapshot",
     "SnapshotRequest",
     "TicketId",
@@ -410,6 +415,17 @@ class CommandRequest(_Message, frozen=True, tag="command_request"):
     shell: bool = False
     timeout: Annotated[float, Meta(gt=0.0, le=86400.0)] = 60.0
     cwd: Line | None = None
+    # What the user is shown when asked for consent: the ticket's title.
+    reason: Line = ""
+    # Run the agent's own named script (from its policy) with ``argv`` as arguments.
+    script: Name | None = None
+
+
+class CommandStarted(_Message, frozen=True, tag="command_started"):
+    """The agent's policy and the user allowed a command, and it started."""
+
+    command_id: Id
+    consent: Name = ""  # how it was allowed: "user", "notify", "policy"
 
 
 class CommandOutput(_Message, frozen=True, tag="command_output"):
@@ -430,6 +446,8 @@ class CommandExit(_Message, frozen=True, tag="command_exit"):
     timed_out: bool = False
     cancelled: bool = False
     output_truncated: bool = False
+    # Refused by the agent's policy or by the user; ``error`` says why.
+    refused: bool = False
     error: Line = ""
 
 
@@ -437,6 +455,42 @@ class CommandCancel(_Message, frozen=True, tag="command_cancel"):
     """The technician cancels a running command: its process tree is ended."""
 
     command_id: Id
+
+
+class ShellOpen(_Message, frozen=True, tag="shell_open"):
+    """The console asks for an interactive terminal (a PTY on POSIX) for a ticket."""
+
+    session_id: Id
+    ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    requested_by: Name
+    cols: Annotated[int, Meta(ge=1, le=1000)] = 80
+    rows: Annotated[int, Meta(ge=1, le=1000)] = 24
+    reason: Line = ""
+
+
+class ShellData(_Message, frozen=True, tag="shell_data"):
+    """Bytes typed into (console to agent) or printed by (agent to console) a terminal."""
+
+    session_id: Id
+    seq: Count
+    data: Chunk
+
+
+class ShellResize(_Message, frozen=True, tag="shell_resize"):
+    """The technician's terminal changed size."""
+
+    session_id: Id
+    cols: Annotated[int, Meta(ge=1, le=1000)]
+    rows: Annotated[int, Meta(ge=1, le=1000)]
+
+
+class ShellClosed(_Message, frozen=True, tag="shell_closed"):
+    """A terminal ended (either side may send it), or was refused (``refused``)."""
+
+    session_id: Id
+    exit_code: Annotated[int, Meta(ge=-(2**31), le=2**32)] | None = None
+    refused: bool = False
+    error: Line = ""
 
 
 class Ack(_Message, frozen=True, tag="ack"):
@@ -466,9 +520,14 @@ Message: TypeAlias = (
     | DiagnosticsSnapshot
     | HelpRequest
     | CommandRequest
+    | CommandStarted
     | CommandOutput
     | CommandExit
     | CommandCancel
+    | ShellOpen
+    | ShellData
+    | ShellResize
+    | ShellClosed
     | Ack
     | Error
 )
@@ -476,9 +535,28 @@ Message: TypeAlias = (
 
 # The messages each side may send to the other once the channel is open.
 AgentMessage: TypeAlias = (
-    Hello | Heartbeat | DiagnosticsSnapshot | HelpRequest | CommandOutput | CommandExit | Error
+    Hello
+    | Heartbeat
+    | DiagnosticsSnapshot
+    | HelpRequest
+    | CommandStarted
+    | CommandOutput
+    | CommandExit
+    | ShellData
+    | ShellClosed
+    | Error
 )
-ConsoleMessage: TypeAlias = SnapshotRequest | CommandRequest | CommandCancel | Ack | Error
+ConsoleMessage: TypeAlias = (
+    SnapshotRequest
+    | CommandRequest
+    | CommandCancel
+    | ShellOpen
+    | ShellData
+    | ShellResize
+    | ShellClosed
+    | Ack
+    | Error
+)
 
 # Every message type, for code that iterates over them (tests, documentation).
 MESSAGE_TYPES: tuple[type[_Message], ...] = get_args(Message)

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from deskside.console.store.models import Base
+from deskside.console.store.models import Base, UTCDateTime
 from deskside.console.store.store import database_url
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(kind: str, item: object, autogen_context: object) -> str | Literal[False]:
+    """Write UTCDateTime as plain DateTime(timezone=True): migrations import no models."""
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _run(connection: Connection) -> None:
@@ -22,6 +30,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by copying
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

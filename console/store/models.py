@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -34,7 +35,10 @@ from deskside.console.schemas import Role, TicketStatus
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
     "Base",
+    "Command",
+    "CommandOutput",
     "Device",
     "EnrollmentToken",
     "Role",
@@ -172,6 +176,8 @@ class ApiToken(Base):
     expires_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # The technician this token acts for (e.g. minted by the CLI); None: a service.
+    username: Mapped[str | None] = mapped_column(String(64))
 
 
 class Ticket(Base):
@@ -221,3 +227,63 @@ class TicketEvent(Base):
     actor: Mapped[str] = mapped_column(String(160))
     data: Mapped[dict[str, object]] = mapped_column(JSON)
     snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id", ondelete="SET NULL"))
+
+
+class Command(Base):
+    """A command run (or refused) on a device for a ticket."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_ticket", "ticket_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    argv: Mapped[list[str]] = mapped_column(JSON)
+    shell: Mapped[bool] = mapped_column(Boolean, default=False)
+    timeout: Mapped[float] = mapped_column(Float)
+    requested_by: Mapped[str] = mapped_column(String(160))
+    requested_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # pending, running, finished, refused, timed_out, cancelled, failed.
+    status: Mapped[str] = mapped_column(String(16))
+    consent: Mapped[str] = mapped_column(String(32), default="")
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str] = mapped_column(Text, default="")
+    output_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Output bytes received and kept (the console keeps at most a cap per command).
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The next output chunk expected: chunks below it were received already.
+    next_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CommandOutput(Base):
+    """A chunk of a command's output, as the agent numbered it."""
+
+    __tablename__ = "command_output"
+
+    command_id: Mapped[str] = mapped_column(
+        ForeignKey("commands.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditEntry(Base):
+    """One security-relevant event, chained to the one before by SHA-256.
+
+    ``hash = SHA-256(prev_hash || canonical JSON of the entry)``; editing or deleting
+    an entry breaks the chain at that point (``deskside-console audit verify``).
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, object]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -17,7 +17,8 @@ import datetime
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -36,7 +37,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from deskside.console.errors import (
     Conflict,
+    ConsoleError,
     EnrollmentRefused,
+    Forbidden,
     InvalidRequest,
     NotFound,
     Unauthorized,
@@ -44,10 +47,14 @@ from deskside.console.errors import (
 from deskside.console.policy import Policy
 from deskside.console.schemas import (
     ApiTokenCreated,
+    AuditView,
+    CommandView,
     DeviceView,
     EnrollmentTokenCreated,
     EventView,
+    NewCommand,
     NewTicket,
+    OutputChunk,
     SnapshotInfo,
     SnapshotView,
     TicketChanges,
@@ -57,8 +64,12 @@ from deskside.console.schemas import (
 from deskside.protocol import messages as m
 from deskside.protocol.enrollment import device_id as device_id_for
 
+from . import audit
 from .models import (
     ApiToken,
+    AuditEntry,
+    Command,
+    CommandOutput,
     Device,
     EnrollmentToken,
     Role,
@@ -72,7 +83,12 @@ from .models import (
 __all__ = ["SCOPES", "TRANSITIONS", "ApiIdentity", "Store", "database_url", "utcnow"]
 
 # What an API token may be allowed to do.
-SCOPES: Final = frozenset({"tickets:read", "tickets:write", "devices:read", "devices:write"})
+SCOPES: Final = frozenset(
+    {"tickets:read", "tickets:write", "devices:read", "devices:write", "commands:run", "audit:read"}
+)
+
+# Output a command may leave on the console; more is streamed but not kept.
+COMMAND_OUTPUT_CAP: Final = 16 << 20
 
 # Snapshots kept per device, beyond those attached to tickets.
 SNAPSHOT_HISTORY: Final = 20
@@ -156,6 +172,9 @@ class ApiIdentity(msgspec.Struct, frozen=True):
 
     actor: str
     scopes: frozenset[str]
+    # The technician the token acts for, and their role; None for a service token.
+    username: str | None = None
+    role: str | None = None
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -280,6 +299,13 @@ class Store:
                 )
                 session.add(device)
                 await session.flush()
+            await audit.append(
+                session,
+                actor=f"agent:{device.id}",
+                action="device.enrolled",
+                data={"device": device.id, "token": row.id, "group": row.group_name},
+                at=now,
+            )
             return _device_view(device)
 
     async def device_for_key(self, public_key: bytes) -> DeviceView | None:
@@ -337,13 +363,20 @@ class Store:
                     .values(last_seen=seen, metrics=metrics)
                 )
 
-    async def revoke_device(self, device_id: str) -> DeviceView:
+    async def revoke_device(self, device_id: str, *, actor: str = "cli") -> DeviceView:
         """Revoke a device: its key is refused from now on."""
         async with self._transaction() as session:
             device = await _get(session, Device, device_id)
             if device.revoked_at is None:
                 device.revoked_at = utcnow()
                 device.online = False
+                await audit.append(
+                    session,
+                    actor=actor,
+                    action="device.revoked",
+                    data={"device": device_id},
+                    at=device.revoked_at,
+                )
             return _device_view(device)
 
     async def revoked_among(self, device_ids: Iterable[str]) -> set[str]:
@@ -450,15 +483,24 @@ class Store:
         password_hash = await asyncio.to_thread(_password_hasher.hash, password)
         try:
             async with self._transaction() as session:
+                now = utcnow()
                 session.add(
                     User(
                         username=username,
                         display_name=display_name,
                         password_hash=password_hash,
                         role=str(role),
-                        created_at=utcnow(),
+                        created_at=now,
                         disabled=False,
                     )
+                )
+                await session.flush()
+                await audit.append(
+                    session,
+                    actor="cli",
+                    action="user.added",
+                    data={"user": username, "role": str(role)},
+                    at=now,
                 )
         except IntegrityError as exc:
             raise Conflict(f"user {username!r} exists already") from exc
@@ -487,9 +529,15 @@ class Store:
             return bool(count)
 
     async def create_api_token(
-        self, name: str, scopes: Iterable[str], *, ttl: datetime.timedelta | None
+        self,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        ttl: datetime.timedelta | None,
+        username: str | None = None,
+        actor: str = "cli",
     ) -> ApiTokenCreated:
-        """A new API token with these scopes (see ``SCOPES``)."""
+        """A new API token with these scopes (see ``SCOPES``), acting for ``username``."""
         wanted = sorted(set(scopes))
         unknown = set(wanted) - SCOPES
         if not wanted or unknown:
@@ -507,10 +555,22 @@ class Store:
             scopes=wanted,
             created_at=now,
             expires_at=None if ttl is None else now + ttl,
+            username=username,
         )
         async with self._transaction() as session:
+            if username is not None and not await session.scalar(
+                select(func.count()).select_from(User).where(User.username == username)
+            ):
+                raise InvalidRequest(f"no technician named {username!r}")
             session.add(row)
             await session.flush()
+            await audit.append(
+                session,
+                actor=actor,
+                action="apitoken.created",
+                data={"id": row.id, "name": name, "scopes": wanted, "user": username},
+                at=now,
+            )
             return ApiTokenCreated(
                 id=row.id, name=name, token=token, scopes=wanted, expires_at=row.expires_at
             )
@@ -531,7 +591,27 @@ class Store:
                 raise Unauthorized("API token expired or revoked")
             if row.last_used_at is None or now - row.last_used_at > datetime.timedelta(minutes=1):
                 row.last_used_at = now
-            return ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
+            if row.username is None:
+                return ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
+            user = (
+                await session.execute(select(User).where(User.username == row.username))
+            ).scalar_one_or_none()
+            if user is None or user.disabled:
+                raise Unauthorized("the technician of this API token is disabled")
+            return ApiIdentity(
+                actor=f"user:{user.username}",
+                scopes=frozenset(row.scopes),
+                username=user.username,
+                role=user.role,
+            )
+
+    async def revoke_api_token(self, token_id: int) -> None:
+        """Revoke an API token at once."""
+        async with self._transaction() as session:
+            row = await session.get(ApiToken, token_id)
+            if row is None:
+                raise NotFound(f"no API token {token_id}")
+            row.revoked_at = row.revoked_at or utcnow()
 
     # -- Tickets -------------------------------------------------------------------------
 
@@ -775,6 +855,305 @@ class Store:
         async with self._transaction() as session:
             return _is_open((await _get(session, Ticket, ticket_id)).status)
 
+    # -- Commands ---------------------------------------------------------------------------
+
+    async def create_command(
+        self,
+        ticket_id: int,
+        new: NewCommand,
+        *,
+        identity: ApiIdentity,
+        online: Callable[[str], bool],
+    ) -> CommandView:
+        """Record a command to run for an open ticket, after checking who asks.
+
+        The caller needs the ``commands:run`` scope; a technician must be an admin or
+        the ticket's assignee. The ticket must be open and the device enrolled,
+        unrevoked and online (``online``). A refusal is recorded (audit log, and the
+        ticket's timeline when there is a ticket) before it is raised.
+        """
+        now = utcnow()
+        command_id = uuid.uuid4().hex
+        async with self._transaction() as session:
+            ticket = await session.get(Ticket, ticket_id, with_for_update=True)
+            refusal: ConsoleError | None = None
+            device_id = new.device_id or (ticket.device_id if ticket is not None else None)
+            if "commands:run" not in identity.scopes:
+                refusal = Forbidden("this API token lacks the 'commands:run' scope")
+            elif ticket is None:
+                refusal = NotFound(f"no ticket {ticket_id}")
+            elif (
+                identity.username is not None
+                and identity.role != Role.ADMIN
+                and (ticket.assignee != identity.username)
+            ):
+                refusal = Forbidden(
+                    f"{identity.username} may not act on ticket #{ticket_id}: "
+                    "it is not assigned to them"
+                )
+            elif not _is_open(ticket.status):
+                refusal = Conflict(f"ticket #{ticket_id} is {ticket.status}")
+            elif device_id is None:
+                refusal = Conflict(f"ticket #{ticket_id} has no device; name one")
+            else:
+                device = await session.get(Device, device_id)
+                if device is None or device.revoked_at is not None:
+                    refusal = NotFound(f"no device {device_id}")
+                elif not online(device_id):
+                    refusal = Conflict(f"device {device_id} is not connected")
+            data = {
+                "command": command_id,
+                "ticket": ticket_id,
+                "device": device_id,
+                "argv": new.argv,
+                "shell": new.shell,
+            }
+            if refusal is not None:
+                await audit.append(
+                    session,
+                    actor=identity.actor,
+                    action="command.refused",
+                    data={**data, "reason": str(refusal)},
+                    at=now,
+                )
+                if ticket is not None:
+                    session.add(
+                        TicketEvent(
+                            ticket_id=ticket_id,
+                            at=now,
+                            kind="command_refused",
+                            actor=identity.actor,
+                            data={"argv": new.argv, "reason": str(refusal)},
+                        )
+                    )
+                refused = refusal
+            else:
+                assert ticket is not None
+                assert device_id is not None
+                row = Command(
+                    id=command_id,
+                    ticket_id=ticket_id,
+                    device_id=device_id,
+                    argv=list(new.argv),
+                    shell=new.shell,
+                    timeout=new.timeout,
+                    requested_by=identity.actor,
+                    requested_at=now,
+                    status="pending",
+                    consent="",
+                    error="",
+                    output_truncated=False,
+                    output_bytes=0,
+                    next_seq=0,
+                )
+                session.add(row)
+                ticket.updated_at = now
+                if ticket.first_response_at is None:
+                    ticket.first_response_at = now
+                session.add(
+                    TicketEvent(
+                        ticket_id=ticket_id,
+                        at=now,
+                        kind="command",
+                        actor=identity.actor,
+                        data={
+                            "command": command_id,
+                            "argv": new.argv,
+                            "device": device_id,
+                            "shell": new.shell,
+                            "timeout": new.timeout,
+                        },
+                    )
+                )
+                await audit.append(
+                    session, actor=identity.actor, action="command.requested", data=data, at=now
+                )
+                await session.flush()
+                return _command_view(row)
+        raise refused
+
+    async def command_started(self, command_id: str, consent: str) -> CommandView | None:
+        """The agent started the command; None if the command is unknown."""
+        async with self._transaction() as session:
+            row = await session.get(Command, command_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.status == "pending":
+                row.status = "running"
+                row.started_at = utcnow()
+                row.consent = consent[:32]
+                await audit.append(
+                    session,
+                    actor=f"agent:{row.device_id}",
+                    action="command.consented",
+                    data={"command": command_id, "consent": row.consent},
+                    at=row.started_at,
+                )
+            return _command_view(row)
+
+    async def add_command_output(
+        self, device_id: str, command_id: str, seq: int, stream: str, data: bytes
+    ) -> bool:
+        """Keep a chunk of output; False for a chunk seen before (or not this device's)."""
+        async with self._transaction() as session:
+            row = await session.get(Command, command_id, with_for_update=True)
+            if row is None or row.device_id != device_id or seq < row.next_seq:
+                return False
+            row.next_seq = seq + 1
+            if row.output_bytes + len(data) > COMMAND_OUTPUT_CAP:
+                row.output_truncated = True
+                return True
+            row.output_bytes += len(data)
+            session.add(CommandOutput(command_id=command_id, seq=seq, stream=stream, data=data))
+            return True
+
+    async def finish_command(self, device_id: str, result: m.CommandExit) -> CommandView | None:
+        """The command ended (or was refused by the agent); recorded once on the ticket."""
+        now = utcnow()
+        async with self._transaction() as session:
+            row = await session.get(Command, result.command_id, with_for_update=True)
+            if row is None or row.device_id != device_id:
+                return None
+            if row.finished_at is not None:
+                return _command_view(row)  # a duplicate after a reconnect
+            if result.refused:
+                row.status = "refused"
+            elif result.timed_out:
+                row.status = "timed_out"
+            elif result.cancelled:
+                row.status = "cancelled"
+            elif result.exit_code is None:
+                row.status = "failed"
+            else:
+                row.status = "finished"
+            row.finished_at = now
+            row.exit_code = result.exit_code
+            row.duration = result.duration
+            row.error = result.error
+            row.output_truncated = row.output_truncated or result.output_truncated
+            tail = await self._output_tail(session, row.id)
+            session.add(
+                TicketEvent(
+                    ticket_id=row.ticket_id,
+                    at=now,
+                    kind="command_result",
+                    actor=f"agent:{device_id}",
+                    data={
+                        "command": row.id,
+                        "argv": row.argv,
+                        "status": row.status,
+                        "exit_code": row.exit_code,
+                        "duration": row.duration,
+                        "consent": row.consent,
+                        "error": row.error,
+                        "output_bytes": row.output_bytes,
+                        "output_tail": tail,
+                        "output_truncated": row.output_truncated,
+                    },
+                )
+            )
+            await audit.append(
+                session,
+                actor=f"agent:{device_id}",
+                action="command.refused_by_agent" if result.refused else "command.finished",
+                data={
+                    "command": row.id,
+                    "status": row.status,
+                    "exit_code": row.exit_code,
+                    "error": row.error,
+                },
+                at=now,
+            )
+            return _command_view(row)
+
+    async def _output_tail(self, session: AsyncSession, command_id: str) -> str:
+        """The last lines of a command's output, as text, for the timeline."""
+        rows = (
+            await session.execute(
+                select(CommandOutput.data)
+                .where(CommandOutput.command_id == command_id)
+                .order_by(CommandOutput.seq.desc())
+                .limit(4)
+            )
+        ).scalars()
+        data = b"".join(reversed(list(rows)))[-2048:]
+        return data.decode("utf-8", "replace")
+
+    async def fail_command(self, command_id: str, error: str) -> None:
+        """The command could not be sent to the device."""
+        async with self._transaction() as session:
+            row = await session.get(Command, command_id, with_for_update=True)
+            if row is not None and row.finished_at is None:
+                row.status = "failed"
+                row.error = error[:4096]
+                row.finished_at = utcnow()
+                session.add(
+                    TicketEvent(
+                        ticket_id=row.ticket_id,
+                        at=row.finished_at,
+                        kind="command_result",
+                        actor="system",
+                        data={"command": row.id, "status": "failed", "error": row.error},
+                    )
+                )
+
+    async def get_command(self, command_id: str) -> CommandView:
+        """One command; ``NotFound`` if unknown."""
+        async with self._transaction() as session:
+            row = await session.get(Command, command_id)
+            if row is None:
+                raise NotFound(f"no command {command_id}")
+            return _command_view(row)
+
+    async def command_output(self, command_id: str, from_seq: int = 0) -> list[OutputChunk]:
+        """The output the console kept, from chunk ``from_seq`` on."""
+        async with self._transaction() as session:
+            rows = (
+                await session.execute(
+                    select(CommandOutput)
+                    .where(CommandOutput.command_id == command_id, CommandOutput.seq >= from_seq)
+                    .order_by(CommandOutput.seq)
+                )
+            ).scalars()
+            return [
+                OutputChunk(seq=r.seq, stream=r.stream, data=r.data)  # type: ignore[arg-type]
+                for r in rows
+            ]
+
+    async def ticket_commands(self, ticket_id: int) -> list[CommandView]:
+        """The commands of a ticket, oldest first."""
+        async with self._transaction() as session:
+            rows = (
+                await session.execute(
+                    select(Command)
+                    .where(Command.ticket_id == ticket_id)
+                    .order_by(Command.requested_at)
+                )
+            ).scalars()
+            return [_command_view(r) for r in rows]
+
+    # -- Audit log --------------------------------------------------------------------------
+
+    async def audit_log(self, *, limit: int = 100, before: int | None = None) -> list[AuditView]:
+        """The newest audit entries (before id ``before``), newest first."""
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(AuditEntry.id < before)
+        async with self._transaction() as session:
+            return [
+                AuditView(
+                    id=e.id, at=e.at, actor=e.actor, action=e.action, data=e.data, hash=e.hash
+                )
+                for e in (await session.execute(query)).scalars()
+            ]
+
+    async def verify_audit(self) -> audit.AuditVerification:
+        """Walk the whole audit chain."""
+        async with self._transaction() as session:
+            result = await session.stream_scalars(select(AuditEntry).order_by(AuditEntry.id))
+            entries = [entry async for entry in result]
+        return audit.verify(entries)
+
 
 # -- Helpers -----------------------------------------------------------------------------
 
@@ -866,6 +1245,28 @@ def _ticket_view(row: Ticket) -> TicketView:
         resolved_at=row.resolved_at,
         closed_at=row.closed_at,
         reopen_count=row.reopen_count,
+    )
+
+
+def _command_view(row: Command) -> CommandView:
+    return CommandView(
+        id=row.id,
+        ticket_id=row.ticket_id,
+        device_id=row.device_id,
+        argv=list(row.argv),
+        shell=row.shell,
+        timeout=row.timeout,
+        requested_by=row.requested_by,
+        requested_at=row.requested_at,
+        status=row.status,  # type: ignore[arg-type]
+        consent=row.consent,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        exit_code=row.exit_code,
+        duration=row.duration,
+        error=row.error,
+        output_truncated=row.output_truncated,
+        output_bytes=row.output_bytes,
     )
 
 

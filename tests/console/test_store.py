@@ -313,3 +313,33 @@ async def test_api_tokens_carry_scopes(store: Store) -> None:
     )
     with pytest.raises(Unauthorized, match="expired"):
         await store.authenticate_api_token(short.token)
+
+
+async def test_audit_chain_detects_tampering(store: Store) -> None:
+    from sqlalchemy import delete, update
+
+    from deskside.console.store.models import AuditEntry
+
+    await store.add_user("dave", "correct horse battery", role=Role.ADMIN)
+    await store.create_api_token("a", ["tickets:read"], ttl=None)
+    await store.create_api_token("b", ["tickets:read"], ttl=None)
+    result = await store.verify_audit()
+    assert (result.ok, result.entries, result.head_id) == (True, 3, 3)
+    async with store._transaction() as session:
+        await session.execute(
+            update(AuditEntry).where(AuditEntry.id == 2).values(data={"id": 1, "name": "z"})
+        )
+    result = await store.verify_audit()
+    assert (result.ok, result.first_bad_id, result.problem) == (False, 2, "entry 2 was changed")
+    async with store._transaction() as session:
+        await session.execute(delete(AuditEntry).where(AuditEntry.id == 2))
+    result = await store.verify_audit()
+    assert (result.ok, result.problem) == (False, "entry 2 is missing")
+
+
+async def test_concurrent_audit_entries_chain_in_a_line(store: Store) -> None:
+    await asyncio.gather(
+        *(store.create_api_token(f"t{i}", ["tickets:read"], ttl=None) for i in range(8))
+    )
+    result = await store.verify_audit()
+    assert (result.ok, result.entries) == (True, 8)

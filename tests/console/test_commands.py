@@ -1,0 +1,292 @@
+"""Commands through a real console process, with an agent channel played by the test.
+
+The agent's own side (policy, consent, processes) is tested in tests/agent; here
+the test answers as an agent would, to check what the console records and shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deskside.channel import Channel
+from deskside.protocol import crypto
+from deskside.protocol import messages as m
+from deskside.protocol.enrollment import device_id
+from tests.console.test_server import enroll
+from tests.consoleproc import ConsoleProcess
+from tests.helpers import script
+
+SCOPES = ("tickets:read", "tickets:write", "devices:read", "commands:run", "audit:read")
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    process = ConsoleProcess(tmp_path_factory.mktemp("console") / "data")
+    process.cli("user", "add", "alice", "--role", "technician")
+    process.cli("user", "add", "bob", "--role", "technician")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(console: ConsoleProcess) -> Iterator[httpx.Client]:
+    with console.api(console.api_token(*SCOPES)) as client:
+        yield client
+
+
+class PlayedAgent:
+    """An enrolled agent channel that answers commands as the test tells it."""
+
+    def __init__(self, key: bytes, channel: Channel) -> None:
+        self.id = device_id(crypto.public_key(key))
+        self.channel = channel
+        self.requests: asyncio.Queue[m.Message] = asyncio.Queue()
+        self.acks: list[str] = []
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.channel:
+            if isinstance(message, m.Ack):
+                self.acks.append(message.request_id)
+            else:
+                self.requests.put_nowait(message)
+
+    async def next_request(self) -> m.Message:
+        return await asyncio.wait_for(self.requests.get(), 10)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await self.channel.close()
+
+
+@pytest.fixture
+async def agent(console: ConsoleProcess) -> AsyncIterator[PlayedAgent]:
+    key, channel = await enroll(console, host="finance-3")
+    played = PlayedAgent(key, channel)
+    await asyncio.sleep(0.2)  # the console records the Hello
+    try:
+        yield played
+    finally:
+        await played.close()
+
+
+def new_ticket(api: httpx.Client, device: str, **fields: object) -> int:
+    response = api.post(
+        "/api/v1/tickets",
+        json={"title": "Slow PC", "description": "d", "device_id": device, **fields},
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def post(api: httpx.Client, path: str, **kwargs: object) -> httpx.Response:
+    return await asyncio.to_thread(api.post, path, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_command_output_streams_and_lands_on_the_ticket(
+    api: httpx.Client, agent: PlayedAgent
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    response = await post(
+        api, f"/api/v1/tickets/{ticket}/commands", json={"argv": ["ping", "-c", "1", "gw"]}
+    )
+    assert response.status_code == 201, response.text
+    command = response.json()
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+    assert (request.command_id, request.argv, request.ticket_id) == (
+        command["id"],
+        ["ping", "-c", "1", "gw"],
+        ticket,
+    )
+    assert request.requested_by == "api:" + request.requested_by.split(":", 1)[1]
+    assert request.reason == f"#{ticket} Slow PC"
+
+    events: list[tuple[str, dict[str, object]]] = []
+    first_output = asyncio.Event()
+
+    def follow() -> None:
+        with api.stream("GET", f"/api/v1/commands/{command['id']}/stream") as stream:
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    events.append((event, json.loads(line.split(":", 1)[1])))
+                    if event == "output":
+                        loop.call_soon_threadsafe(first_output.set)
+                    if event == "exit":
+                        return
+
+    loop = asyncio.get_running_loop()
+    following = asyncio.create_task(asyncio.to_thread(follow))
+    await agent.channel.send(m.CommandStarted(command_id=command["id"], consent="user"))
+    out = m.CommandOutput(
+        command_id=command["id"], seq=0, stream=m.OutputStream.STDOUT, data=b"64 bytes\n"
+    )
+    await agent.channel.send(out)
+    await agent.channel.send(out)  # a duplicate after a reconnect: shown once
+    await asyncio.wait_for(first_output.wait(), 10)  # output arrives before the command ends
+    assert not [e for e in events if e[0] == "exit"]
+    await agent.channel.send(
+        m.CommandOutput(
+            command_id=command["id"], seq=1, stream=m.OutputStream.STDERR, data=b"warn\n"
+        )
+    )
+    await agent.channel.send(m.CommandExit(command_id=command["id"], exit_code=0, duration=1.25))
+    await asyncio.wait_for(following, 10)
+    outputs = [base64.b64decode(str(data["data"])) for kind, data in events if kind == "output"]
+    assert outputs == [b"64 bytes\n", b"warn\n"]
+    assert events[-1][0] == "exit"
+    assert events[-1][1]["status"] == "finished"
+    assert await _eventually(lambda: command["id"] in agent.acks)  # the agent may forget it
+
+    view = api.get(f"/api/v1/commands/{command['id']}").json()
+    assert (view["status"], view["exit_code"], view["consent"]) == ("finished", 0, "user")
+    timeline = api.get(f"/api/v1/tickets/{ticket}").json()["timeline"]
+    kinds = [event["kind"] for event in timeline]
+    assert kinds[-2:] == ["command", "command_result"]
+    assert timeline[-1]["data"]["output_tail"] == "64 bytes\nwarn\n"
+    actions = [entry["action"] for entry in api.get("/api/v1/audit", params={"limit": 5}).json()]
+    assert actions[:3] == ["command.finished", "command.consented", "command.requested"]
+
+
+async def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_refusal_by_the_agent_is_recorded(api: httpx.Client, agent: PlayedAgent) -> None:
+    ticket = new_ticket(api, agent.id)
+    command = (
+        await post(api, f"/api/v1/tickets/{ticket}/commands", json={"argv": ["rm", "-rf", "/"]})
+    ).json()
+    await agent.next_request()
+    await agent.channel.send(
+        m.CommandExit(
+            command_id=command["id"], exit_code=None, duration=0.0, refused=True,
+            error="not allowed by this device's policy",
+        )
+    )  # fmt: skip
+    assert await _eventually(
+        lambda: api.get(f"/api/v1/commands/{command['id']}").json()["status"] == "refused"
+    )
+    last = api.get(f"/api/v1/tickets/{ticket}").json()["timeline"][-1]
+    assert last["data"]["error"] == "not allowed by this device's policy"
+
+
+async def test_closed_tickets_rights_scopes_and_offline_devices(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    closed = new_ticket(api, agent.id)
+    api.patch(f"/api/v1/tickets/{closed}", json={"status": "closed"})
+    response = await post(api, f"/api/v1/tickets/{closed}/commands", json={"argv": ["id"]})
+    assert response.status_code == 409
+    assert "closed" in response.json()["detail"]
+    assert api.get(f"/api/v1/tickets/{closed}").json()["timeline"][-1]["kind"] == "command_refused"
+
+    ticket = new_ticket(api, agent.id)
+    api.patch(f"/api/v1/tickets/{ticket}", json={"assignee": "alice"})
+    as_bob = console.cli("run", "--ticket", str(ticket), "--as", "bob", "--", "id", check=False)
+    assert as_bob.returncode == 1
+    assert "bob may not act on ticket" in as_bob.stderr
+    with console.api(console.api_token("tickets:read")) as reader:
+        response = reader.post(f"/api/v1/tickets/{ticket}/commands", json={"argv": ["id"]})
+        assert response.status_code == 403
+    audit = api.get("/api/v1/audit", params={"limit": 10}).json()
+    refusals = [e for e in audit if e["action"] == "command.refused"]
+    assert any("bob may not act" in str(e["data"]["reason"]) for e in refusals)
+    assert any(e["actor"] == "user:bob" for e in refusals)
+
+    offline = new_ticket(api, agent.id)
+    await agent.close()
+    await asyncio.sleep(0.3)
+    response = await post(api, f"/api/v1/tickets/{offline}/commands", json={"argv": ["id"]})
+    assert response.status_code == 409
+    assert "not connected" in response.json()["detail"]
+    assert agent.requests.empty()  # nothing was sent to the device
+
+
+async def test_cli_run_streams_output_and_exits_with_the_code(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    api.patch(f"/api/v1/tickets/{ticket}", json={"assignee": "alice"})
+    process = await asyncio.create_subprocess_exec(
+        script("deskside-console"), "--data-dir", str(console.data_dir),
+        "run", "--ticket", str(ticket), "--as", "alice", "--timeout", "30",
+        "--", "systemctl", "status",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+    assert request.requested_by == "user:alice"
+    assert request.timeout == 30.0
+    await agent.channel.send(m.CommandStarted(command_id=request.command_id, consent="policy"))
+    await agent.channel.send(
+        m.CommandOutput(
+            command_id=request.command_id,
+            seq=0,
+            stream=m.OutputStream.STDOUT,
+            data=b"cups.service failed\n",
+        )
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 10)
+    assert line == b"cups.service failed\n"  # before the command ended
+    await agent.channel.send(
+        m.CommandExit(command_id=request.command_id, exit_code=3, duration=0.4)
+    )
+    await asyncio.wait_for(process.wait(), 20)
+    assert process.returncode == 3
+    view = api.get(f"/api/v1/commands/{request.command_id}").json()
+    assert view["requested_by"] == "user:alice"
+
+
+def test_run_needs_a_technician(console: ConsoleProcess) -> None:
+    result = console.cli("run", "--ticket", "1", "--as", "mallory", "--", "id", check=False)
+    assert result.returncode == 2
+    assert "no technician named 'mallory'" in result.stderr
+
+
+def test_audit_verify_detects_edits_and_deletions(tmp_path: Path) -> None:
+    console = ConsoleProcess(tmp_path / "data")
+    console.cli("user", "add", "carol")
+    console.cli("token", "create")
+    console.cli("apitoken", "create", "rt", "--scope", "tickets:read")
+    good = console.cli("audit", "verify")
+    assert good.stdout.startswith("3 entries, chain intact")
+    listed = console.cli("audit").stdout
+    assert "user.added" in listed
+    assert "apitoken.created" in listed
+
+    database = console.data_dir / "deskside.db"
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE audit_log SET actor = 'someone-else' WHERE id = 2")
+    edited = console.cli("audit", "verify", check=False)
+    assert edited.returncode == 1
+    assert "entry 2 was changed" in edited.stderr
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE audit_log SET actor = 'cli' WHERE id = 2")
+    assert console.cli("audit", "verify").returncode == 0
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM audit_log WHERE id = 2")
+    deleted = console.cli("audit", "verify", check=False)
+    assert deleted.returncode == 1
+    assert "entry 2 is missing" in deleted.stderr
