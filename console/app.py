@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from .api import ApiV1
 from .errors import ConsoleError
 from .gateway import Gateway
+from .shells import shell_socket, shell_transcript, shell_view
 from .store import Store
 
 __all__ = ["build_app"]
@@ -66,7 +67,15 @@ def build_app(store: Store, gateway: Gateway) -> Litestar:
         await gateway.stop()
 
     app = Litestar(
-        route_handlers=[agent_socket, healthz, readyz, ApiV1],
+        route_handlers=[
+            agent_socket,
+            healthz,
+            readyz,
+            ApiV1,
+            shell_socket,
+            shell_view,
+            shell_transcript,
+        ],
         exception_handlers={ConsoleError: _console_error},
         openapi_config=OpenAPIConfig(
             title="Deskside console API", version=version("deskside"), path="/api/schema"

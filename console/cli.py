@@ -425,6 +425,25 @@ def _describe(kind: str, data: dict[str, Any]) -> str:
         return f"{data.get('title', '')} (P{priority}, from {source})"
     if kind == "diagnostics":
         return f"snapshot taken {str(data.get('taken_at', '?'))[:19]}"
+    if kind == "command":
+        return " ".join(str(a) for a in data.get("argv", []))
+    if kind == "command_refused":
+        what = " ".join(str(a) for a in data.get("argv", [])) or "terminal"
+        return f"{what}: refused ({data.get('reason', '')})"
+    if kind == "command_result":
+        result = f"{data.get('status')}, exit {data.get('exit_code')}"
+        if data.get("error"):
+            result += f" ({data['error']})"
+        tail = str(data.get("output_tail") or "").strip()
+        return result + ("\n        " + tail.replace("\n", "\n        ") if tail else "")
+    if kind == "shell":
+        return f"terminal opened (session {data.get('shell_session')})"
+    if kind == "shell_closed":
+        return (
+            f"terminal {data.get('status')}, exit {data.get('exit_code')}, "
+            f"{data.get('transcript_bytes', 0)} bytes recorded "
+            f"(shell-replay {data.get('shell_session')})"
+        )
     return ", ".join(
         f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
         for k, v in data.items()
@@ -536,22 +555,9 @@ def run(
     with the command's exit code (126 refused, 124 timed out, 130 cancelled).
     The console must be running (deskside-console serve).
     """
-    import getpass
-
     from .remote import exit_status, follow_command, start_command, token_ttl
 
-    name = username or getpass.getuser()
-    if not ctx.run(lambda store: store.user_exists(name)):
-        raise click.UsageError(f"no technician named {name!r}; say who you are with --as NAME")
-    created = ctx.run(
-        lambda store: store.create_api_token(
-            f"cli-run-{name}",
-            ["commands:run", "tickets:read"],
-            ttl=token_ttl(timeout),
-            username=name,
-            actor=f"cli:{getpass.getuser()}",
-        )
-    )
+    created = _mint_token(ctx, username, ["commands:run", "tickets:read"], token_ttl(timeout))
     config = ctx.config()
     try:
         body = {"argv": list(argv), "shell": shell, "timeout": timeout, "device_id": device_id}
@@ -566,6 +572,66 @@ def run(
         )
     ctx_exit = click.get_current_context()
     ctx_exit.exit(status)
+
+
+def _mint_token(
+    ctx: Context, username: str | None, scopes: list[str], ttl: datetime.timedelta
+) -> Any:
+    """A short-lived API token acting for the technician (the CLI's user is the admin)."""
+    import getpass
+
+    name = username or getpass.getuser()
+    if not ctx.run(lambda store: store.user_exists(name)):
+        raise click.UsageError(f"no technician named {name!r}; say who you are with --as NAME")
+    return ctx.run(
+        lambda store: store.create_api_token(
+            f"cli-{name}", scopes, ttl=ttl, username=name, actor=f"cli:{getpass.getuser()}"
+        )
+    )
+
+
+@main.command()
+@click.option("--ticket", "ticket_id", type=click.IntRange(1, 2**31 - 1), required=True)
+@click.option("--device", "device_id", default=None, help="Another device than the ticket's.")
+@click.option("--as", "username", default=None, help="The technician [default: your login name].")
+@pass_context
+def shell(ctx: Context, ticket_id: int, device_id: str | None, username: str | None) -> None:
+    """An interactive terminal on a ticket's device, recorded to the ticket.
+
+    The device's policy and its user decide whether it opens. Exits with the
+    shell's exit code (126 if refused). Replay it with 'shell-replay'.
+    """
+    from .remote import open_terminal
+
+    created = _mint_token(
+        ctx, username, ["commands:run", "tickets:read"], datetime.timedelta(hours=12)
+    )
+    config = ctx.config()
+    try:
+        result = asyncio.run(open_terminal(config, created.token, ticket_id, device_id))
+    finally:
+        ctx.run(lambda store: store.revoke_api_token(created.id))
+    if result.get("refused") or (result.get("error") and result.get("exit_code") is None):
+        click.echo(f"\r\nterminal closed: {result.get('error') or 'refused'}", err=True)
+        click.get_current_context().exit(126 if result.get("refused") else 1)
+    code = result.get("exit_code")
+    click.get_current_context().exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)
+
+
+@main.command("shell-replay")
+@click.argument("session_id")
+@click.option("--speed", type=click.FloatRange(0.1, 100), default=1.0, show_default=True)
+@click.option("--cast", is_flag=True, help="Print the asciinema v2 cast instead of playing it.")
+@pass_context
+def shell_replay(ctx: Context, session_id: str, speed: float, cast: bool) -> None:
+    """Play back a terminal session recorded on a ticket."""
+    from .remote import replay
+
+    transcript = ctx.run(lambda store: store.shell_transcript(session_id))
+    if cast:
+        sys.stdout.buffer.write(transcript)
+        return
+    replay(transcript, speed, sys.stdout)
 
 
 @main.group(invoke_without_command=True)

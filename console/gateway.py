@@ -13,9 +13,12 @@ of agents cost a handful of writes, not thousands.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import datetime
+import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -36,7 +39,7 @@ from deskside.protocol.errors import (
 )
 
 from .errors import Conflict, ConsoleError, EnrollmentRefused, GatewayTimeout
-from .schemas import CommandView, NewTicket, OutputChunk, SnapshotInfo
+from .schemas import CommandView, NewTicket, OutputChunk, ShellView, SnapshotInfo
 from .store import Store, utcnow
 
 __all__ = ["Gateway", "LitestarTransport"]
@@ -95,6 +98,57 @@ class CommandEvent:
     chunk: OutputChunk | None = None
 
 
+# Largest transcript kept per terminal session; the rest is relayed, not recorded.
+TRANSCRIPT_CAP = 16 << 20
+
+
+class ShellRelay:
+    """One terminal session between a technician's client and a device's PTY.
+
+    It records the session as an asciinema v2 cast: a header line, then one JSON
+    array a line: ``[seconds, "o", output]``, ``[seconds, "i", input]`` or
+    ``[seconds, "r", "COLSxROWS"]``.
+    """
+
+    def __init__(self, view: ShellView, session: Session, cols: int, rows: int) -> None:
+        self.view = view
+        self.session = session
+        # What goes to the technician: terminal bytes, or the end (a ShellClosed).
+        self.to_client: asyncio.Queue[bytes | m.ShellClosed] = asyncio.Queue()
+        # Numbering of the bytes sent to the device.
+        self.next_seq = 0
+        # Set once the session has ended and been recorded.
+        self.ended = False
+        self._start = time.monotonic()
+        self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        header = {
+            "version": 2,
+            "width": cols,
+            "height": rows,
+            "timestamp": int(time.time()),
+            "title": f"ticket #{view.ticket_id} on {view.device_id} by {view.requested_by}",
+        }
+        # The cast so far; recording stops at TRANSCRIPT_CAP.
+        self.transcript = bytearray(json.dumps(header).encode() + b"\n")
+        self.truncated = False
+
+    def record(self, kind: str, data: bytes | str) -> None:
+        """Add an event to the transcript."""
+        if self.truncated:
+            return
+        if isinstance(data, bytes):
+            decoder = self._out if kind == "o" else self._in
+            data = decoder.decode(data)
+        if not data:
+            return
+        line = json.dumps([round(time.monotonic() - self._start, 6), kind, data]).encode() + b"\n"
+        if len(self.transcript) + len(line) > TRANSCRIPT_CAP:
+            self.truncated = True
+            return
+        self.transcript += line
+
+
 @dataclass(eq=False)
 class Session:
     """One connected agent channel."""
@@ -120,6 +174,8 @@ class Gateway:
         )
         # Sessions per device, newest last.
         self.sessions: dict[str, list[Session]] = {}
+        # Terminal sessions being relayed: session id -> relay.
+        self.shells: dict[str, ShellRelay] = {}
         # Live watchers of commands (API streams): command id -> their queues.
         self._watchers: dict[str, set[asyncio.Queue[CommandEvent]]] = {}
         # Heartbeats not yet written: device id -> (time, metrics).
@@ -211,6 +267,12 @@ class Gateway:
             for waiter in session.pending.values():
                 if not waiter.done():
                     waiter.set_exception(Conflict("the device disconnected"))
+            for relay in [r for r in self.shells.values() if r.session is session]:
+                with contextlib.suppress(Exception):
+                    await self._end_shell(
+                        relay,
+                        m.ShellClosed(session_id=relay.view.id, error="the device disconnected"),
+                    )
             if session.hello and not self.online(device_id):
                 with contextlib.suppress(Exception):
                     await self.store.set_online(device_id, False)
@@ -246,6 +308,15 @@ class Gateway:
                     # Acknowledged once recorded: the agent may forget its spooled result.
                     await session.channel.send(m.Ack(request_id=message.command_id))
                     self._notify(message.command_id, CommandEvent("exit", view=view))
+            elif isinstance(message, m.ShellData):
+                relay = self.shells.get(message.session_id)
+                if relay is not None and relay.session is session:
+                    relay.record("o", message.data)
+                    relay.to_client.put_nowait(message.data)
+            elif isinstance(message, m.ShellClosed):
+                relay = self.shells.get(message.session_id)
+                if relay is not None and relay.session is session:
+                    await self._end_shell(relay, message)
             elif isinstance(message, m.Error):
                 self._on_error(session, message)
             else:
@@ -336,6 +407,80 @@ class Gateway:
         except (Conflict, ConnectionClosed) as exc:
             await self.store.fail_command(view.id, f"could not reach the device: {exc}")
             raise Conflict(f"could not reach device {view.device_id}") from exc
+
+    # -- Terminals ---------------------------------------------------------------------------
+
+    async def open_shell(self, view: ShellView, cols: int, rows: int, reason: str) -> ShellRelay:
+        """Ask the device for a terminal; the relay to read from and write to."""
+        try:
+            session = self._daemon_session(view.device_id)
+        except Conflict:
+            await self.store.close_shell(
+                view.id, status="failed", exit_code=None, error="device not connected",
+                transcript=b"", truncated=False,
+            )  # fmt: skip
+            raise
+        relay = ShellRelay(view, session, cols, rows)
+        self.shells[view.id] = relay
+        await session.channel.send(
+            m.ShellOpen(
+                session_id=view.id,
+                ticket_id=view.ticket_id,
+                requested_by=view.requested_by[:256],
+                cols=cols,
+                rows=rows,
+                reason=reason[:4096],
+            )
+        )
+        return relay
+
+    async def shell_input(self, relay: ShellRelay, data: bytes) -> None:
+        """Keystrokes from the technician, to the device."""
+        if relay.ended:
+            return
+        for start in range(0, len(data), 65536):
+            piece = data[start : start + 65536]
+            relay.record("i", piece)
+            await relay.session.channel.send(
+                m.ShellData(session_id=relay.view.id, seq=relay.next_seq, data=piece)
+            )
+            relay.next_seq += 1
+
+    async def shell_resize(self, relay: ShellRelay, cols: int, rows: int) -> None:
+        """The technician's terminal changed size."""
+        if not relay.ended:
+            relay.record("r", f"{cols}x{rows}")
+            await relay.session.channel.send(
+                m.ShellResize(session_id=relay.view.id, cols=cols, rows=rows)
+            )
+
+    async def close_shell(self, relay: ShellRelay, reason: str) -> None:
+        """The technician left: end the terminal on the device and record it."""
+        if relay.ended:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await relay.session.channel.send(m.ShellClosed(session_id=relay.view.id, error=reason))
+        await self._end_shell(relay, m.ShellClosed(session_id=relay.view.id, error=reason))
+
+    async def _end_shell(self, relay: ShellRelay, closed: m.ShellClosed) -> None:
+        if relay.ended:
+            return
+        relay.ended = True
+        self.shells.pop(relay.view.id, None)
+        status = (
+            "refused"
+            if closed.refused
+            else ("failed" if closed.error and closed.exit_code is None else "closed")
+        )
+        relay.view = await self.store.close_shell(
+            relay.view.id,
+            status=status,
+            exit_code=closed.exit_code,
+            error=closed.error,
+            transcript=bytes(relay.transcript),
+            truncated=relay.truncated,
+        )
+        relay.to_client.put_nowait(closed)
 
     async def cancel_command(self, view: CommandView) -> None:
         """Ask the device to end a running command's process tree."""

@@ -28,6 +28,8 @@ __all__ = [
     "RunFailed",
     "exit_status",
     "follow_command",
+    "open_terminal",
+    "replay",
     "server_base_url",
     "start_command",
     "token_ttl",
@@ -147,3 +149,113 @@ def exit_status(command: dict[str, Any]) -> int:
 def token_ttl(timeout: float) -> datetime.timedelta:
     """Long enough for the command to run and be followed to its end."""
     return datetime.timedelta(seconds=timeout + 300)
+
+
+async def open_terminal(
+    config: ConsoleConfig, token: str, ticket: int, device: str | None
+) -> dict[str, Any]:
+    """Relay this terminal to a shell on the ticket's device until either side ends it.
+
+    Returns the closing message (``exit_code``, ``refused``, ``error``).
+    """
+    import asyncio
+    import contextlib
+    import os
+    import shutil
+    import signal
+    import termios
+    import tty
+    from urllib.parse import urlencode
+
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    cols, rows = shutil.get_terminal_size()
+    query = {"cols": str(cols), "rows": str(rows)} | ({"device": device} if device else {})
+    base = server_base_url(config).replace("https://", "wss://").replace("http://", "ws://")
+    url = f"{base}/api/v1/tickets/{ticket}/shell?{urlencode(query)}"
+    context: ssl.SSLContext | None = None
+    if config.tls_cert is not None:
+        context = ssl.create_default_context(cafile=str(config.tls_cert))
+        context.check_hostname = False
+    loop = asyncio.get_running_loop()
+    stdin = sys.stdin.fileno()
+    interactive = os.isatty(stdin)
+    typed: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_input() -> None:
+        data = os.read(stdin, 65536)
+        if not data:
+            loop.remove_reader(stdin)
+        typed.put_nowait(data)
+
+    try:
+        websocket = await ws_connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            ssl=context,
+            compression=None,
+            max_size=1 << 21,
+        )
+    except (OSError, InvalidHandshake) as exc:
+        raise RunFailed(f"cannot reach the console at {base}: {exc}") from exc
+    saved = termios.tcgetattr(stdin) if interactive else None
+    result: dict[str, Any] = {"exit_code": None, "refused": False, "error": "connection lost"}
+
+    async def send_typed() -> None:
+        while data := await typed.get():
+            await websocket.send(data)
+
+    resizes: set[asyncio.Task[None]] = set()  # kept until sent, as asyncio asks
+
+    def send_size() -> None:
+        size = shutil.get_terminal_size()
+        message = json.dumps({"type": "resize", "cols": size.columns, "rows": size.lines})
+        task = loop.create_task(websocket.send(message))
+        resizes.add(task)
+        task.add_done_callback(resizes.discard)
+
+    sender = asyncio.create_task(send_typed())
+    try:
+        if interactive:
+            tty.setraw(stdin)
+            loop.add_signal_handler(signal.SIGWINCH, send_size)
+        loop.add_reader(stdin, on_input)
+        async for message in websocket:
+            if isinstance(message, bytes):
+                sys.stdout.buffer.write(message)
+                sys.stdout.flush()
+                continue
+            control = json.loads(message)
+            if control.get("type") == "error":
+                raise RunFailed(f"refused: {control.get('detail')}")
+            if control.get("type") == "closed":
+                result = control
+                break
+    except ConnectionClosed:
+        pass
+    finally:
+        sender.cancel()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(stdin)
+        if interactive:
+            loop.remove_signal_handler(signal.SIGWINCH)
+            assert saved is not None
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        await websocket.close()
+    return result
+
+
+def replay(transcript: bytes, speed: float, out: Any) -> None:
+    """Play an asciinema v2 cast's output to ``out`` with its timing (pauses capped at 2 s)."""
+    import time
+
+    previous = 0.0
+    for line in transcript.splitlines()[1:]:
+        when, kind, data = json.loads(line)
+        if kind != "o":
+            continue
+        time.sleep(min(2.0, max(0.0, float(when) - previous)) / speed)
+        previous = float(when)
+        out.write(str(data))
+        out.flush()

@@ -22,6 +22,7 @@ __all__ = [
     "NewNote",
     "NewTicket",
     "Role",
+    "ShellView",
     "SnapshotInfo",
     "SnapshotView",
     "TicketChanges",
@@ -248,3 +249,19 @@ class AuditView(msgspec.Struct, frozen=True, kw_only=True):
     action: str
     data: dict[str, Any]
     hash: str
+
+
+class ShellView(msgspec.Struct, frozen=True, kw_only=True):
+    """A terminal session on a device."""
+
+    id: str
+    ticket_id: int
+    device_id: str
+    requested_by: str
+    started_at: datetime.datetime
+    ended_at: datetime.datetime | None
+    status: str  # open, closed, refused, failed
+    exit_code: int | None
+    error: str
+    transcript_bytes: int
+    transcript_truncated: bool

@@ -55,6 +55,7 @@ from deskside.console.schemas import (
     NewCommand,
     NewTicket,
     OutputChunk,
+    ShellView,
     SnapshotInfo,
     SnapshotView,
     TicketChanges,
@@ -73,6 +74,7 @@ from .models import (
     Device,
     EnrollmentToken,
     Role,
+    ShellSession,
     Snapshot,
     Ticket,
     TicketEvent,
@@ -857,6 +859,79 @@ class Store:
 
     # -- Commands ---------------------------------------------------------------------------
 
+    async def _check_device_action(
+        self,
+        session: AsyncSession,
+        ticket_id: int,
+        device_id: str | None,
+        identity: ApiIdentity,
+        online: Callable[[str], bool],
+    ) -> tuple[Ticket | None, str | None, ConsoleError | None]:
+        """Whether ``identity`` may act on the ticket's device: (ticket, device, refusal).
+
+        Needs the ``commands:run`` scope; a technician must be an admin or the
+        ticket's assignee; the ticket must be open, the device enrolled, unrevoked
+        and online.
+        """
+        ticket = await session.get(Ticket, ticket_id, with_for_update=True)
+        device_id = device_id or (ticket.device_id if ticket is not None else None)
+        if "commands:run" not in identity.scopes:
+            return ticket, device_id, Forbidden("this API token lacks the 'commands:run' scope")
+        if ticket is None:
+            return None, device_id, NotFound(f"no ticket {ticket_id}")
+        if (
+            identity.username is not None
+            and identity.role != Role.ADMIN
+            and ticket.assignee != identity.username
+        ):
+            return (
+                ticket,
+                device_id,
+                Forbidden(
+                    f"{identity.username} may not act on ticket #{ticket_id}: "
+                    "it is not assigned to them"
+                ),
+            )
+        if not _is_open(ticket.status):
+            return ticket, device_id, Conflict(f"ticket #{ticket_id} is {ticket.status}")
+        if device_id is None:
+            return ticket, None, Conflict(f"ticket #{ticket_id} has no device; name one")
+        device = await session.get(Device, device_id)
+        if device is None or device.revoked_at is not None:
+            return ticket, device_id, NotFound(f"no device {device_id}")
+        if not online(device_id):
+            return ticket, device_id, Conflict(f"device {device_id} is not connected")
+        return ticket, device_id, None
+
+    async def _record_refusal(
+        self,
+        session: AsyncSession,
+        ticket: Ticket | None,
+        identity: ApiIdentity,
+        refusal: ConsoleError,
+        data: dict[str, Any],
+        now: datetime.datetime,
+    ) -> None:
+        """A refused action goes on the audit log and, when there is one, the ticket."""
+        await audit.append(
+            session,
+            actor=identity.actor,
+            action="command.refused",
+            data={**data, "reason": str(refusal)},
+            at=now,
+        )
+        if ticket is not None:
+            what = {k: v for k, v in data.items() if k in ("argv", "shell", "terminal")}
+            session.add(
+                TicketEvent(
+                    ticket_id=ticket.id,
+                    at=now,
+                    kind="command_refused",
+                    actor=identity.actor,
+                    data={**what, "reason": str(refusal)},
+                )
+            )
+
     async def create_command(
         self,
         ticket_id: int,
@@ -867,40 +942,15 @@ class Store:
     ) -> CommandView:
         """Record a command to run for an open ticket, after checking who asks.
 
-        The caller needs the ``commands:run`` scope; a technician must be an admin or
-        the ticket's assignee. The ticket must be open and the device enrolled,
-        unrevoked and online (``online``). A refusal is recorded (audit log, and the
-        ticket's timeline when there is a ticket) before it is raised.
+        See ``_check_device_action`` for the rules. A refusal is recorded (audit
+        log, and the ticket's timeline when there is a ticket) before it is raised.
         """
         now = utcnow()
         command_id = uuid.uuid4().hex
         async with self._transaction() as session:
-            ticket = await session.get(Ticket, ticket_id, with_for_update=True)
-            refusal: ConsoleError | None = None
-            device_id = new.device_id or (ticket.device_id if ticket is not None else None)
-            if "commands:run" not in identity.scopes:
-                refusal = Forbidden("this API token lacks the 'commands:run' scope")
-            elif ticket is None:
-                refusal = NotFound(f"no ticket {ticket_id}")
-            elif (
-                identity.username is not None
-                and identity.role != Role.ADMIN
-                and (ticket.assignee != identity.username)
-            ):
-                refusal = Forbidden(
-                    f"{identity.username} may not act on ticket #{ticket_id}: "
-                    "it is not assigned to them"
-                )
-            elif not _is_open(ticket.status):
-                refusal = Conflict(f"ticket #{ticket_id} is {ticket.status}")
-            elif device_id is None:
-                refusal = Conflict(f"ticket #{ticket_id} has no device; name one")
-            else:
-                device = await session.get(Device, device_id)
-                if device is None or device.revoked_at is not None:
-                    refusal = NotFound(f"no device {device_id}")
-                elif not online(device_id):
-                    refusal = Conflict(f"device {device_id} is not connected")
+            ticket, device_id, refusal = await self._check_device_action(
+                session, ticket_id, new.device_id, identity, online
+            )
             data = {
                 "command": command_id,
                 "ticket": ticket_id,
@@ -909,24 +959,7 @@ class Store:
                 "shell": new.shell,
             }
             if refusal is not None:
-                await audit.append(
-                    session,
-                    actor=identity.actor,
-                    action="command.refused",
-                    data={**data, "reason": str(refusal)},
-                    at=now,
-                )
-                if ticket is not None:
-                    session.add(
-                        TicketEvent(
-                            ticket_id=ticket_id,
-                            at=now,
-                            kind="command_refused",
-                            actor=identity.actor,
-                            data={"argv": new.argv, "reason": str(refusal)},
-                        )
-                    )
-                refused = refusal
+                await self._record_refusal(session, ticket, identity, refusal, data, now)
             else:
                 assert ticket is not None
                 assert device_id is not None
@@ -970,7 +1003,130 @@ class Store:
                 )
                 await session.flush()
                 return _command_view(row)
-        raise refused
+        assert refusal is not None
+        raise refusal
+
+    # -- Terminals ---------------------------------------------------------------------------
+
+    async def open_shell(
+        self,
+        ticket_id: int,
+        *,
+        device_id: str | None,
+        identity: ApiIdentity,
+        online: Callable[[str], bool],
+    ) -> ShellView:
+        """Record a terminal session for an open ticket (same rules as commands)."""
+        now = utcnow()
+        session_id = uuid.uuid4().hex
+        async with self._transaction() as session:
+            ticket, device, refusal = await self._check_device_action(
+                session, ticket_id, device_id, identity, online
+            )
+            data = {
+                "shell_session": session_id,
+                "ticket": ticket_id,
+                "device": device,
+                "terminal": True,
+            }
+            if refusal is not None:
+                await self._record_refusal(session, ticket, identity, refusal, data, now)
+            else:
+                assert ticket is not None
+                assert device is not None
+                row = ShellSession(
+                    id=session_id,
+                    ticket_id=ticket_id,
+                    device_id=device,
+                    requested_by=identity.actor,
+                    started_at=now,
+                    status="open",
+                    error="",
+                    transcript=b"",
+                    transcript_truncated=False,
+                )
+                session.add(row)
+                ticket.updated_at = now
+                ticket.first_response_at = ticket.first_response_at or now
+                session.add(
+                    TicketEvent(
+                        ticket_id=ticket_id,
+                        at=now,
+                        kind="shell",
+                        actor=identity.actor,
+                        data={"shell_session": session_id, "device": device},
+                    )
+                )
+                await audit.append(
+                    session, actor=identity.actor, action="shell.opened", data=data, at=now
+                )
+                await session.flush()
+                return _shell_view(row)
+        assert refusal is not None
+        raise refusal
+
+    async def close_shell(
+        self,
+        session_id: str,
+        *,
+        status: str,
+        exit_code: int | None,
+        error: str,
+        transcript: bytes,
+        truncated: bool,
+    ) -> ShellView:
+        """The terminal ended: keep its transcript and record the end on the ticket."""
+        now = utcnow()
+        async with self._transaction() as session:
+            row = await session.get(ShellSession, session_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no terminal session {session_id}")
+            if row.ended_at is None:
+                row.ended_at = now
+                row.status = status
+                row.exit_code = exit_code
+                row.error = error[:4096]
+                row.transcript = transcript
+                row.transcript_truncated = truncated
+                session.add(
+                    TicketEvent(
+                        ticket_id=row.ticket_id,
+                        at=now,
+                        kind="shell_closed",
+                        actor=row.requested_by,
+                        data={
+                            "shell_session": row.id,
+                            "status": status,
+                            "exit_code": exit_code,
+                            "error": row.error,
+                            "transcript_bytes": len(transcript),
+                        },
+                    )
+                )
+                await audit.append(
+                    session,
+                    actor=f"agent:{row.device_id}",
+                    action="shell.closed",
+                    data={"shell_session": row.id, "status": status, "exit_code": exit_code},
+                    at=now,
+                )
+            return _shell_view(row)
+
+    async def get_shell(self, session_id: str) -> ShellView:
+        """A terminal session (without its transcript)."""
+        async with self._transaction() as session:
+            row = await session.get(ShellSession, session_id)
+            if row is None:
+                raise NotFound(f"no terminal session {session_id}")
+            return _shell_view(row)
+
+    async def shell_transcript(self, session_id: str) -> bytes:
+        """A terminal session's transcript, an asciinema v2 cast."""
+        async with self._transaction() as session:
+            row = await session.get(ShellSession, session_id)
+            if row is None:
+                raise NotFound(f"no terminal session {session_id}")
+            return row.transcript
 
     async def command_started(self, command_id: str, consent: str) -> CommandView | None:
         """The agent started the command; None if the command is unknown."""
@@ -1267,6 +1423,22 @@ def _command_view(row: Command) -> CommandView:
         error=row.error,
         output_truncated=row.output_truncated,
         output_bytes=row.output_bytes,
+    )
+
+
+def _shell_view(row: ShellSession) -> ShellView:
+    return ShellView(
+        id=row.id,
+        ticket_id=row.ticket_id,
+        device_id=row.device_id,
+        requested_by=row.requested_by,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        status=row.status,
+        exit_code=row.exit_code,
+        error=row.error,
+        transcript_bytes=len(row.transcript),
+        transcript_truncated=row.transcript_truncated,
     )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import sqlite3
 import time
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -290,3 +292,103 @@ def test_audit_verify_detects_edits_and_deletions(tmp_path: Path) -> None:
     deleted = console.cli("audit", "verify", check=False)
     assert deleted.returncode == 1
     assert "entry 2 is missing" in deleted.stderr
+
+
+# -- Terminals --------------------------------------------------------------------------------
+
+
+async def test_terminal_is_relayed_recorded_and_replayable(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    ticket = new_ticket(api, agent.id, title="Printer queue stuck")
+    api.patch(f"/api/v1/tickets/{ticket}", json={"assignee": "alice"})
+    process = await asyncio.create_subprocess_exec(
+        script("deskside-console"), "--data-dir", str(console.data_dir),
+        "shell", "--ticket", str(ticket), "--as", "alice",
+        stdin=PIPE, stdout=PIPE, stderr=PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None
+    assert process.stdout is not None
+    opened = await agent.next_request()
+    assert isinstance(opened, m.ShellOpen)
+    assert (opened.ticket_id, opened.requested_by) == (ticket, "user:alice")
+    assert opened.reason == f"#{ticket} Printer queue stuck"
+    await agent.channel.send(m.ShellData(session_id=opened.session_id, seq=0, data=b"$ "))
+    assert await asyncio.wait_for(process.stdout.readexactly(2), 10) == b"$ "
+    process.stdin.write(b"echo h\xc3\xa9llo\n")
+    await process.stdin.drain()
+    typed = await agent.next_request()
+    assert isinstance(typed, m.ShellData)
+    assert (typed.seq, typed.data) == (0, b"echo h\xc3\xa9llo\n")
+    await agent.channel.send(
+        m.ShellData(session_id=opened.session_id, seq=1, data=b"h\xc3\xa9llo\r\n$ ")
+    )
+    assert await asyncio.wait_for(process.stdout.readexactly(10), 10) == b"h\xc3\xa9llo\r\n$ "
+    await agent.channel.send(m.ShellClosed(session_id=opened.session_id, exit_code=0))
+    assert await asyncio.wait_for(process.wait(), 10) == 0
+
+    shown = console.cli("ticket", "show", str(ticket)).stdout
+    assert f"terminal opened (session {opened.session_id})" in shown
+    assert "terminal closed, exit 0" in shown
+    cast = console.cli("shell-replay", opened.session_id, "--cast").stdout.splitlines()
+    header = json.loads(cast[0])
+    assert header["version"] == 2
+    events = [json.loads(line) for line in cast[1:]]
+    assert [(kind, data) for _, kind, data in events] == [
+        ("o", "$ "),
+        ("i", "echo héllo\n"),
+        ("o", "héllo\r\n$ "),
+    ]
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(events))
+    played = console.cli("shell-replay", opened.session_id, "--speed", "100").stdout
+    assert played == "$ héllo\n$ "  # read in text mode: the terminal's \r\n comes out as \n
+
+
+async def test_terminal_refused_on_the_device(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    process = await asyncio.create_subprocess_exec(
+        script("deskside-console"), "--data-dir", str(console.data_dir),
+        "shell", "--ticket", str(ticket), "--as", "admin",
+        stdin=PIPE, stdout=PIPE, stderr=PIPE,
+    )  # fmt: skip
+    opened = await agent.next_request()
+    assert isinstance(opened, m.ShellOpen)
+    await agent.channel.send(
+        m.ShellClosed(session_id=opened.session_id, refused=True, error="denied by the user")
+    )
+    assert await asyncio.wait_for(process.wait(), 10) == 126
+    assert process.stderr is not None
+    assert b"denied by the user" in await process.stderr.read()
+    last = api.get(f"/api/v1/tickets/{ticket}").json()["timeline"][-1]
+    assert (last["kind"], last["data"]["status"]) == ("shell_closed", "refused")
+
+
+async def test_terminal_resize_and_refusals_over_the_websocket(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    ticket = new_ticket(api, agent.id)
+    token = console.api_token("commands:run", "tickets:read")
+    url = f"wss://127.0.0.1:{console.port}/api/v1/tickets/{ticket}/shell?cols=100&rows=30"
+    async with ws_connect(
+        url, additional_headers={"Authorization": f"Bearer {token}"}, ssl=console.ssl_context()
+    ) as websocket:
+        assert json.loads(await websocket.recv())["type"] == "opened"
+        opened = await agent.next_request()
+        assert isinstance(opened, m.ShellOpen)
+        assert (opened.cols, opened.rows) == (100, 30)
+        await websocket.send(json.dumps({"type": "resize", "cols": 132, "rows": 43}))
+        resize = await agent.next_request()
+        assert resize == m.ShellResize(session_id=opened.session_id, cols=132, rows=43)
+    closed = await agent.next_request()  # the technician left: the device is told
+    assert isinstance(closed, m.ShellClosed)
+    reader = console.api_token("tickets:read")
+    async with ws_connect(
+        url, additional_headers={"Authorization": f"Bearer {reader}"}, ssl=console.ssl_context()
+    ) as websocket:
+        refusal = json.loads(await websocket.recv())
+    assert (refusal["type"], refusal["status"]) == ("error", 403)
+    assert "commands:run" in refusal["detail"]

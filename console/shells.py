@@ -1,0 +1,146 @@
+"""The technicians' terminal endpoint: ``/api/v1/tickets/{id}/shell`` (a WebSocket).
+
+Authorization is a bearer token, as for the REST API, with the rights of running
+a command. Once open, binary messages are terminal bytes both ways; text
+messages are JSON control messages::
+
+    client -> console   {"type": "resize", "cols": 120, "rows": 40}
+    console -> client   {"type": "opened", "session": "<id>"}
+                        {"type": "closed", "exit_code": 0, "refused": false, "error": ""}
+                        {"type": "error", "status": 403, "detail": "..."}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated
+
+import msgspec
+from litestar import Request, Response, WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import Parameter
+
+from deskside.protocol import messages as m
+
+from .api import _require, provide_identity
+from .errors import ConsoleError, InvalidRequest
+from .gateway import Gateway, ShellRelay
+from .schemas import ShellView
+from .store import Store
+
+__all__ = ["shell_socket", "shell_transcript", "shell_view"]
+
+
+class _Resize(msgspec.Struct, frozen=True):
+    type: str
+    cols: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 80
+    rows: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 24
+
+
+def _size(value: str | None, default: int) -> int:
+    try:
+        size = int(value) if value is not None else default
+    except ValueError:
+        size = -1
+    if not 1 <= size <= 1000:
+        raise InvalidRequest("cols and rows are 1..1000")
+    return size
+
+
+@websocket("/api/v1/tickets/{ticket_id:int}/shell")
+async def shell_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ignore[type-arg]
+    """An interactive terminal on the ticket's device, relayed and recorded."""
+    store: Store = socket.app.state.store
+    gateway: Gateway = socket.app.state.gateway
+    await socket.accept()
+    try:
+        identity = await provide_identity(socket)  # type: ignore[arg-type]
+        cols = _size(socket.query_params.get("cols"), 80)
+        rows = _size(socket.query_params.get("rows"), 24)
+        view = await store.open_shell(
+            ticket_id,
+            device_id=socket.query_params.get("device"),
+            identity=identity,
+            online=gateway.online,
+        )
+        detail = await store.get_ticket(ticket_id)
+        relay = await gateway.open_shell(view, cols, rows, f"#{ticket_id} {detail.ticket.title}")
+    except ConsoleError as exc:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await socket.send_text(
+                json.dumps({"type": "error", "status": exc.status_code, "detail": str(exc)})
+            )
+            await socket.close(4000 + exc.status_code, str(exc)[:120])
+        return
+    await socket.send_text(json.dumps({"type": "opened", "session": view.id}))
+    to_device = asyncio.create_task(_from_client(socket, gateway, relay))
+    try:
+        while True:
+            item = await relay.to_client.get()
+            if isinstance(item, m.ShellClosed):
+                await socket.send_text(
+                    json.dumps(
+                        {
+                            "type": "closed",
+                            "exit_code": item.exit_code,
+                            "refused": item.refused,
+                            "error": item.error,
+                        }
+                    )
+                )
+                break
+            await socket.send_bytes(item)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        to_device.cancel()
+        await gateway.close_shell(relay, "the technician left")
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await socket.close()
+
+
+async def _from_client(socket: WebSocket, gateway: Gateway, relay: ShellRelay) -> None:  # type: ignore[type-arg]
+    """Keystrokes and resizes from the technician, until they leave."""
+    try:
+        while True:
+            event = await socket.receive()
+            if event["type"] == "websocket.disconnect":
+                break
+            data = event.get("bytes")
+            if isinstance(data, bytes | bytearray):
+                await gateway.shell_input(relay, bytes(data))
+                continue
+            try:
+                control = msgspec.json.decode(str(event.get("text") or ""), type=_Resize)
+            except msgspec.MsgspecError:
+                continue  # not a control message we know: ignored
+            if control.type == "resize":
+                await gateway.shell_resize(relay, control.cols, control.rows)
+            elif control.type == "close":
+                break
+    except WebSocketDisconnect:
+        pass
+    await gateway.close_shell(relay, "the technician left")
+
+
+@get("/api/v1/shells/{session_id:str}")
+async def shell_view(request: Request, session_id: str) -> ShellView:  # type: ignore[type-arg]
+    """A terminal session: who, when, how it ended."""
+    identity = await provide_identity(request)
+    _require(identity, "tickets:read")
+    store: Store = request.app.state.store
+    return await store.get_shell(session_id)
+
+
+@get("/api/v1/shells/{session_id:str}/transcript")
+async def shell_transcript(
+    request: Request,  # type: ignore[type-arg]
+    session_id: Annotated[str, Parameter(max_length=64)],
+) -> Response[bytes]:
+    """The session's transcript as an asciinema v2 cast (``asciinema play`` plays it)."""
+    identity = await provide_identity(request)
+    _require(identity, "tickets:read")
+    store: Store = request.app.state.store
+    return Response(await store.shell_transcript(session_id), media_type="application/x-asciicast")
