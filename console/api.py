@@ -19,8 +19,11 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from .errors import Conflict, Forbidden, Unauthorized
+from deskside.protocol.errors import DesksideError
+
+from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from .gateway import Gateway
+from .runbooks import Runbook
 from .schemas import (
     AttachDiagnostics,
     AuditView,
@@ -31,6 +34,8 @@ from .schemas import (
     NewNote,
     NewTicket,
     OutputChunk,
+    RunbookRunView,
+    RunRunbook,
     SnapshotInfo,
     SnapshotView,
     TicketChanges,
@@ -336,6 +341,69 @@ class ApiV1(Controller):
             raise Conflict(f"command {command_id} has ended already")
         await _gateway(request).cancel_command(view)
         return view
+
+    # -- Runbooks --------------------------------------------------------------------------
+
+    @get("/runbooks")
+    async def list_runbooks(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+    ) -> list[Runbook]:
+        """Every runbook: built-in and added ones."""
+        _require(identity, "tickets:read")
+        return sorted((await _store(request).runbooks()).values(), key=lambda r: r.name)
+
+    @post("/tickets/{ticket_id:int}/runbooks/{name:str}", status_code=202)
+    async def run_runbook(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        ticket_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
+        name: Annotated[str, Parameter(max_length=64)],
+        data: RunRunbook,
+    ) -> RunbookRunView:
+        """Run a runbook's steps on the ticket's device, one after the other (202).
+
+        Each step is a command with the same rights and records as any other; a
+        step that fails stops the run unless it says ``continue_on_error``.
+        """
+        _require(identity, "commands:run")
+        store = _store(request)
+        runbook = await store.get_runbook(name)
+        try:
+            values = runbook.resolve(data.params)
+        except DesksideError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        detail = await store.get_ticket(ticket_id)
+        device_id = data.device_id or detail.ticket.device_id
+        if device_id is None:
+            raise Conflict(f"ticket #{ticket_id} has no device; name one")
+        run_id = await _gateway(request).start_runbook(
+            ticket_id,
+            runbook,
+            values,
+            identity=identity,
+            device_id=device_id,
+            reason=f"#{ticket_id} {detail.ticket.title}",
+        )
+        return RunbookRunView(id=run_id, runbook=name, done=False, commands=[])
+
+    @get("/runbook-runs/{run_id:str}")
+    async def runbook_run(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        identity: ApiIdentity,
+        run_id: Annotated[str, Parameter(max_length=64)],
+    ) -> RunbookRunView:
+        """A runbook run: its steps' commands so far, and whether it has ended."""
+        _require(identity, "tickets:read")
+        gateway = _gateway(request)
+        done = gateway.runbook_done(run_id)  # read first: a step may end in between
+        commands = await _store(request).runbook_commands(run_id)
+        if not commands and run_id not in gateway.runbook_runs:
+            raise NotFound(f"no runbook run {run_id}")
+        return RunbookRunView(id=run_id, runbook="", done=done, commands=commands)
 
     # -- Audit --------------------------------------------------------------------------------
 

@@ -39,8 +39,9 @@ from deskside.protocol.errors import (
 )
 
 from .errors import Conflict, ConsoleError, EnrollmentRefused, GatewayTimeout
-from .schemas import CommandView, NewTicket, OutputChunk, ShellView, SnapshotInfo
-from .store import Store, utcnow
+from .runbooks import Runbook
+from .schemas import CommandView, NewCommand, NewTicket, OutputChunk, ShellView, SnapshotInfo
+from .store import ApiIdentity, Store, utcnow
 
 __all__ = ["Gateway", "LitestarTransport"]
 
@@ -174,6 +175,8 @@ class Gateway:
         )
         # Sessions per device, newest last.
         self.sessions: dict[str, list[Session]] = {}
+        # Runbook runs of this process: run id -> the task running its steps.
+        self.runbook_runs: dict[str, asyncio.Task[None]] = {}
         # Terminal sessions being relayed: session id -> relay.
         self.shells: dict[str, ShellRelay] = {}
         # Live watchers of commands (API streams): command id -> their queues.
@@ -195,6 +198,8 @@ class Gateway:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        for task in self.runbook_runs.values():
+            task.cancel()
         sessions = [s for group in self.sessions.values() for s in group]
         await asyncio.gather(
             *(s.channel.close(CloseCode.GOING_AWAY, "console stopping") for s in sessions),
@@ -407,6 +412,112 @@ class Gateway:
         except (Conflict, ConnectionClosed) as exc:
             await self.store.fail_command(view.id, f"could not reach the device: {exc}")
             raise Conflict(f"could not reach device {view.device_id}") from exc
+
+    # -- Runbooks ---------------------------------------------------------------------------
+
+    async def start_runbook(
+        self,
+        ticket_id: int,
+        runbook: Runbook,
+        values: dict[str, str],
+        *,
+        identity: ApiIdentity,
+        device_id: str,
+        reason: str,
+    ) -> str:
+        """Run a runbook's steps one after the other in the background; the run's id."""
+        run_id = uuid.uuid4().hex
+        await self.store.add_timeline_event(
+            ticket_id,
+            "runbook",
+            actor=identity.actor,
+            data={
+                "run": run_id,
+                "runbook": runbook.name,
+                "params": values,
+                "steps": [s.name for s in runbook.steps],
+            },
+        )
+        task = asyncio.create_task(
+            self._run_steps(run_id, ticket_id, runbook, values, identity, device_id, reason),
+            name=f"deskside-runbook-{run_id}",
+        )
+        self.runbook_runs[run_id] = task
+        return run_id
+
+    def runbook_done(self, run_id: str) -> bool:
+        """Whether the run has ended (or is not one of this console process's)."""
+        return run_id not in self.runbook_runs or self.runbook_runs[run_id].done()
+
+    async def _run_steps(
+        self,
+        run_id: str,
+        ticket_id: int,
+        runbook: Runbook,
+        values: dict[str, str],
+        identity: ApiIdentity,
+        device_id: str,
+        reason: str,
+    ) -> None:
+        status, detail = "finished", ""
+        try:
+            os_family = (await self.store.get_device(device_id)).os_family
+            for index, step in enumerate(runbook.steps):
+                argv = runbook.argv(step, os_family, values)
+                if argv is None:
+                    status, detail = "failed", f"step {step.name!r} has no {os_family} variant"
+                    break
+                try:
+                    view = await self.store.create_command(
+                        ticket_id,
+                        NewCommand(argv=argv, timeout=step.timeout, device_id=device_id),
+                        identity=identity,
+                        online=self.online,
+                        runbook_run=run_id,
+                        runbook_step=index,
+                    )
+                    end = await self._run_to_end(view, f"{reason} (runbook {runbook.name})")
+                except ConsoleError as exc:
+                    status, detail = "failed", f"step {step.name!r}: {exc}"
+                    break
+                if (end.status, end.exit_code) != ("finished", 0) and not step.continue_on_error:
+                    status = "failed" if end.status == "finished" else end.status
+                    detail = f"step {step.name!r} ended {end.status}"
+                    if end.exit_code is not None:
+                        detail += f" with exit code {end.exit_code}"
+                    break
+        except Exception as exc:  # the run ends, recorded, whatever went wrong
+            logger.exception("runbook run %s failed", run_id)
+            status, detail = "failed", f"console error: {type(exc).__name__}"
+        with contextlib.suppress(Exception):
+            await self.store.add_timeline_event(
+                ticket_id,
+                "runbook_result",
+                actor="system",
+                data={"run": run_id, "runbook": runbook.name, "status": status, "detail": detail},
+            )
+
+    async def _run_to_end(self, view: CommandView, reason: str) -> CommandView:
+        """Send a command and wait for its end (bounded by its time-out and a margin)."""
+        queue = self.watch(view.id)
+        try:
+            await self.run_command(view, reason)
+            deadline = asyncio.get_running_loop().time() + view.timeout + 60
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    return await self.store.get_command(view.id)
+                try:
+                    event = await asyncio.wait_for(queue.get(), min(remaining, 5.0))
+                except TimeoutError:
+                    current = await self.store.get_command(view.id)
+                    if current.finished_at is not None:
+                        return current
+                    continue
+                if event.kind == "exit" and event.view is not None:
+                    return event.view
+        finally:
+            self.unwatch(view.id, queue)
 
     # -- Terminals ---------------------------------------------------------------------------
 

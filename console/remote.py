@@ -28,6 +28,7 @@ __all__ = [
     "RunFailed",
     "exit_status",
     "follow_command",
+    "follow_runbook",
     "open_terminal",
     "replay",
     "server_base_url",
@@ -135,6 +136,42 @@ def follow_command(config: ConsoleConfig, token: str, command_id: str) -> dict[s
                     raise RunFailed(f"cancel refused: {_detail(response)}") from None
             except httpx.HTTPError as exc:
                 raise RunFailed(f"lost the console: {exc}") from exc
+
+
+def follow_runbook(
+    config: ConsoleConfig, token: str, ticket: int, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Start a runbook and print each step's output as it runs; the last step's command.
+
+    A failing step ends the run (unless it may fail), so the last step's command is
+    the run's result.
+    """
+    import time
+
+    with _client(config, token) as client:
+        try:
+            response = client.post(f"/api/v1/tickets/{ticket}/runbooks/{name}", json=body)
+        except httpx.HTTPError as exc:
+            raise RunFailed(
+                f"cannot reach the console at {server_base_url(config)}: {exc}"
+            ) from exc
+        if response.status_code != 202:
+            raise RunFailed(f"refused: {_detail(response)}")
+        run_id = response.json()["id"]
+        followed: list[dict[str, Any]] = []
+        while True:
+            state = client.get(f"/api/v1/runbook-runs/{run_id}").json()
+            fresh = state["commands"][len(followed) :]
+            for command in fresh:
+                step = command.get("runbook_step", len(followed))
+                print(f"== step {step + 1}: {' '.join(command['argv'])}", file=sys.stderr)
+                followed.append(follow_command(config, token, command["id"]))
+            if state["done"] and not fresh:
+                break
+            time.sleep(0.2)
+    if not followed:
+        raise RunFailed("the runbook ran no step; see the ticket's timeline")
+    return followed[-1]
 
 
 def exit_status(command: dict[str, Any]) -> int:

@@ -22,6 +22,8 @@ __all__ = [
     "NewNote",
     "NewTicket",
     "Role",
+    "RunRunbook",
+    "RunbookRunView",
     "ShellView",
     "SnapshotInfo",
     "SnapshotView",
@@ -230,6 +232,8 @@ class CommandView(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     output_truncated: bool
     output_bytes: int
+    runbook_run: str | None = None
+    runbook_step: int | None = None
 
 
 class OutputChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -265,3 +269,19 @@ class ShellView(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     transcript_bytes: int
     transcript_truncated: bool
+
+
+class RunRunbook(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Run a runbook on a ticket's device (or another one named here)."""
+
+    params: dict[Annotated[str, Meta(max_length=32)], Annotated[str, Meta(max_length=256)]] = {}
+    device_id: Annotated[str, Meta(max_length=32)] | None = None
+
+
+class RunbookRunView(msgspec.Struct, frozen=True, kw_only=True):
+    """A runbook run: the commands of its steps so far, and whether it has ended."""
+
+    id: str
+    runbook: str
+    done: bool
+    commands: list[CommandView]

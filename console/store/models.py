@@ -39,6 +39,7 @@ __all__ = [
     "Base",
     "Command",
     "CommandOutput",
+    "CustomRunbook",
     "Device",
     "EnrollmentToken",
     "Role",
@@ -257,6 +258,9 @@ class Command(Base):
     output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # The next output chunk expected: chunks below it were received already.
     next_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The runbook run this command is a step of (and which step), if any.
+    runbook_run: Mapped[str | None] = mapped_column(String(64), index=True)
+    runbook_step: Mapped[int | None] = mapped_column(Integer)
 
 
 class CommandOutput(Base):
@@ -309,3 +313,15 @@ class ShellSession(Base):
     # The session in asciinema's v2 format ("cast"): output and input with times.
     transcript: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     transcript_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CustomRunbook(Base):
+    """A runbook an administrator added (the built-in ones ship with the console)."""
+
+    __tablename__ = "runbooks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The runbook, validated, as JSON of deskside.console.runbooks.Runbook.
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(160))

@@ -45,6 +45,7 @@ from deskside.console.errors import (
     Unauthorized,
 )
 from deskside.console.policy import Policy
+from deskside.console.runbooks import Runbook, builtin_runbooks, parse_runbooks
 from deskside.console.schemas import (
     ApiTokenCreated,
     AuditView,
@@ -64,6 +65,7 @@ from deskside.console.schemas import (
 )
 from deskside.protocol import messages as m
 from deskside.protocol.enrollment import device_id as device_id_for
+from deskside.protocol.errors import DesksideError
 
 from . import audit
 from .models import (
@@ -71,6 +73,7 @@ from .models import (
     AuditEntry,
     Command,
     CommandOutput,
+    CustomRunbook,
     Device,
     EnrollmentToken,
     Role,
@@ -939,6 +942,8 @@ class Store:
         *,
         identity: ApiIdentity,
         online: Callable[[str], bool],
+        runbook_run: str | None = None,
+        runbook_step: int | None = None,
     ) -> CommandView:
         """Record a command to run for an open ticket, after checking who asks.
 
@@ -978,6 +983,8 @@ class Store:
                     output_truncated=False,
                     output_bytes=0,
                     next_seq=0,
+                    runbook_run=runbook_run,
+                    runbook_step=runbook_step,
                 )
                 session.add(row)
                 ticket.updated_at = now
@@ -995,6 +1002,7 @@ class Store:
                             "device": device_id,
                             "shell": new.shell,
                             "timeout": new.timeout,
+                            **({"runbook_run": runbook_run} if runbook_run else {}),
                         },
                     )
                 )
@@ -1005,6 +1013,87 @@ class Store:
                 return _command_view(row)
         assert refusal is not None
         raise refusal
+
+    async def runbook_commands(self, run_id: str) -> list[CommandView]:
+        """The commands of a runbook run, in step order."""
+        async with self._transaction() as session:
+            rows = (
+                await session.execute(
+                    select(Command)
+                    .where(Command.runbook_run == run_id)
+                    .order_by(Command.runbook_step)
+                )
+            ).scalars()
+            return [_command_view(r) for r in rows]
+
+    async def add_timeline_event(
+        self, ticket_id: int, kind: str, *, actor: str, data: dict[str, Any]
+    ) -> EventView:
+        """Record something on a ticket's timeline (a runbook's start or end, say)."""
+        now = utcnow()
+        async with self._transaction() as session:
+            ticket = await _get(session, Ticket, ticket_id, lock=True)
+            ticket.updated_at = now
+            entry = TicketEvent(ticket_id=ticket_id, at=now, kind=kind, actor=actor, data=data)
+            session.add(entry)
+            await session.flush()
+            return _event_view(entry)
+
+    # -- Runbooks ------------------------------------------------------------------------------
+
+    async def runbooks(self) -> dict[str, Runbook]:
+        """Every runbook: the built-in ones, and the added ones (which win on a name)."""
+        found = builtin_runbooks()
+        async with self._transaction() as session:
+            for row in (await session.execute(select(CustomRunbook))).scalars():
+                found[row.name] = msgspec.json.decode(row.source, type=Runbook)
+        return found
+
+    async def get_runbook(self, name: str) -> Runbook:
+        """One runbook; ``NotFound`` if there is none of that name."""
+        runbook = (await self.runbooks()).get(name)
+        if runbook is None:
+            raise NotFound(f"no runbook {name!r}")
+        return runbook
+
+    async def add_runbooks(self, source: str, *, actor: str) -> list[str]:
+        """Add (or replace) the runbooks of a TOML text; their names."""
+        try:
+            parsed = parse_runbooks(source)
+        except DesksideError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if not parsed:
+            raise InvalidRequest("the file defines no runbook")
+        now = utcnow()
+        async with self._transaction() as session:
+            for name, runbook in parsed.items():
+                one = msgspec.json.encode(runbook).decode()
+                row = await session.get(CustomRunbook, name)
+                if row is None:
+                    session.add(
+                        CustomRunbook(name=name, source=one, created_at=now, created_by=actor)
+                    )
+                else:
+                    row.source, row.created_at, row.created_by = one, now, actor
+                await audit.append(
+                    session,
+                    actor=actor,
+                    action="runbook.added",
+                    data={"runbook": name, "steps": [s.name for s in runbook.steps]},
+                    at=now,
+                )
+        return sorted(parsed)
+
+    async def remove_runbook(self, name: str, *, actor: str) -> None:
+        """Remove an added runbook (built-in ones cannot be removed)."""
+        async with self._transaction() as session:
+            row = await session.get(CustomRunbook, name)
+            if row is None:
+                raise NotFound(f"no added runbook {name!r}")
+            await session.delete(row)
+            await audit.append(
+                session, actor=actor, action="runbook.removed", data={"runbook": name}, at=utcnow()
+            )
 
     # -- Terminals ---------------------------------------------------------------------------
 
@@ -1423,6 +1512,8 @@ def _command_view(row: Command) -> CommandView:
         error=row.error,
         output_truncated=row.output_truncated,
         output_bytes=row.output_bytes,
+        runbook_run=row.runbook_run,
+        runbook_step=row.runbook_step,
     )
 
 
