@@ -373,6 +373,60 @@ def status(ctx: click.Context) -> None:
         click.echo(f"Last ticket: #{tickets[-1].ticket_id} filed {_when(tickets[-1].filed_at)}")
 
 
+# -- audit -------------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON lines.")
+@click.pass_context
+def audit(ctx: click.Context, as_json: bool) -> None:
+    """Show what the help desk ran or was refused on this machine.
+
+    The agent's own log, kept apart from the console's: every command run or
+    refused, every terminal, who asked and for which ticket. Its entries are
+    chained by SHA-256 hashes; 'deskside-agent audit verify' checks the chain.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .audit import canonical, format_entry, read_entries
+
+    paths = _paths(ctx)
+    count = 0
+    try:
+        for entry in read_entries(paths.audit_file):
+            count += 1
+            if as_json:
+                click.echo(canonical(entry).decode() if entry is not None else "null")
+            else:
+                click.echo(format_entry(entry))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot read {paths.audit_file}: {exc.strerror or exc}"
+        ) from exc
+    if count == 0 and not as_json:
+        click.echo(f"Nothing was run or refused here yet ({paths.audit_file} is empty).")
+
+
+@audit.command()
+@click.pass_context
+def verify(ctx: click.Context) -> None:
+    """Check that no audit entry was changed, removed or cut off.
+
+    Exit code 0 when the chain and its head are intact ("N entries, chain
+    intact"), 1 naming the first bad entry (or when the log cannot be read).
+    """
+    from .audit import verify_log
+
+    paths = _paths(ctx)
+    try:
+        result = verify_log(paths.audit_file, paths.audit_head_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not result.ok:
+        raise click.ClickException(f"the audit log is not intact: {result}")
+    click.echo(str(result))
+
+
 # -- diagnose ----------------------------------------------------------------------------
 
 

@@ -12,9 +12,18 @@ over the defaults)::
         status.json     what the daemon is doing, for ``deskside-agent status``
         tickets.json    the tickets this device's help requests were filed as
         spool/          help requests waiting for the console's Ack
+        audit.log       every command and terminal run or refused, hash-chained (0600)
+        audit.head      the last entry's number and hash, so a cut tail shows
+        commands/       one record per command id (at most once), results not yet acked
+        shells/         terminal transcripts, asciinema v2 (0600)
 
 The agent is *enrolled* once ``agent.toml`` exists; it is written last, after the
 identity key, so a half-finished enrollment leaves an agent that is not enrolled.
+
+``agent.toml`` also holds the owner's policy for remote commands, the
+``[commands]`` table (``deskside.agent.policy``); without it the defaults apply:
+any command, each one only with the logged-in user's consent, and nothing where
+nobody can be asked.
 
 The private key is held by ``Identity``, whose repr leaves it out; no message,
 log line or exception of the agent contains it.
@@ -41,6 +50,7 @@ from deskside.protocol.errors import ConfigError, DesksideError
 from deskside.protocol.messages import DeviceId
 
 from .files import ensure_private_dir, write_atomic
+from .policy import CommandPolicy
 
 __all__ = [
     "APP_NAME",
@@ -104,6 +114,26 @@ class AgentPaths:
     def spool_dir(self) -> Path:
         """Help requests not yet acknowledged by the console, one file each."""
         return self.state_dir / "spool"
+
+    @property
+    def audit_file(self) -> Path:
+        """The agent's hash-chained audit log, JSON lines."""
+        return self.state_dir / "audit.log"
+
+    @property
+    def audit_head_file(self) -> Path:
+        """The audit log's last sequence number and hash."""
+        return self.state_dir / "audit.head"
+
+    @property
+    def commands_dir(self) -> Path:
+        """Command records (``<id>.json``) and result spools (``<id>.results``)."""
+        return self.state_dir / "commands"
+
+    @property
+    def shells_dir(self) -> Path:
+        """Terminal transcripts, ``<session id>.cast``."""
+        return self.state_dir / "shells"
 
 
 def resolve_paths(
@@ -179,6 +209,9 @@ class AgentConfig:
     log_level: str = "INFO"
     """The daemon's log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
+    commands: CommandPolicy = field(default_factory=CommandPolicy)
+    """The owner's policy for remote commands and terminals (``[commands]``)."""
+
     def to_toml(self) -> str:
         """The TOML text of this configuration."""
         lines = [
@@ -195,6 +228,7 @@ class AgentConfig:
         lines.append(f"log_level = {_toml_string(self.log_level)}")
         if self.heartbeat_interval is not None:
             lines.append(f"heartbeat_interval = {self.heartbeat_interval!r}")
+        lines += ["", *self.commands.toml_lines(_toml_string)]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -207,7 +241,11 @@ class AgentConfig:
         reader = _TableReader(document, source)
         console = reader.table("console", {"url", "public_key", "tls_fingerprint"})
         agent = reader.table("agent", {"device_id", "log_level", "heartbeat_interval"})
-        reader.no_other_tables({"console", "agent"})
+        reader.no_other_tables({"console", "agent", "commands"})
+        commands_table = document.get("commands", {})
+        if not isinstance(commands_table, dict):
+            raise ConfigError(f"{source}: commands must be a table")
+        commands = CommandPolicy.from_table(commands_table, source)
 
         url = console.string("url")
         try:
@@ -249,6 +287,7 @@ class AgentConfig:
             tls_fingerprint=fingerprint,
             heartbeat_interval=heartbeat,
             log_level=level,
+            commands=commands,
         )
 
 

@@ -20,8 +20,18 @@ Theory of operation::
 * A console that refuses the device (close code 4003: unknown or revoked) is an
   ERROR in the log, and the daemon keeps trying at the capped backoff: an
   administrator may re-admit the device.
-* SIGTERM / SIGINT set the stop event: the channel is closed with 1001 "agent
-  stopping", ``status.json`` says not running and not connected, ``run()`` returns.
+* Remote commands (``CommandRequest``, ``CommandCancel``, their ``Ack``) go to the
+  ``CommandService`` (``deskside.agent.commands``), terminals (``ShellOpen``,
+  ``ShellData``, ``ShellResize``, ``ShellClosed``) to the ``TerminalService``
+  (``deskside.agent.terminal``). Both run in their own tasks, under the policy of
+  the configuration in force, and write the audit log (``deskside.agent.audit``).
+  Command results outlive a session: they are spooled and delivered after the
+  next connect (``recover()`` at start picks up those of an earlier run);
+  terminals end with their session.
+* SIGTERM / SIGINT set the stop event: running commands' process trees and open
+  terminals are ended and recorded (audit log, result spool, sent if the channel
+  is still open), the channel is closed with 1001 "agent stopping",
+  ``status.json`` says not running and not connected, ``run()`` returns.
 
 Everything blocking (files, psutil, diagnostics collectors) runs off the loop.
 """
@@ -54,15 +64,23 @@ from deskside.protocol.messages import (
     Heartbeat,
     Message,
     Metrics,
+    ShellClosed,
+    ShellData,
+    ShellOpen,
+    ShellResize,
     SnapshotRequest,
 )
 
+from .audit import AuditLog
 from .backoff import Backoff
+from .commands import CommandService
 from .config import AgentConfig, AgentPaths, Identity, load_enrolled
 from .help_request import PERMANENT_ERRORS
+from .policy import CommandPolicy
 from .spool import Spool, valid_request_id
 from .state import DaemonStatus, StatusRecorder, record_ticket
 from .system import make_hello
+from .terminal import TerminalService
 from .uplink import describe_failure, is_refusal, open_configured_uplink, refusal_reason
 
 __all__ = [
@@ -173,11 +191,23 @@ class Daemon:
         self._in_flight: set[str] = set()
         # Snapshot answers being prepared on the current channel.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._audit = AuditLog(paths.audit_file, paths.audit_head_file)
+        consent_lock = asyncio.Lock()  # one consent dialog at a time
+        self._commands = CommandService(
+            paths.commands_dir, self._audit, self._policy, consent_lock=consent_lock
+        )
+        self._terminals = TerminalService(
+            paths.shells_dir, self._audit, self._policy, consent_lock=consent_lock
+        )
 
     @property
     def status(self) -> DaemonStatus:
         """The daemon's current status (as last written to ``status.json``)."""
         return self._status.status
+
+    def _policy(self) -> CommandPolicy:
+        """The command policy of the configuration in force."""
+        return self._config.commands
 
     def stop(self) -> None:
         """Ask the daemon to stop; ``run()`` returns shortly after."""
@@ -196,6 +226,7 @@ class Daemon:
             self._config.device_id,
             self._config.console_url,
         )
+        await self._commands.recover()
         main = asyncio.create_task(self._connect_loop(), name="deskside-agent-connect")
         stopper = asyncio.create_task(self._stop.wait(), name="deskside-agent-stop")
         try:
@@ -205,6 +236,9 @@ class Daemon:
         finally:
             self._stop.set()
             stopper.cancel()
+            await self._terminals.shutdown()
+            await self._commands.shutdown()
+            await self._audit.close()
             await self._close_channel(CloseCode.GOING_AWAY, "agent stopping")
             main.cancel()
             await asyncio.gather(main, stopper, return_exceptions=True)
@@ -315,6 +349,7 @@ class Daemon:
             logger.info(
                 "connected to %s as device %s", self._config.console_url, self._config.device_id
             )
+            self._commands.attach(channel)
             helpers = [
                 asyncio.create_task(self._guarded(channel, self._heartbeats(channel))),
                 asyncio.create_task(self._guarded(channel, self._deliver_spool(channel))),
@@ -330,6 +365,8 @@ class Daemon:
             await asyncio.gather(*pending, return_exceptions=True)
             self._tasks.clear()
             self._channel = None
+            self._commands.detach(channel)
+            self._terminals.detach(channel)
             if not channel.closed and not self._stop.is_set():
                 await self._close_now(channel, CloseCode.INTERNAL_ERROR, "agent error")
 
@@ -390,15 +427,17 @@ class Daemon:
         elif isinstance(message, Error):
             await self._console_error(message)
         elif isinstance(message, CommandRequest):
-            await channel.send(
-                Error(
-                    code=ErrorCode.UNSUPPORTED,
-                    message="this agent does not run commands yet",
-                    request_id=message.command_id,
-                )
-            )
+            await self._commands.request(channel, message)
         elif isinstance(message, CommandCancel):
-            logger.debug("ignored CommandCancel for %s: no commands run here", message.command_id)
+            self._commands.cancel(message.command_id)
+        elif isinstance(message, ShellOpen):
+            await self._terminals.open(channel, message)
+        elif isinstance(message, ShellData):
+            self._terminals.data(message)
+        elif isinstance(message, ShellResize):
+            self._terminals.resize(message)
+        elif isinstance(message, ShellClosed):
+            self._terminals.close(message)
         else:
             logger.debug("ignored a %s from the console", type(message).__name__)
 
@@ -438,6 +477,8 @@ class Daemon:
 
     async def _acknowledged(self, ack: Ack) -> None:
         request_id = ack.request_id
+        if await self._commands.acknowledged(request_id):
+            return
         was_sent = request_id in self._in_flight
         self._in_flight.discard(request_id)
         removed = valid_request_id(request_id) and await asyncio.to_thread(

@@ -23,6 +23,7 @@ from deskside.protocol.enrollment import Enrollment, check_agent_url
 from deskside.protocol.errors import ConfigError, DesksideError
 
 from .config import AgentConfig, AgentPaths, Identity, load_config, save_config, save_identity
+from .policy import CommandPolicy
 from .system import make_hello
 from .uplink import open_uplink
 
@@ -86,6 +87,7 @@ async def enroll(
     """
     if not force:
         await asyncio.to_thread(check_not_enrolled, paths)
+    policy = await asyncio.to_thread(_kept_policy, paths)
     identity = await asyncio.to_thread(Identity.generate)
     channel = await open_uplink(
         enrollment.url,
@@ -109,9 +111,22 @@ async def enroll(
         console_key=enrollment.console_key,
         device_id=identity.device_id,
         tls_fingerprint=enrollment.tls_fingerprint,
+        commands=policy,
     )
     await asyncio.to_thread(_save, paths, config, identity)
     return config, identity
+
+
+def _kept_policy(paths: AgentPaths) -> CommandPolicy:
+    """The owner's command policy of the configuration being replaced, if it is readable.
+
+    Enrolling again changes who the device talks to, not what it allows.
+    """
+    try:
+        config = load_config(paths)
+    except ConfigError:
+        config = None
+    return config.commands if config is not None else CommandPolicy()
 
 
 def _save(paths: AgentPaths, config: AgentConfig, identity: Identity) -> None:

@@ -19,7 +19,14 @@ __all__ = ["channel_config", "describe_failure", "is_refusal", "open_uplink", "r
 
 def channel_config(*, handshake_timeout: float = 10.0) -> ChannelConfig:
     """The agent side's channel settings."""
-    return ChannelConfig(software_version=agent_version(), handshake_timeout=handshake_timeout)
+    # Heartbeats go out every 30 s; a keep-alive ping more often than that only costs
+    # the console CPU (benchmarks/fleet.py). The console pings every 45 s as well.
+    return ChannelConfig(
+        software_version=agent_version(),
+        handshake_timeout=handshake_timeout,
+        keepalive_interval=45.0,
+        idle_timeout=100.0,
+    )
 
 
 async def open_uplink(

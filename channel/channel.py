@@ -147,9 +147,13 @@ class Channel:
         return self._connection.state is State.CLOSED
 
     async def send(self, message: Message) -> None:
-        """Send ``message``; raises ``ConnectionClosed`` if the channel is closed."""
+        """Send ``message``; raises ``ConnectionClosed`` if the channel is closed.
+
+        Cancelling the caller does not cancel the write: a frame encrypted and then
+        dropped would leave a gap in the nonces and break the channel.
+        """
         self._connection.send(message, self._loop.time())
-        await self._flush()
+        await asyncio.shield(self._flush())
 
     async def recv(self) -> Message:
         """The next message from the peer; raises ``ConnectionClosed`` once closed."""
@@ -174,7 +178,7 @@ class Channel:
         nonce = self._connection.ping(self._loop.time())
         waiter: asyncio.Future[float] = self._loop.create_future()
         self._pings[nonce] = waiter
-        await self._flush()
+        await asyncio.shield(self._flush())
         try:
             return await waiter
         finally:

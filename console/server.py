@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import asyncio.sslproto
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -35,11 +37,24 @@ class _Server(uvicorn.Server):
                 captured.clear()
 
 
+def _smaller_tls_buffers() -> None:
+    """Give each TLS connection a 64 KiB read buffer instead of asyncio's 256 KiB.
+
+    With thousands of agents connected, asyncio's per-connection buffer was most of
+    the console's memory (324 -> 133 KiB per agent, benchmarks/fleet.py). It is a
+    private class attribute of asyncio, so this looks before it touches.
+    """
+    protocol = getattr(asyncio.sslproto, "SSLProtocol", None)
+    if isinstance(getattr(protocol, "max_size", None), int):
+        protocol.max_size = 64 * 1024  # type: ignore[union-attr]
+
+
 def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     """Serve until SIGTERM or SIGINT; agents are told the console is going away."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _smaller_tls_buffers()
     key = DataDir(config.data_dir).noise_private_key()
     migrate(config.database)
     store = Store.connect(config.database, config.policy)

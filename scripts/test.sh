@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# Real components the tests start themselves: PostgreSQL (tests/postgres.py).
-need_debs postgresql
+# Real components the tests start themselves: PostgreSQL (tests/postgres.py), an X
+# server and xdotool for the consent dialogs (Tk: python3-tk for Debian's Python).
+need_debs postgresql xvfb xdotool python3-tk
 ensure_venv test
 
 .venv/bin/ruff check .

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import signal
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from tests.agent.conftest import Agent, eventually
 from tests.consoleproc import ConsoleProcess
+from tests.helpers import script
 
 
 @pytest.fixture
@@ -120,3 +122,83 @@ async def test_console_restart_and_help_while_down(console: ConsoleProcess, agen
     assert daemon.returncode is None
     await asyncio.sleep(1.0)  # nothing is delivered twice after a while either
     assert console.cli("tickets").stdout.count("The Wi-Fi keeps dropping") == 1
+
+
+def set_policy(agent: Agent, table: str) -> None:
+    """Replace the agent's [commands] table (the machine owner's policy)."""
+    config = agent.paths.config_dir / "agent.toml"
+    text = config.read_text()
+    head = text.split("[commands]")[0]
+    config.write_text(head.rstrip() + "\n\n[commands]\n" + table)
+
+
+async def console_cli(
+    console: ConsoleProcess, *args: str, stdin: bytes = b""
+) -> tuple[int, bytes, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        script("deskside-console"), "--data-dir", str(console.data_dir), *args,
+        stdin=PIPE, stdout=PIPE, stderr=PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout, stderr
+
+
+async def test_commands_and_a_terminal_from_the_console_to_the_agent(
+    console: ConsoleProcess, agent: Agent
+) -> None:
+    device = await enroll(agent, console)
+    set_policy(agent, 'mode = "any"\nconsent = "none"\nshell = true\n')
+    await agent.start_daemon()
+    await eventually(lambda: device_state(console) == "online", 20)
+    number = (
+        console.cli(
+            "ticket", "new", "--title", "Disk full", "--description", "d", "--device", device
+        )
+        .stdout.split("#")[1]
+        .split()[0]
+    )
+
+    # Output streams while the command runs; the exit code comes through.
+    process = await asyncio.create_subprocess_exec(
+        script("deskside-console"), "--data-dir", str(console.data_dir),
+        "run", "--ticket", number, "--as", "admin", "--",
+        "sh", "-c", "echo one; sleep 2; echo two; exit 7",
+        stdout=PIPE, stderr=PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 20)
+    assert first == b"one\n"
+    assert process.returncode is None  # still running: "one" came before the end
+    rest = await asyncio.wait_for(process.stdout.read(), 20)
+    assert rest == b"two\n"
+    assert await process.wait() == 7
+
+    # An interactive terminal: typed input is echoed by a real shell on a PTY.
+    code, stdout, _ = await console_cli(
+        console, "shell", "--ticket", number, "--as", "admin",
+        stdin=b"echo hello-from-the-pty; exit 3\n",
+    )  # fmt: skip
+    assert code == 3
+    assert b"hello-from-the-pty" in stdout
+
+    # The owner's policy has the last word: what it does not allow is refused.
+    set_policy(agent, 'mode = "allowlist"\nallow = [["uptime"]]\nconsent = "none"\n')
+    await agent.stop_all()
+    await agent.start_daemon()  # the policy is read on each connect
+    await eventually(lambda: device_state(console) == "online", 20)
+    await asyncio.sleep(0.5)
+    code, _, stderr = await console_cli(
+        console, "run", "--ticket", number, "--as", "admin", "--", "rm", "-rf", "/tmp/x"
+    )
+    assert code == 126
+    assert b"refused" in stderr
+    shown = console.cli("ticket", "show", number).stdout
+    assert "sh -c echo one; sleep 2; echo two; exit 7" in shown
+    assert "finished, exit 7" in shown
+    assert "terminal closed, exit 3" in shown
+    assert "refused, exit None" in shown
+    verified = await agent.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "chain intact" in verified.stdout
+    assert console.cli("audit", "verify").returncode == 0

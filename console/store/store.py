@@ -353,20 +353,20 @@ class Store:
     async def record_heartbeats(
         self, beats: Mapping[str, tuple[datetime.datetime, dict[str, Any] | None]]
     ) -> None:
-        """Store many devices' last-seen times and metrics in one transaction.
+        """Store many devices' last-seen times and metrics in one statement.
 
         Presence (``online``) is not touched: connects and disconnects set it, and a
         heartbeat written late must not bring a device that left back online.
         """
         if not beats:
             return
+        rows = [
+            {"id": device_id, "last_seen": seen, "metrics": metrics}
+            for device_id, (seen, metrics) in beats.items()
+        ]
         async with self._transaction() as session:
-            for device_id, (seen, metrics) in beats.items():
-                await session.execute(
-                    update(Device)
-                    .where(Device.id == device_id)
-                    .values(last_seen=seen, metrics=metrics)
-                )
+            # An ORM bulk UPDATE by primary key: one executemany, not a query per device.
+            await session.execute(update(Device), rows)
 
     async def revoke_device(self, device_id: str, *, actor: str = "cli") -> DeviceView:
         """Revoke a device: its key is refused from now on."""
@@ -384,15 +384,10 @@ class Store:
                 )
             return _device_view(device)
 
-    async def revoked_among(self, device_ids: Iterable[str]) -> set[str]:
-        """Which of these devices are revoked."""
-        ids = list(device_ids)
-        if not ids:
-            return set()
+    async def revoked_since(self, since: datetime.datetime) -> set[str]:
+        """The devices revoked at or after ``since``."""
         async with self._transaction() as session:
-            rows = await session.execute(
-                select(Device.id).where(Device.id.in_(ids), Device.revoked_at.is_not(None))
-            )
+            rows = await session.execute(select(Device.id).where(Device.revoked_at >= since))
             return set(rows.scalars())
 
     async def list_devices(self) -> list[DeviceView]:

@@ -9,10 +9,13 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from deskside.agent.audit import read_entries
 from deskside.agent.config import AgentPaths, load_config, save_config
+from deskside.agent.policy import CommandPolicy
 from deskside.protocol.messages import DeviceId
 from tests.agent.fake_console import FakeConsole
 from tests.helpers import script
@@ -57,10 +60,16 @@ class Agent:
         ]
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment of an agent process."""
-        env = {**os.environ, **FAST_ENV, **extra}
-        env.pop("DESKSIDE_AGENT_CONFIG_DIR", None)
-        env.pop("DESKSIDE_AGENT_STATE_DIR", None)
+        """The environment of an agent process (no desktop session unless given)."""
+        env = {**os.environ, **FAST_ENV}
+        for variable in (
+            "DESKSIDE_AGENT_CONFIG_DIR",
+            "DESKSIDE_AGENT_STATE_DIR",
+            "DISPLAY",
+            "WAYLAND_DISPLAY",
+        ):
+            env.pop(variable, None)
+        env.update(extra)
         return env
 
     async def cli(self, *args: str, timeout: float = 30.0) -> Result:
@@ -75,15 +84,15 @@ class Agent:
         assert process.returncode is not None
         return Result(process.returncode, stdout.decode(), stderr.decode())
 
-    async def start_daemon(self) -> asyncio.subprocess.Process:
-        """Start ``deskside-agent run``; its log goes to ``log_path``."""
+    async def start_daemon(self, **env: str) -> asyncio.subprocess.Process:
+        """Start ``deskside-agent run`` (``env``: extra variables); its log goes to ``log_path``."""
         with self.log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *self.argv("run", "--log-level", "DEBUG"),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
-                env=self.env(),
+                env=self.env(**env),
             )
         self.processes.append(process)
         return process
@@ -109,6 +118,32 @@ class Agent:
         config = load_config(self.paths)
         assert config is not None
         save_config(self.paths, dataclasses.replace(config, heartbeat_interval=seconds))
+
+    def set_policy(self, **fields: Any) -> None:
+        """Write a ``[commands]`` policy (fields of ``CommandPolicy``) into agent.toml."""
+        import dataclasses
+
+        config = load_config(self.paths)
+        assert config is not None
+        save_config(self.paths, dataclasses.replace(config, commands=CommandPolicy(**fields)))
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The entries of the agent's audit log."""
+        entries = list(read_entries(self.paths.audit_file))
+        assert all(entry is not None for entry in entries)
+        return [entry for entry in entries if entry is not None]
+
+    async def wait_audit(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Wait until the audit log satisfies ``predicate``; its entries."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(entries := self.audit()):
+            if loop.time() > deadline:
+                raise AssertionError(f"the audit log never matched; it holds:\n{entries}")
+            await asyncio.sleep(0.05)
+        return entries
 
     async def enroll(self, console: FakeConsole) -> DeviceId:
         """Enroll with ``console``; the device id."""

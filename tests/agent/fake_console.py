@@ -4,8 +4,10 @@ It runs in the test's event loop on 127.0.0.1 and does what the agent needs from
 console: one-time enrollment tokens (spent once used, or expired), registered and
 revoked agent keys, a record of every message per device, an ``Ack`` with a
 ticket number for each ``HelpRequest`` (one ticket per request id, however often
-it arrives), and ``SnapshotRequest`` on demand. It can be stopped and started
-again on the same port, as a console restart looks to an agent.
+it arrives), ``SnapshotRequest`` on demand, and for remote commands an ``Ack`` of
+every ``CommandExit`` (as the real console does once it has recorded the result),
+with views that de-duplicate output by ``(command_id, seq)``. It can be stopped and
+started again on the same port, as a console restart looks to an agent.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ssl
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import Server
 
@@ -46,6 +49,8 @@ class FakeConsole:
         self.tickets: dict[str, int] = {}
         # Errors to answer the next help requests with, instead of an Ack, in order.
         self.help_errors: list[m.ErrorCode] = []
+        # Whether a CommandExit is acknowledged (so the agent may forget the result).
+        self.ack_commands = True
         # Open channels, per device.
         self.channels: defaultdict[m.DeviceId, list[Channel]] = defaultdict(list)
         # How many channels each device opened (enrollment included).
@@ -132,11 +137,88 @@ class FakeConsole:
         channel = self.channels[device][-1]
         await channel.send(m.SnapshotRequest(request_id=request_id))
 
+    async def send(self, device: m.DeviceId, message: m.Message) -> None:
+        """Send a message to a connected device (on its newest channel)."""
+        await self.channels[device][-1].send(message)
+
+    async def run(self, device: m.DeviceId, *argv: str, **fields: Any) -> str:
+        """Send a ``CommandRequest`` (ticket 1, from "tech"); its command id."""
+        values: dict[str, Any] = {
+            "command_id": secrets.token_hex(8),
+            "ticket_id": 1,
+            "requested_by": "tech",
+            "argv": list(argv),
+            **fields,
+        }
+        await self.send(device, m.CommandRequest(**values))
+        return str(values["command_id"])
+
     # -- Observation --------------------------------------------------------------------
 
     def received(self, device: m.DeviceId, kind: type[m.Message]) -> list[m.Message]:
         """The messages of one type a device sent, in order."""
         return [message for message in self.messages[device] if isinstance(message, kind)]
+
+    def command_messages(self, device: m.DeviceId, command_id: str) -> list[m.Message]:
+        """Every message about one command, as received (duplicates included)."""
+        return [
+            message
+            for message in self.messages[device]
+            if getattr(message, "command_id", None) == command_id
+        ]
+
+    def exits(self, device: m.DeviceId, command_id: str) -> list[m.CommandExit]:
+        """The ``CommandExit`` messages of a command, as received."""
+        return [
+            message
+            for message in self.command_messages(device, command_id)
+            if isinstance(message, m.CommandExit)
+        ]
+
+    def exit(self, device: m.DeviceId, command_id: str) -> m.CommandExit | None:
+        """The (first) ``CommandExit`` of a command, or None while it runs."""
+        exits = self.exits(device, command_id)
+        return exits[0] if exits else None
+
+    def started(self, device: m.DeviceId, command_id: str) -> m.CommandStarted | None:
+        """The (first) ``CommandStarted`` of a command, if any."""
+        for message in self.command_messages(device, command_id):
+            if isinstance(message, m.CommandStarted):
+                return message
+        return None
+
+    def chunks(self, device: m.DeviceId, command_id: str) -> dict[int, m.CommandOutput]:
+        """A command's output chunks, de-duplicated by seq (as the console records them)."""
+        chunks: dict[int, m.CommandOutput] = {}
+        for message in self.command_messages(device, command_id):
+            if isinstance(message, m.CommandOutput):
+                previous = chunks.setdefault(message.seq, message)
+                assert previous == message, f"chunk {message.seq} changed when sent again"
+        return chunks
+
+    def output(self, device: m.DeviceId, command_id: str, stream: str | None = None) -> bytes:
+        """A command's output so far, in seq order (one stream, or both interleaved)."""
+        chunks = self.chunks(device, command_id)
+        return b"".join(
+            chunk.data
+            for _, chunk in sorted(chunks.items())
+            if stream is None or chunk.stream == stream
+        )
+
+    def shell_output(self, device: m.DeviceId, session_id: str) -> bytes:
+        """What a terminal printed so far, in order."""
+        return b"".join(
+            message.data
+            for message in self.messages[device]
+            if isinstance(message, m.ShellData) and message.session_id == session_id
+        )
+
+    def shell_closed(self, device: m.DeviceId, session_id: str) -> m.ShellClosed | None:
+        """The ``ShellClosed`` of a terminal, once it came."""
+        for message in self.messages[device]:
+            if isinstance(message, m.ShellClosed) and message.session_id == session_id:
+                return message
+        return None
 
     def connected(self, device: m.DeviceId) -> bool:
         """True while the device has an open channel."""
@@ -194,6 +276,8 @@ class FakeConsole:
                 elif isinstance(message, m.HelpRequest):
                     ticket = self.tickets.setdefault(message.request_id, len(self.tickets) + 1)
                     await channel.send(m.Ack(request_id=message.request_id, ticket_id=ticket))
+                elif isinstance(message, m.CommandExit) and self.ack_commands:
+                    await channel.send(m.Ack(request_id=message.command_id))
                 await self._notify()
         except ConnectionClosed:
             pass

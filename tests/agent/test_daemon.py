@@ -236,7 +236,7 @@ async def enrolled(console: FakeConsole, tmp_path: Path) -> tuple[AgentPaths, m.
 @pytest.fixture
 def fake_diagnostics(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """Replace the diagnostics with small fakes; the console URLs snapshots were taken for."""
-    import deskside.agent.diagnostics as diagnostics
+    from deskside.agent import diagnostics
 
     calls: list[str | None] = []
 
@@ -264,11 +264,14 @@ async def start(paths: AgentPaths) -> tuple[Daemon, asyncio.Task[None]]:
     return daemon, asyncio.create_task(daemon.run())
 
 
-async def test_unsupported_and_failing_requests_get_errors(
+async def test_refused_and_failing_requests_get_answers(
     console: FakeConsole,
     enrolled: tuple[AgentPaths, m.DeviceId],
     fake_diagnostics: list[str | None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     paths, device = enrolled
     daemon, task = await start(paths)
     try:
@@ -280,10 +283,13 @@ async def test_unsupported_and_failing_requests_get_errors(
         await channel.send(
             m.CommandRequest(command_id="c1", ticket_id=1, argv=["ls"], requested_by="tech")
         )
-        await console.wait_for(lambda: bool(console.received(device, m.Error)))
-        (error,) = console.received(device, m.Error)
-        assert isinstance(error, m.Error)
-        assert (error.code, error.request_id) == (m.ErrorCode.UNSUPPORTED, "c1")
+        # The default policy asks the user; with nobody to ask, it refuses.
+        await console.wait_for(lambda: bool(console.received(device, m.CommandExit)))
+        (refusal,) = console.received(device, m.CommandExit)
+        assert isinstance(refusal, m.CommandExit)
+        assert refusal.command_id == "c1"
+        assert refusal.refused
+        assert refusal.error == "no desktop session to ask; policy refuses"
 
         await console.request_snapshot(device, "s1")
         await console.wait_for(lambda: bool(console.received(device, m.DiagnosticsSnapshot)))
@@ -291,8 +297,8 @@ async def test_unsupported_and_failing_requests_get_errors(
         # A collector that raises is an Error for that request, and the agent goes on.
         daemon._config = dataclasses.replace(daemon._config, console_url="fail")
         await console.request_snapshot(device, "s2")
-        await console.wait_for(lambda: len(console.received(device, m.Error)) == 2)
-        error = console.received(device, m.Error)[1]
+        await console.wait_for(lambda: len(console.received(device, m.Error)) == 1)
+        error = console.received(device, m.Error)[0]
         assert isinstance(error, m.Error)
         assert (error.code, error.request_id) == (m.ErrorCode.INTERNAL, "s2")
         assert "collector exploded" in error.message

@@ -1,0 +1,174 @@
+"""Remote commands against local ones, on loopback, in one run.
+
+    .venv/bin/python benchmarks/commands.py [--rounds 200] [--megabytes 50]
+
+A real console (``deskside-console serve``) and a real agent (``deskside-agent run``,
+with a policy that runs commands without asking) on this machine. Measured, each
+beside its baseline in the same run:
+
+* round trip of ``true``: from the API call to the exit code recorded and streamed
+  back, against spawning ``true`` locally with asyncio;
+* output throughput: a command writing N MB, read through the API's stream,
+  against reading the same command's output locally.
+
+Goals (issue 4): round trip within 10 ms of the bare spawn at p50; at least
+50 MB/s of output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.consoleproc import ConsoleProcess
+from tests.helpers import script
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def local_spawn(argv: list[str]) -> float:
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(*argv)
+    await process.wait()
+    return time.perf_counter() - started
+
+
+async def local_throughput(argv: list[str]) -> tuple[int, float]:
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    total = 0
+    while chunk := await process.stdout.read(1 << 16):
+        total += len(chunk)
+    await process.wait()
+    return total, time.perf_counter() - started
+
+
+def remote(
+    client: httpx.Client, ticket: int, argv: list[str], timeout: float
+) -> tuple[int, float, dict[str, object]]:
+    """Run argv on the agent; (bytes of output read from the stream, seconds, exit event)."""
+    started = time.perf_counter()
+    response = client.post(
+        f"/api/v1/tickets/{ticket}/commands", json={"argv": argv, "timeout": timeout}
+    )
+    response.raise_for_status()
+    command_id = response.json()["id"]
+    total = 0
+    event = ""
+    with client.stream("GET", f"/api/v1/commands/{command_id}/stream") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                if event == "output":
+                    total += len(base64.b64decode(data["data"]))
+                elif event == "exit":
+                    return total, time.perf_counter() - started, data
+    raise RuntimeError("the stream ended without an exit")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=200, help="round trips of `true`")
+    parser.add_argument("--megabytes", type=int, default=50, help="output of the throughput test")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="deskside-bench-commands-"))
+    console = ConsoleProcess(root / "console")
+    console.start()
+    agent_args = [
+        script("deskside-agent"),
+        "--config-dir", str(root / "agent" / "config"),
+        "--state-dir", str(root / "agent" / "state"),
+    ]  # fmt: skip
+    daemon: asyncio.subprocess.Process | None = None
+    try:
+        enrolled = await asyncio.create_subprocess_exec(
+            *agent_args, "enroll", console.enrollment(), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await enrolled.communicate()
+        assert enrolled.returncode == 0, out
+        device = out.decode().split("Device id:")[-1].strip().split()[0]
+        config = root / "agent" / "config" / "agent.toml"
+        cap = (args.megabytes + 10) << 20
+        with config.open("a") as file:
+            file.write(f'\n[commands]\nmode = "any"\nconsent = "none"\noutput_cap = {cap}\n')
+        with (root / "agent.log").open("wb") as log:
+            daemon = await asyncio.create_subprocess_exec(*agent_args, "run", stderr=log)
+        token = console.api_token("tickets:read", "tickets:write", "commands:run")
+        with console.api(token) as client:
+            for _ in range(100):
+                if "online" in console.cli("devices").stdout:
+                    break
+                await asyncio.sleep(0.2)
+            ticket = client.post(
+                "/api/v1/tickets",
+                json={"title": "bench", "description": "bench", "device_id": device},
+            ).json()["id"]
+            true = ["true"]
+            remote(client, ticket, true, 10)  # warm up both
+            await local_spawn(true)
+            bare: list[float] = []
+            round_trips: list[float] = []
+            for _ in range(args.rounds):  # alternate, so drift hits both alike
+                bare.append(await local_spawn(true))
+                _, seconds, end = remote(client, ticket, true, 10)
+                assert end["status"] == "finished", end
+                round_trips.append(seconds)
+            size = args.megabytes << 20
+            writer = ["head", "-c", str(size), "/dev/zero"]
+            local_bytes, local_seconds = await local_throughput(writer)
+            remote_bytes, remote_seconds, end = remote(client, ticket, writer, 600)
+            assert end["status"] == "finished", end
+    finally:
+        if daemon is not None and daemon.returncode is None:
+            daemon.terminate()
+            await daemon.wait()
+        console.stop()
+
+    rows = [
+        ("`true`, p50", percentile(round_trips, 0.5) * 1e3, percentile(bare, 0.5) * 1e3, "ms"),
+        ("`true`, p99", percentile(round_trips, 0.99) * 1e3, percentile(bare, 0.99) * 1e3, "ms"),
+        ("`true`, mean", statistics.mean(round_trips) * 1e3, statistics.mean(bare) * 1e3, "ms"),
+        (
+            f"output of {args.megabytes} MB",
+            remote_bytes / remote_seconds / 1e6,
+            local_bytes / local_seconds / 1e6,
+            "MB/s",
+        ),
+    ]
+    print(f"{'measure':28} {'remote':>10} {'local':>10} {'ratio':>7}  unit")
+    for name, ours, theirs, unit in rows:
+        print(f"{name:28} {ours:10.2f} {theirs:10.2f} {ours / theirs:7.2f}  {unit}")
+    overhead = (percentile(round_trips, 0.5) - percentile(bare, 0.5)) * 1e3
+    throughput = remote_bytes / remote_seconds / 1e6
+    print(f"\nremote bytes read: {remote_bytes} of {size}; rounds: {args.rounds}")
+    print(
+        f"goal: round trip within 10 ms of a bare spawn at p50: "
+        f"{'met' if overhead <= 10 else 'NOT met'} (+{overhead:.1f} ms)"
+    )
+    print(
+        f"goal: at least 50 MB/s of output: {'met' if throughput >= 50 else 'NOT met'} "
+        f"({throughput:.1f} MB/s)"
+    )
+    print(f"(console and agent share this machine's {os.cpu_count()} cores with the client)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
