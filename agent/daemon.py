@@ -236,10 +236,21 @@ class Daemon:
         finally:
             self._stop.set()
             stopper.cancel()
-            await self._terminals.shutdown()
-            await self._commands.shutdown()
-            await self._audit.close()
-            await self._close_channel(CloseCode.GOING_AWAY, "agent stopping")
+            # Each step runs whatever the one before did: a stop must finish and be
+            # recorded; what went wrong is logged, not allowed to end it early.
+            for step, work in (
+                ("ending terminals", self._terminals.shutdown),
+                ("ending commands", self._commands.shutdown),
+                ("closing the audit log", self._audit.close),
+            ):
+                try:
+                    await work()
+                except Exception:
+                    logger.exception("stopping: %s failed", step)
+            try:
+                await self._close_channel(CloseCode.GOING_AWAY, "agent stopping")
+            except Exception:
+                logger.exception("stopping: closing the channel failed")
             main.cancel()
             await asyncio.gather(main, stopper, return_exceptions=True)
             await self._status.update(running=False, connected=False, connected_since=None)

@@ -277,10 +277,12 @@ class TerminalService:
     async def open(self, channel: Channel, request: ShellOpen) -> None:
         """A ``ShellOpen``: check, ask, start (in a task); a refusal is a ShellClosed."""
         session_id = request.session_id
-        if session_id in self._sessions:
+        existing = self._sessions.get(session_id)
+        if existing is not None and existing.ending is None:
             logger.info("terminal %s asked again: it is open already", session_id)
             return
-        if session_id in self._ended or self._stopping:
+        # An id whose session is ending (not yet forgotten) counts as used too.
+        if existing is not None or session_id in self._ended or self._stopping:
             why = "the agent is stopping" if self._stopping else "this session id was used before"
             with contextlib.suppress(ConnectionClosed):
                 await channel.send(ShellClosed(session_id=session_id, refused=True, error=why))
