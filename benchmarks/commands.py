@@ -75,7 +75,7 @@ def remote(
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 event = line[6:].strip()
-            elif line.startswith("data:"):
+            elif line.startswith("data:") and event in ("output", "exit"):
                 data = json.loads(line[5:])
                 if event == "output":
                     total += len(base64.b64decode(data["data"]))
@@ -107,8 +107,11 @@ async def main() -> None:
         device = out.decode().split("Device id:")[-1].strip().split()[0]
         config = root / "agent" / "config" / "agent.toml"
         cap = (args.megabytes + 10) << 20
-        with config.open("a") as file:
-            file.write(f'\n[commands]\nmode = "any"\nconsent = "none"\noutput_cap = {cap}\n')
+        # The owner's policy for the benchmark: run without asking, output up to the cap.
+        head = config.read_text().split("[commands]")[0].rstrip()
+        config.write_text(
+            f'{head}\n\n[commands]\nmode = "any"\nconsent = "none"\noutput_cap = {cap}\n'
+        )
         with (root / "agent.log").open("wb") as log:
             daemon = await asyncio.create_subprocess_exec(*agent_args, "run", stderr=log)
         token = console.api_token("tickets:read", "tickets:write", "commands:run")

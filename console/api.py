@@ -453,7 +453,7 @@ async def _command_events(
             try:
                 event = await asyncio.wait_for(queue.get(), 15.0)
             except TimeoutError:
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
                 view = await store.get_command(command_id)
                 continue
             if event.kind == "output" and event.chunk is not None:
