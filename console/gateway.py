@@ -100,6 +100,9 @@ class CommandEvent:
     chunk: OutputChunk | None = None
 
 
+# Finished runbook runs remembered (their commands stay in the store regardless).
+_KEPT_RUNS = 1000
+
 # Largest transcript kept per terminal session; the rest is relayed, not recorded.
 TRANSCRIPT_CAP = 16 << 20
 
@@ -454,6 +457,9 @@ class Gateway:
             name=f"deskside-runbook-{run_id}",
         )
         self.runbook_runs[run_id] = task
+        if len(self.runbook_runs) > _KEPT_RUNS:  # forget the oldest finished runs
+            for old_id in [i for i, t in self.runbook_runs.items() if t.done()][:-_KEPT_RUNS]:
+                del self.runbook_runs[old_id]
         return run_id
 
     def runbook_done(self, run_id: str) -> bool:
