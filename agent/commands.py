@@ -16,12 +16,16 @@ Theory of operation::
   records are kept for that). A repeated ``CommandRequest`` for a command that is
   running, or finished with its results waiting for their Ack, starts nothing:
   the results go to the current channel, once per channel, as they do anyway.
+  Only that first write is synced: the record's later states ("finished",
+  "delivered") are not, and after a power loss ``recover()`` trusts the spool
+  (an exit in it means the command finished).
   For an acknowledged one the answer is ``Error(bad_request, "... is not run
   again")``.
 * **Results survive disconnects.** Every message of a command's result
   (``CommandStarted``, each ``CommandOutput``, ``CommandExit``) is appended to its
   result spool ``<id>.results`` before it is sent (4-byte big-endian length, then
-  the MessagePack message), and synced at the exit. A sender task per command
+  the MessagePack message), and synced once the exit is sent (syncing before
+  cost every command a disk flush of delay). A sender task per command
   sends the spool in order to the current channel; after a reconnect it starts
   again from the beginning, since what reached the console before the
   connection broke is unknown. The console de-duplicates output by
@@ -43,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -308,9 +313,24 @@ class CommandService:
     def _results_path(self, command_id: str) -> Path:
         return self._directory / f"{file_stem(command_id)}{RESULTS_SUFFIX}"
 
-    def _write_record(self, record: CommandRecord) -> None:
+    def _write_record(self, record: CommandRecord, *, durable: bool = True) -> None:
         ensure_private_dir(self._directory)
-        write_atomic(self._record_path(record.command_id), msgspec.json.encode(record))
+        path = self._record_path(record.command_id)
+        write_atomic(path, msgspec.json.encode(record), durable=durable)
+
+    def _open(self, run: _Run) -> CommandRecord | None:
+        """Record a new command (synced) and open its spool; a known one's record instead.
+
+        An unreadable record of a known command counts as known, with nothing in it.
+        """
+        path = self._record_path(run.command_id)
+        if path.exists():
+            return _load_record(path) or CommandRecord(
+                command_id=run.command_id, ticket_id=0, argv=[], requested_by="", received_at=0.0
+            )
+        self._write_record(run.record)
+        run.spool.open()
+        return None
 
     # -- Channel -------------------------------------------------------------------------
 
@@ -407,7 +427,7 @@ class CommandService:
 
     def _delivered_files(self, run: _Run) -> None:
         run.spool.remove()
-        self._write_record(run.record)
+        self._write_record(run.record, durable=False)
 
     async def _answer(self, channel: Channel, code: ErrorCode, text: str, command_id: str) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -421,14 +441,13 @@ class CommandService:
         """Record, decide, ask, run; every outcome lands in the result spool."""
         command_id = run.command_id
         try:
-            known = await asyncio.to_thread(self._record_path(command_id).exists)
-            if known:
+            record = await asyncio.to_thread(self._open, run)
+            if record is not None:
                 del self._runs[command_id]
-                record = await asyncio.to_thread(self._read_record, command_id)
                 how = "it was handled"
-                if record is not None and record.exit_code is not None:
+                if record.exit_code is not None:
                     how = f"it ran, exit code {record.exit_code}"
-                elif record is not None and record.refused:
+                elif record.refused:
                     how = "it was refused"
                 logger.warning("command %s asked again after it ended; not run again", command_id)
                 await self._answer(
@@ -439,8 +458,6 @@ class CommandService:
                     command_id,
                 )
                 return
-            await asyncio.to_thread(self._write_record, run.record)
-            await asyncio.to_thread(run.spool.open)
         except (OSError, DesksideError) as exc:
             self._runs.pop(command_id, None)
             logger.error("cannot record command %s, so it does not run: %s", command_id, exc)
@@ -593,19 +610,24 @@ class CommandService:
             reason=reason,
         )
 
-    async def _append(self, run: _Run, message: Message) -> None:
+    async def _append(self, run: _Run, message: Message, *, exited: bool = False) -> None:
+        """Spool a message of the command's result and let the sender send it."""
         start = run.spool.size
         end = await asyncio.to_thread(run.spool.append, message)
         run.live.append((start, end, message))
         if len(run.live) > _LIVE_MESSAGES:
             run.live.popleft()
+        # Set before the sender can run, so the console's Ack finds the command ended.
+        run.exited = run.exited or exited
         run.wake.set()
 
     async def _finish(self, run: _Run, exit: CommandExit, *, event: str, **fields: object) -> None:
         """Spool the exit (synced), let it be sent, then audit and update the record."""
-        await asyncio.to_thread(self._append_and_sync, run.spool, exit)
-        run.exited = True
-        run.wake.set()
+        await self._append(run, exit, exited=True)
+        # Sent already: syncing first cost every command a disk flush of delay. After a
+        # power loss before this sync, recover() reports the command as interrupted.
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(run.spool.sync)
         record = run.record
         record.state = "finished"
         record.finished_at = time.time()
@@ -632,17 +654,12 @@ class CommandService:
         except DesksideError as exc:
             logger.error("command %s is not in the audit log: %s", run.command_id, exc)
         try:
-            await asyncio.to_thread(self._write_record, record)
+            await asyncio.to_thread(functools.partial(self._write_record, record, durable=False))
         except DesksideError as exc:
             logger.warning("cannot update the record of command %s: %s", run.command_id, exc)
         run.finished = True
         if run.acked:
             await self._forget(run)
-
-    @staticmethod
-    def _append_and_sync(spool: ResultSpool, message: Message) -> None:
-        spool.append(message)
-        spool.sync()
 
     # -- Sending -------------------------------------------------------------------------
 
@@ -757,7 +774,10 @@ class CommandService:
                 delivered += 1
                 continue
             spool.open()
-            started = record.state == "accepted" and _has_started(spool)
+            started, exited = _spooled(spool)
+            if record.state == "accepted" and exited:
+                # Ended and spooled; the record's update (not synced) was lost.
+                record.state = "finished"
             found.append((record, spool, started))
         self._delivered = delivered
         if delivered > self._keep_records:
@@ -817,16 +837,17 @@ class CommandService:
                 await asyncio.to_thread(run.spool.close)
 
 
-def _has_started(spool: ResultSpool) -> bool:
-    """True if the spool holds a ``CommandStarted`` (blocking)."""
+def _spooled(spool: ResultSpool) -> tuple[bool, bool]:
+    """Whether the spool holds a ``CommandStarted``, and a ``CommandExit`` (blocking)."""
+    started = exited = False
     offset = 0
     while offset < spool.size:
         messages, offset = spool.read_from(offset, spool.size)
         if not messages:
-            return False
-        if any(isinstance(message, CommandStarted) for message in messages):
-            return True
-    return False
+            break
+        started = started or any(isinstance(m, CommandStarted) for m in messages)
+        exited = exited or any(isinstance(m, CommandExit) for m in messages)
+    return started, exited
 
 
 def _load_record(path: Path) -> CommandRecord | None:

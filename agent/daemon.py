@@ -367,7 +367,7 @@ class Daemon:
             ]
             while True:
                 message = await channel.recv()
-                await self._status.update(last_contact=time.time())
+                await self._status.touch(last_contact=time.time())
                 await self._handle(channel, message)
         finally:
             pending = [*helpers, *self._tasks]
@@ -411,7 +411,7 @@ class Daemon:
                     logger.warning("cannot collect heartbeat metrics: %s", exc)
                     warned = True
             await channel.send(Heartbeat(sent_at=time.time(), metrics=metrics))
-            await self._status.update(last_contact=time.time())
+            await self._status.touch(last_contact=time.time())
             deadline = max(deadline + interval, loop.time())
             await asyncio.sleep(deadline - loop.time())
 

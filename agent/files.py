@@ -33,10 +33,12 @@ def ensure_private_dir(path: Path) -> None:
         raise ConfigError(f"cannot create the directory {path}: {exc.strerror or exc}") from exc
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` in one step (temp file, fsync, rename).
 
-    The file gets permissions ``mode`` (0600 unless told otherwise). Raises
+    The file gets permissions ``mode`` (0600 unless told otherwise). With
+    ``durable=False`` nothing is synced: readers still see the old file or the new
+    one, never a mix, but after a power loss either may be there. Raises
     ``ConfigError`` naming the file when it cannot be written.
     """
     try:
@@ -47,7 +49,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         if sys.platform != "win32":
             os.chmod(temp_name, mode)
         os.replace(temp_name, path)
@@ -59,7 +62,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -37,6 +37,8 @@ _MAX_TICKETS = 100
 _MAX_STATE_FILE = 1 << 20
 # A process whose start time differs more than this from the recorded one is another.
 _START_TOLERANCE = 2.0
+# How often ``StatusRecorder.touch`` writes the file at most, seconds.
+TOUCH_INTERVAL = 5.0
 
 
 class DaemonStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +111,8 @@ class StatusRecorder:
         self.status = status
         # The last write scheduled; the next one waits for it, so order is kept.
         self._last_write: asyncio.Future[None] | None = None
+        # When the last write was scheduled (monotonic), for ``touch``.
+        self._written_at = -TOUCH_INTERVAL
 
     async def update(self, **changes: Any) -> None:
         """Apply ``changes`` (fields of ``DaemonStatus``) and write the file.
@@ -118,11 +122,21 @@ class StatusRecorder:
         status file is informative and must not stop the daemon.
         """
         self.status = msgspec.structs.replace(self.status, updated_at=time.time(), **changes)
+        self._written_at = time.monotonic()
         data = msgspec.json.encode(self.status)
         previous = self._last_write
         write = asyncio.ensure_future(self._write(previous, data))
         self._last_write = write
         await asyncio.shield(write)
+
+    async def touch(self, **changes: Any) -> None:
+        """Apply frequent, minor ``changes`` (the last contact), written at most every
+        ``TOUCH_INTERVAL`` seconds or with the next ``update``: every message of a busy
+        channel must not cost a file write."""
+        if time.monotonic() - self._written_at < TOUCH_INTERVAL:
+            self.status = msgspec.structs.replace(self.status, **changes)
+            return
+        await self.update(**changes)
 
     async def _write(self, previous: asyncio.Future[None] | None, data: bytes) -> None:
         if previous is not None:
@@ -133,7 +147,8 @@ class StatusRecorder:
 
     def _write_file(self, data: bytes) -> None:
         ensure_private_dir(self._path.parent)
-        write_atomic(self._path, data, mode=0o644)
+        # Not synced: the status informs, and a crash leaves the old file or the new one.
+        write_atomic(self._path, data, mode=0o644, durable=False)
 
 
 def read_tickets(path: Path) -> list[TicketRecord]:

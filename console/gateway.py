@@ -40,6 +40,7 @@ from deskside.protocol.errors import (
 )
 
 from .errors import Conflict, ConsoleError, EnrollmentRefused, GatewayTimeout
+from .output import OutputBuffers
 from .runbooks import Runbook
 from .schemas import CommandView, NewCommand, NewTicket, OutputChunk, ShellView, SnapshotInfo
 from .store import ApiIdentity, Store, utcnow
@@ -187,6 +188,8 @@ class Gateway:
         self.runbook_runs: dict[str, asyncio.Task[None]] = {}
         # Terminal sessions being relayed: session id -> relay.
         self.shells: dict[str, ShellRelay] = {}
+        # Commands' output on its way to the store.
+        self.output = OutputBuffers(store)
         # Live watchers of commands (API streams): command id -> their queues.
         self._watchers: dict[str, set[asyncio.Queue[CommandEvent]]] = {}
         # Heartbeats not yet written: device id -> (time, metrics).
@@ -204,6 +207,7 @@ class Gateway:
         # (a full one over 5,000 agents' objects stalled the loop for a second).
         gc.freeze()
         self._flusher = asyncio.create_task(self._flush_heartbeats(), name="deskside-heartbeats")
+        self.output.start()
 
     async def stop(self) -> None:
         """Close every agent channel (agents reconnect to the next console) and flush."""
@@ -219,6 +223,7 @@ class Gateway:
             return_exceptions=True,
         )
         await self._write_beats()
+        await self.output.stop()
         await self.store.mark_all_offline()  # none of them is connected to us any more
 
     async def _flush_heartbeats(self) -> None:
@@ -315,13 +320,13 @@ class Gateway:
                 if view is not None and view.device_id == device_id:
                     self._notify(message.command_id, CommandEvent("started", view=view))
             elif isinstance(message, m.CommandOutput):
-                stream = str(message.stream)
-                if await self.store.add_command_output(
-                    device_id, message.command_id, message.seq, stream, message.data
-                ):
-                    chunk = OutputChunk(seq=message.seq, stream=stream, data=message.data)  # type: ignore[arg-type]
+                chunk = await self.output.add(
+                    device_id, message.command_id, message.seq, str(message.stream), message.data
+                )
+                if chunk is not None:
                     self._notify(message.command_id, CommandEvent("output", chunk=chunk))
             elif isinstance(message, m.CommandExit):
+                await self.output.finish(message.command_id)  # the output first, then the exit
                 view = await self.store.finish_command(device_id, message)
                 if view is not None:
                     # Acknowledged once recorded: the agent may forget its spooled result.

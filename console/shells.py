@@ -65,8 +65,8 @@ async def shell_socket(socket: WebSocket, ticket_id: int) -> None:  # type: igno
             identity=identity,
             online=gateway.online,
         )
-        detail = await store.get_ticket(ticket_id)
-        relay = await gateway.open_shell(view, cols, rows, f"#{ticket_id} {detail.ticket.title}")
+        ticket = await store.ticket(ticket_id)
+        relay = await gateway.open_shell(view, cols, rows, f"#{ticket_id} {ticket.title}")
     except ConsoleError as exc:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await socket.send_text(

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import argon2
 import msgspec
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -196,8 +196,17 @@ def _set_sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> N
 def _begin_immediate(connection: Any) -> None:
     # SQLite ignores SELECT ... FOR UPDATE; taking the write lock when the
     # transaction begins makes read-then-write (spending a token, changing a
-    # ticket's status) as safe as row locks are on PostgreSQL.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # ticket's status) as safe as row locks are on PostgreSQL. Transactions that
+    # only read (Store._reading) take no lock: in WAL mode they see a snapshot and
+    # neither wait for writers nor make them wait.
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# The execution option that marks a read-only transaction (see _begin_immediate).
+_READ_ONLY: Final = "deskside_read_only"
 
 
 class Store:
@@ -225,6 +234,13 @@ class Store:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that only reads: on SQLite it does not take the write lock."""
+        async with self._sessions() as session, session.begin():
+            await session.connection(execution_options={_READ_ONLY: True})
             yield session
 
     async def ping(self) -> None:
@@ -392,7 +408,7 @@ class Store:
 
     async def list_devices(self) -> list[DeviceView]:
         """Every enrolled device, by host name."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             rows = (
                 await session.execute(select(Device).order_by(Device.hostname, Device.id))
             ).scalars()
@@ -400,7 +416,7 @@ class Store:
 
     async def get_device(self, device_id: str) -> DeviceView:
         """One device; ``NotFound`` if there is none with that id."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             return _device_view(await _get(session, Device, device_id))
 
     # -- Snapshots -----------------------------------------------------------------------
@@ -437,7 +453,7 @@ class Store:
 
     async def list_snapshots(self, device_id: str) -> list[SnapshotInfo]:
         """A device's snapshots, newest first."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             await _get(session, Device, device_id)
             rows = (
                 await session.execute(
@@ -450,13 +466,13 @@ class Store:
 
     async def get_snapshot(self, snapshot_id: int) -> SnapshotView:
         """One snapshot with its content."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             row = await _get(session, Snapshot, snapshot_id)
             return _snapshot_view(row)
 
     async def latest_snapshot(self, device_id: str) -> SnapshotInfo | None:
         """The device's newest snapshot, if it has one."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             row = (
                 await session.execute(
                     select(Snapshot)
@@ -581,7 +597,7 @@ class Store:
             raise Unauthorized("invalid API token")
         digest = _hash_secret(token)
         now = utcnow()
-        async with self._transaction() as session:
+        async with self._reading() as session:
             row = (
                 await session.execute(select(ApiToken).where(ApiToken.token_hash == digest))
             ).scalar_one_or_none()
@@ -589,21 +605,28 @@ class Store:
                 raise Unauthorized("invalid API token")
             if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
                 raise Unauthorized("API token expired or revoked")
-            if row.last_used_at is None or now - row.last_used_at > datetime.timedelta(minutes=1):
-                row.last_used_at = now
-            if row.username is None:
-                return ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
-            user = (
-                await session.execute(select(User).where(User.username == row.username))
-            ).scalar_one_or_none()
-            if user is None or user.disabled:
-                raise Unauthorized("the technician of this API token is disabled")
-            return ApiIdentity(
-                actor=f"user:{user.username}",
-                scopes=frozenset(row.scopes),
-                username=user.username,
-                role=user.role,
+            identity = ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
+            if row.username is not None:
+                user = (
+                    await session.execute(select(User).where(User.username == row.username))
+                ).scalar_one_or_none()
+                if user is None or user.disabled:
+                    raise Unauthorized("the technician of this API token is disabled")
+                identity = ApiIdentity(
+                    actor=f"user:{user.username}",
+                    scopes=frozenset(row.scopes),
+                    username=user.username,
+                    role=user.role,
+                )
+            stale = row.last_used_at is None or now - row.last_used_at > datetime.timedelta(
+                minutes=1
             )
+        if stale:  # written at most once a minute, so most calls only read
+            async with self._transaction() as session:
+                await session.execute(
+                    update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
+                )
+        return identity
 
     async def revoke_api_token(self, token_id: int) -> None:
         """Revoke an API token at once."""
@@ -729,12 +752,17 @@ class Store:
             query = query.where(Ticket.assignee == assignee)
         if priority is not None:
             query = query.where(Ticket.priority == priority)
-        async with self._transaction() as session:
+        async with self._reading() as session:
             return [_ticket_view(row) for row in (await session.execute(query)).scalars()]
+
+    async def ticket(self, ticket_id: int) -> TicketView:
+        """A ticket without its timeline; ``NotFound`` if unknown."""
+        async with self._reading() as session:
+            return _ticket_view(await _get(session, Ticket, ticket_id))
 
     async def get_ticket(self, ticket_id: int) -> TicketDetail:
         """A ticket and its whole timeline."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             ticket = await _get(session, Ticket, ticket_id)
             events = (
                 await session.execute(
@@ -852,7 +880,7 @@ class Store:
 
     async def ticket_is_open(self, ticket_id: int) -> bool:
         """Whether the ticket exists and is not resolved or closed."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             return _is_open((await _get(session, Ticket, ticket_id)).status)
 
     # -- Commands ---------------------------------------------------------------------------
@@ -1011,7 +1039,7 @@ class Store:
 
     async def runbook_commands(self, run_id: str) -> list[CommandView]:
         """The commands of a runbook run, in step order."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             rows = (
                 await session.execute(
                     select(Command)
@@ -1039,7 +1067,7 @@ class Store:
     async def runbooks(self) -> dict[str, Runbook]:
         """Every runbook: the built-in ones, and the added ones (which win on a name)."""
         found = builtin_runbooks()
-        async with self._transaction() as session:
+        async with self._reading() as session:
             for row in (await session.execute(select(CustomRunbook))).scalars():
                 found[row.name] = msgspec.json.decode(row.source, type=Runbook)
         return found
@@ -1198,7 +1226,7 @@ class Store:
 
     async def get_shell(self, session_id: str) -> ShellView:
         """A terminal session (without its transcript)."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             row = await session.get(ShellSession, session_id)
             if row is None:
                 raise NotFound(f"no terminal session {session_id}")
@@ -1206,7 +1234,7 @@ class Store:
 
     async def shell_transcript(self, session_id: str) -> bytes:
         """A terminal session's transcript, an asciinema v2 cast."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             row = await session.get(ShellSession, session_id)
             if row is None:
                 raise NotFound(f"no terminal session {session_id}")
@@ -1231,21 +1259,50 @@ class Store:
                 )
             return _command_view(row)
 
-    async def add_command_output(
-        self, device_id: str, command_id: str, seq: int, stream: str, data: bytes
-    ) -> bool:
-        """Keep a chunk of output; False for a chunk seen before (or not this device's)."""
+    async def output_state(self, command_id: str) -> tuple[str, int] | None:
+        """(device id, next expected chunk number) of a command; None if unknown."""
+        async with self._reading() as session:
+            row = (
+                await session.execute(
+                    select(Command.device_id, Command.next_seq).where(Command.id == command_id)
+                )
+            ).one_or_none()
+            return None if row is None else (row[0], row[1])
+
+    async def add_command_outputs(
+        self, device_id: str, command_id: str, chunks: Sequence[OutputChunk]
+    ) -> int:
+        """Keep chunks of output in one transaction; how many were new (not seen before).
+
+        Output past ``COMMAND_OUTPUT_CAP`` is counted as seen but not kept, and marks
+        the command's output truncated.
+        """
         async with self._transaction() as session:
             row = await session.get(Command, command_id, with_for_update=True)
-            if row is None or row.device_id != device_id or seq < row.next_seq:
-                return False
-            row.next_seq = seq + 1
-            if row.output_bytes + len(data) > COMMAND_OUTPUT_CAP:
-                row.output_truncated = True
-                return True
-            row.output_bytes += len(data)
-            session.add(CommandOutput(command_id=command_id, seq=seq, stream=stream, data=data))
-            return True
+            if row is None or row.device_id != device_id:
+                return 0
+            rows: list[dict[str, object]] = []
+            new = 0
+            for chunk in chunks:
+                if chunk.seq < row.next_seq:
+                    continue
+                new += 1
+                row.next_seq = chunk.seq + 1
+                if row.output_bytes + len(chunk.data) > COMMAND_OUTPUT_CAP:
+                    row.output_truncated = True
+                    continue
+                row.output_bytes += len(chunk.data)
+                rows.append(
+                    {
+                        "command_id": command_id,
+                        "seq": chunk.seq,
+                        "stream": chunk.stream,
+                        "data": chunk.data,
+                    }
+                )
+            if rows:
+                await session.execute(insert(CommandOutput), rows)
+            return new
 
     async def finish_command(self, device_id: str, result: m.CommandExit) -> CommandView | None:
         """The command ended (or was refused by the agent); recorded once on the ticket."""
@@ -1339,7 +1396,7 @@ class Store:
 
     async def get_command(self, command_id: str) -> CommandView:
         """One command; ``NotFound`` if unknown."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             row = await session.get(Command, command_id)
             if row is None:
                 raise NotFound(f"no command {command_id}")
@@ -1347,7 +1404,7 @@ class Store:
 
     async def command_output(self, command_id: str, from_seq: int = 0) -> list[OutputChunk]:
         """The output the console kept, from chunk ``from_seq`` on."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             rows = (
                 await session.execute(
                     select(CommandOutput)
@@ -1362,7 +1419,7 @@ class Store:
 
     async def ticket_commands(self, ticket_id: int) -> list[CommandView]:
         """The commands of a ticket, oldest first."""
-        async with self._transaction() as session:
+        async with self._reading() as session:
             rows = (
                 await session.execute(
                     select(Command)
@@ -1379,7 +1436,7 @@ class Store:
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if before is not None:
             query = query.where(AuditEntry.id < before)
-        async with self._transaction() as session:
+        async with self._reading() as session:
             return [
                 AuditView(
                     id=e.id, at=e.at, actor=e.actor, action=e.action, data=e.data, hash=e.hash

@@ -343,3 +343,34 @@ async def test_concurrent_audit_entries_chain_in_a_line(store: Store) -> None:
     )
     result = await store.verify_audit()
     assert (result.ok, result.entries) == (True, 8)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_reads_do_not_wait_for_a_writer_on_sqlite(store: Store, database_url: str) -> None:
+    """Reading transactions take no write lock: a long write elsewhere does not stall them."""
+    import sqlite3
+
+    device = await enrolled(store)
+    ticket, _ = await store.create_ticket(
+        NewTicket(title="locked", description="d", device_id=device), actor="t", source="api"
+    )
+    created = await store.create_api_token("reader", ["tickets:read"], ttl=None)
+    assert await store.authenticate_api_token(created.token)  # its last use is now recorded
+    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a busy console would
+        writer.execute("UPDATE tickets SET title = 'being changed'")
+        read = asyncio.gather(
+            store.ticket(ticket.id),
+            store.get_ticket(ticket.id),
+            store.list_devices(),
+            store.authenticate_api_token(created.token),
+        )
+        # Waiting for the lock would take busy_timeout (10 s), then fail.
+        seen, detail, devices, identity = await asyncio.wait_for(read, 5.0)
+        assert seen.title == detail.ticket.title == "locked"  # the committed state
+        assert [d.id for d in devices] == [device]
+        assert identity.actor == "api:reader"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
