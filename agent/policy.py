@@ -381,6 +381,8 @@ def plan_command(
         argv = (*shell, request.argv[0])
     else:
         argv = tuple(request.argv)
+        if not argv:
+            return Refusal("the command is empty")
         if not argv[0]:
             return Refusal("the command has an empty program name")
         if policy.mode is CommandMode.ALLOWLIST and not any(

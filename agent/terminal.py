@@ -4,6 +4,7 @@ Theory of operation::
 
     ShellOpen ──> policy (mode "any", terminal = true) ──> consent ("an interactive
         terminal") ──> PTY + login shell (own session, PTY as controlling tty)
+        ──> ShellStarted(consent: how it was allowed)
     PTY output ──> ShellData(seq 0, 1, ...) ──> console
     ShellData from the console ──> written to the PTY (Ctrl-C is just byte 0x03)
     ShellResize ──> TIOCSWINSZ on the PTY (the shell gets SIGWINCH)
@@ -50,7 +51,13 @@ import msgspec
 
 from deskside.channel import Channel
 from deskside.protocol.errors import ConnectionClosed, DesksideError
-from deskside.protocol.messages import ShellClosed, ShellData, ShellOpen, ShellResize
+from deskside.protocol.messages import (
+    ShellClosed,
+    ShellData,
+    ShellOpen,
+    ShellResize,
+    ShellStarted,
+)
 
 from . import consent
 from .audit import AuditLog
@@ -354,7 +361,9 @@ class TerminalService:
             logger.info("terminal %s: %s", session.session_id, why)
         session.hangup.set()
 
-    async def _send(self, session: _Session, message: ShellData | ShellClosed) -> bool:
+    async def _send(
+        self, session: _Session, message: ShellStarted | ShellData | ShellClosed
+    ) -> bool:
         if session.channel.closed:
             return False
         try:
@@ -481,6 +490,9 @@ class TerminalService:
             shell=shell,
             run_as=run_as,
             transcript=str(session.recorder.path),
+        )
+        await self._send(
+            session, ShellStarted(session_id=session.session_id, consent=session.consent)
         )
         if session.pending:
             early, session.pending = bytes(session.pending), bytearray()

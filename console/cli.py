@@ -425,6 +425,9 @@ def _describe(kind: str, data: dict[str, Any]) -> str:
         return f"{data.get('title', '')} (P{priority}, from {source})"
     if kind == "diagnostics":
         return f"snapshot taken {str(data.get('taken_at', '?'))[:19]}"
+    if kind == "command" and data.get("script"):
+        args = " ".join(str(a) for a in data.get("argv", []))
+        return f"script {data['script']} {args}".rstrip()
     if kind == "command":
         return " ".join(str(a) for a in data.get("argv", []))
     if kind == "command_refused":
@@ -438,6 +441,8 @@ def _describe(kind: str, data: dict[str, Any]) -> str:
         return result + ("\n        " + tail.replace("\n", "\n        ") if tail else "")
     if kind == "shell":
         return f"terminal opened (session {data.get('shell_session')})"
+    if kind == "shell_started":
+        return f"terminal started, allowed by {data.get('consent')}"
     if kind == "shell_closed":
         return (
             f"terminal {data.get('status')}, exit {data.get('exit_code')}, "
@@ -535,6 +540,11 @@ def ticket_new(
 @click.option("--runbook", default=None, help="Run this runbook's steps instead of a command.")
 @click.option("--param", "params", multiple=True, help="A runbook parameter, NAME=VALUE.")
 @click.option(
+    "--script",
+    default=None,
+    help="Run the device's own named script ([commands.scripts]) with ARGV appended.",
+)
+@click.option(
     "--as",
     "username",
     default=None,
@@ -550,6 +560,7 @@ def run(
     shell: bool,
     runbook: str | None,
     params: tuple[str, ...],
+    script: str | None,
     username: str | None,
     argv: tuple[str, ...],
 ) -> None:
@@ -557,14 +568,20 @@ def run(
 
     Or a runbook:  run --ticket 12 --runbook recent-system-logs --param minutes=30
 
+    Or a script the device's policy names:  run --ticket 12 --script restart-spooler
+
     Output streams as it comes; Ctrl-C cancels the command on the device. Exits
     with the command's exit code (126 refused, 124 timed out, 130 cancelled).
     The console must be running (deskside-console serve).
     """
     from .remote import exit_status, follow_command, follow_runbook, start_command, token_ttl
 
-    if bool(runbook) == bool(argv):
-        raise click.UsageError("give a command after --, or --runbook NAME (not both)")
+    if runbook and (argv or script):
+        raise click.UsageError("--runbook runs its own steps: no command, no --script")
+    if not runbook and not argv and not script:
+        raise click.UsageError("give a command after --, --script NAME or --runbook NAME")
+    if script and shell:
+        raise click.UsageError("a script is not run through a shell: drop --shell")
     values: dict[str, str] = {}
     for param in params:
         key, sep, value = param.partition("=")
@@ -584,7 +601,13 @@ def run(
                 {"params": values, "device_id": device_id},
             )
         else:
-            body = {"argv": list(argv), "shell": shell, "timeout": timeout, "device_id": device_id}
+            body = {
+                "argv": list(argv),
+                "shell": shell,
+                "timeout": timeout,
+                "device_id": device_id,
+                "script": script,
+            }
             command = start_command(config, created.token, ticket_id, body)
             result = follow_command(config, created.token, command["id"])
     finally:

@@ -120,7 +120,7 @@ class ShellRelay:
         self.view = view
         self.session = session
         # What goes to the technician: terminal bytes, or the end (a ShellClosed).
-        self.to_client: asyncio.Queue[bytes | m.ShellClosed] = asyncio.Queue()
+        self.to_client: asyncio.Queue[bytes | m.ShellStarted | m.ShellClosed] = asyncio.Queue()
         # Numbering of the bytes sent to the device.
         self.next_seq = 0
         # Set once the session has ended and been recorded.
@@ -332,6 +332,11 @@ class Gateway:
                     # Acknowledged once recorded: the agent may forget its spooled result.
                     await session.channel.send(m.Ack(request_id=message.command_id))
                     self._notify(message.command_id, CommandEvent("exit", view=view))
+            elif isinstance(message, m.ShellStarted):
+                relay = self.shells.get(message.session_id)
+                if relay is not None and relay.session is session:
+                    await self.store.shell_started(device_id, message.session_id, message.consent)
+                    relay.to_client.put_nowait(message)
             elif isinstance(message, m.ShellData):
                 relay = self.shells.get(message.session_id)
                 if relay is not None and relay.session is session:
@@ -426,6 +431,7 @@ class Gateway:
                     shell=view.shell,
                     timeout=view.timeout,
                     reason=reason[:4096],
+                    script=view.script,
                 )
             )
         except (Conflict, ConnectionClosed) as exc:

@@ -205,11 +205,14 @@ class NewCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """A command to run on the ticket's device (or another one named here)."""
 
     argv: Annotated[
-        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=1, max_length=1024)
+        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=0, max_length=1024)
     ]
     shell: bool = False
     timeout: Annotated[float, Meta(gt=0, le=86400)] = 60.0
     device_id: Annotated[str, Meta(max_length=32)] | None = None
+    # A script named in the device's own policy ([commands.scripts]), run with
+    # ``argv`` appended; without it ``argv`` must not be empty.
+    script: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
 
 
 class CommandView(msgspec.Struct, frozen=True, kw_only=True):
@@ -234,6 +237,7 @@ class CommandView(msgspec.Struct, frozen=True, kw_only=True):
     output_bytes: int
     runbook_run: str | None = None
     runbook_step: int | None = None
+    script: str | None = None
 
 
 class OutputChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,6 +273,7 @@ class ShellView(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     transcript_bytes: int
     transcript_truncated: bool
+    consent: str = ""  # how the agent allowed it; empty until the shell started
 
 
 class RunRunbook(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

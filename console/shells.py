@@ -6,6 +6,7 @@ messages are JSON control messages::
 
     client -> console   {"type": "resize", "cols": 120, "rows": 40}
     console -> client   {"type": "opened", "session": "<id>"}
+                        {"type": "started", "consent": "user"}   (the shell runs)
                         {"type": "closed", "exit_code": 0, "refused": false, "error": ""}
                         {"type": "error", "status": 403, "detail": "..."}
 """
@@ -79,6 +80,9 @@ async def shell_socket(socket: WebSocket, ticket_id: int) -> None:  # type: igno
     try:
         while True:
             item = await relay.to_client.get()
+            if isinstance(item, m.ShellStarted):
+                await socket.send_text(json.dumps({"type": "started", "consent": item.consent}))
+                continue
             if isinstance(item, m.ShellClosed):
                 await socket.send_text(
                     json.dumps(

@@ -72,6 +72,7 @@ __all__ = [
     "ShellData",
     "ShellOpen",
     "ShellResize",
+    "ShellStarted",
     "Snapshot",
     "SnapshotRequest",
     "TicketId",
@@ -403,13 +404,15 @@ class CommandRequest(_Message, frozen=True, tag="command_request"):
     """The console asks the agent to run a command for a ticket.
 
     Without ``shell`` the command is ``argv`` run directly; with it, ``argv`` holds
-    one string for the platform's shell.
+    one string for the platform's shell. With ``script``, ``argv`` holds the
+    arguments appended to the agent's named script, and may be empty; otherwise an
+    empty ``argv`` is refused by the agent.
     """
 
     command_id: Id
     ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)]
     argv: Annotated[
-        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=1, max_length=1024)
+        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=0, max_length=1024)
     ]
     requested_by: Name
     shell: bool = False
@@ -466,6 +469,13 @@ class ShellOpen(_Message, frozen=True, tag="shell_open"):
     cols: Annotated[int, Meta(ge=1, le=1000)] = 80
     rows: Annotated[int, Meta(ge=1, le=1000)] = 24
     reason: Line = ""
+
+
+class ShellStarted(_Message, frozen=True, tag="shell_started"):
+    """The agent's policy and the user allowed a terminal, and its shell started."""
+
+    session_id: Id
+    consent: Name = ""  # how it was allowed: "user", "notify", "policy"
 
 
 class ShellData(_Message, frozen=True, tag="shell_data"):
@@ -525,6 +535,7 @@ Message: TypeAlias = (
     | CommandExit
     | CommandCancel
     | ShellOpen
+    | ShellStarted
     | ShellData
     | ShellResize
     | ShellClosed
@@ -542,6 +553,7 @@ AgentMessage: TypeAlias = (
     | CommandStarted
     | CommandOutput
     | CommandExit
+    | ShellStarted
     | ShellData
     | ShellClosed
     | Error

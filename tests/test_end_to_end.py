@@ -182,8 +182,13 @@ async def test_commands_and_a_terminal_from_the_console_to_the_agent(
     assert code == 3
     assert b"hello-from-the-pty" in stdout
 
-    # The owner's policy has the last word: what it does not allow is refused.
-    set_policy(agent, 'mode = "allowlist"\nallow = [["uptime"]]\nconsent = "none"\n')
+    # The owner's policy has the last word: what it does not allow is refused; its
+    # named scripts run, with the technician's arguments appended.
+    set_policy(
+        agent,
+        'mode = "allowlist"\nallow = [["uptime"]]\nconsent = "none"\n\n'
+        '[commands.scripts]\ngreet = ["echo", "hello"]\n',
+    )
     await agent.stop_all()
     await agent.start_daemon()  # the policy is read on each connect
     await eventually(lambda: device_state(console) == "online", 20)
@@ -193,7 +198,13 @@ async def test_commands_and_a_terminal_from_the_console_to_the_agent(
     )
     assert code == 126
     assert b"refused" in stderr
+    code, stdout, _ = await console_cli(
+        console, "run", "--ticket", number, "--as", "admin", "--script", "greet", "--", "world"
+    )
+    assert (code, stdout) == (0, b"hello world\n")
     shown = console.cli("ticket", "show", number).stdout
+    assert "script greet world" in shown
+    assert "terminal started, allowed by policy" in shown
     assert "sh -c echo one; sleep 2; echo two; exit 7" in shown
     assert "finished, exit 7" in shown
     assert "terminal closed, exit 3" in shown

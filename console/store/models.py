@@ -242,6 +242,8 @@ class Command(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     argv: Mapped[list[str]] = mapped_column(JSON)
     shell: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The agent's named script run with ``argv`` as its arguments, if any.
+    script: Mapped[str | None] = mapped_column(String(64))
     timeout: Mapped[float] = mapped_column(Float)
     requested_by: Mapped[str] = mapped_column(String(160))
     requested_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
@@ -310,6 +312,8 @@ class ShellSession(Base):
     status: Mapped[str] = mapped_column(String(16))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(Text, default="")
+    # How the agent allowed it ("user", "notify", "policy"); empty until it started.
+    consent: Mapped[str] = mapped_column(String(32), default="")
     # The session in asciinema's v2 format ("cast"): output and input with times.
     transcript: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     transcript_truncated: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -973,6 +973,10 @@ class Store:
         See ``_check_device_action`` for the rules. A refusal is recorded (audit
         log, and the ticket's timeline when there is a ticket) before it is raised.
         """
+        if not new.argv and new.script is None:
+            raise InvalidRequest("argv is empty: give a command, or the name of a script")
+        if new.script is not None and new.shell:
+            raise InvalidRequest("a script is not run through a shell: drop shell")
         now = utcnow()
         command_id = uuid.uuid4().hex
         async with self._transaction() as session:
@@ -985,6 +989,7 @@ class Store:
                 "device": device_id,
                 "argv": new.argv,
                 "shell": new.shell,
+                **({"script": new.script} if new.script is not None else {}),
             }
             if refusal is not None:
                 await self._record_refusal(session, ticket, identity, refusal, data, now)
@@ -1008,6 +1013,7 @@ class Store:
                     next_seq=0,
                     runbook_run=runbook_run,
                     runbook_step=runbook_step,
+                    script=new.script,
                 )
                 session.add(row)
                 ticket.updated_at = now
@@ -1026,6 +1032,7 @@ class Store:
                             "shell": new.shell,
                             "timeout": new.timeout,
                             **({"runbook_run": runbook_run} if runbook_run else {}),
+                            **({"script": new.script} if new.script is not None else {}),
                         },
                     )
                 )
@@ -1177,6 +1184,35 @@ class Store:
         assert refusal is not None
         raise refusal
 
+    async def shell_started(self, device_id: str, session_id: str, consent: str) -> bool:
+        """The agent allowed the terminal and its shell started; False if not this
+        device's open session."""
+        now = utcnow()
+        async with self._transaction() as session:
+            row = await session.get(ShellSession, session_id, with_for_update=True)
+            if row is None or row.device_id != device_id or row.ended_at is not None:
+                return False
+            if not row.consent:
+                row.consent = consent[:32] or "unknown"
+                data = {"shell_session": row.id, "consent": row.consent}
+                session.add(
+                    TicketEvent(
+                        ticket_id=row.ticket_id,
+                        at=now,
+                        kind="shell_started",
+                        actor=f"agent:{device_id}",
+                        data=data,
+                    )
+                )
+                await audit.append(
+                    session,
+                    actor=f"agent:{device_id}",
+                    action="shell.consented",
+                    data=data,
+                    at=now,
+                )
+            return True
+
     async def close_shell(
         self,
         session_id: str,
@@ -1211,6 +1247,7 @@ class Store:
                             "status": status,
                             "exit_code": exit_code,
                             "error": row.error,
+                            "consent": row.consent,
                             "transcript_bytes": len(transcript),
                         },
                     )
@@ -1566,6 +1603,7 @@ def _command_view(row: Command) -> CommandView:
         output_bytes=row.output_bytes,
         runbook_run=row.runbook_run,
         runbook_step=row.runbook_step,
+        script=row.script,
     )
 
 
@@ -1582,6 +1620,7 @@ def _shell_view(row: ShellSession) -> ShellView:
         error=row.error,
         transcript_bytes=len(row.transcript),
         transcript_truncated=row.transcript_truncated,
+        consent=row.consent,
     )
 
 

@@ -193,6 +193,10 @@ def test_plans_and_refusals() -> None:
     assert "through a shell" in refused(allow, request("x", script="s", shell=True))
     assert "absolute path" in refused(any_policy, request("ls", cwd="tmp"))
     assert "NUL" in refused(any_policy, request("ls", "a\0b"))
+    assert refused(any_policy, request()) == "the command is empty"
+    bare_script = plan_command(allow, request(script="s"), is_root=False)
+    assert isinstance(bare_script, RunPlan)
+    assert bare_script.argv == ("id",)
 
     run_as = CommandPolicy(run_as="helpdesk")
     reason = refused(run_as, request("id"), root=False)

@@ -193,6 +193,40 @@ async def test_refusal_by_the_agent_is_recorded(api: httpx.Client, agent: Played
     assert last["data"]["error"] == "not allowed by this device's policy"
 
 
+async def test_a_named_script_of_the_device_is_requested_with_its_arguments(
+    api: httpx.Client, agent: PlayedAgent
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    path = f"/api/v1/tickets/{ticket}/commands"
+    for body, detail in (
+        ({"argv": []}, "argv is empty"),
+        ({"argv": [], "script": "a b"}, "script"),
+        ({"argv": [], "script": "flush-dns", "shell": True}, "not run through a shell"),
+    ):
+        refused = await post(api, path, json=body)
+        assert refused.status_code == 400, refused.text
+        assert detail in refused.text
+    response = await post(api, path, json={"argv": [], "script": "flush-dns"})
+    assert response.status_code == 201, response.text
+    assert response.json()["script"] == "flush-dns"
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+    assert (request.script, request.argv) == ("flush-dns", [])
+    with_args = (await post(api, path, json={"argv": ["-v"], "script": "flush-dns"})).json()
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+    assert (request.command_id, request.script, request.argv) == (
+        with_args["id"],
+        "flush-dns",
+        ["-v"],
+    )
+    timeline = api.get(f"/api/v1/tickets/{ticket}").json()["timeline"]
+    assert [e["data"].get("script") for e in timeline if e["kind"] == "command"] == [
+        "flush-dns",
+        "flush-dns",
+    ]
+
+
 async def test_closed_tickets_rights_scopes_and_offline_devices(
     api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
 ) -> None:
@@ -313,6 +347,8 @@ async def test_terminal_is_relayed_recorded_and_replayable(
     assert isinstance(opened, m.ShellOpen)
     assert (opened.ticket_id, opened.requested_by) == (ticket, "user:alice")
     assert opened.reason == f"#{ticket} Printer queue stuck"
+    assert api.get(f"/api/v1/shells/{opened.session_id}").json()["consent"] == ""
+    await agent.channel.send(m.ShellStarted(session_id=opened.session_id, consent="user"))
     await agent.channel.send(m.ShellData(session_id=opened.session_id, seq=0, data=b"$ "))
     assert await asyncio.wait_for(process.stdout.readexactly(2), 10) == b"$ "
     process.stdin.write(b"echo h\xc3\xa9llo\n")
@@ -327,8 +363,10 @@ async def test_terminal_is_relayed_recorded_and_replayable(
     await agent.channel.send(m.ShellClosed(session_id=opened.session_id, exit_code=0))
     assert await asyncio.wait_for(process.wait(), 10) == 0
 
+    assert api.get(f"/api/v1/shells/{opened.session_id}").json()["consent"] == "user"
     shown = console.cli("ticket", "show", str(ticket)).stdout
     assert f"terminal opened (session {opened.session_id})" in shown
+    assert "terminal started, allowed by user" in shown
     assert "terminal closed, exit 0" in shown
     cast = console.cli("shell-replay", opened.session_id, "--cast").stdout.splitlines()
     header = json.loads(cast[0])
