@@ -127,3 +127,10 @@ def test_wrong_pins_install_nothing(console: ConsoleProcess, tmp_path: Path) -> 
     assert result.returncode == 1
     assert "does not show the console's pinned certificate" in result.stderr
     assert not (tmp_path / "venv").exists()
+    # Only this version's wheel is served.
+    missing = subprocess.run(
+        ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+         f"{console.base_url}/install/deskside-0.0.1-py3-none-any.whl"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert missing.stdout == "404"
