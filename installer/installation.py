@@ -31,6 +31,7 @@ from deskside.protocol.errors import ConfigError
 from .base import InstallerError, NoServiceManager, Scope, ServiceManager, ServiceSpec
 
 __all__ = [
+    "AGENT_HOME_ENV",
     "LOG_FILE",
     "Installed",
     "agent_command",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 LOG_FILE: Final = "agent.log"
+# Where the install scripts put the agent's environment, when not in the default place.
+AGENT_HOME_ENV: Final = "DESKSIDE_AGENT_HOME"
 # What the agent keeps in its directories: removed by uninstall from a directory
 # that is not the scope's default (which is removed whole).
 _CONFIG_ENTRIES: Final = ("agent.toml", "identity.key")
@@ -218,7 +221,23 @@ def uninstall_agent(
         shutil.rmtree(spec.inbox_dir, ignore_errors=True)
         done.append(f"removed {spec.inbox_dir}")
     manager.remove_account(spec)
+    home = os.environ.get(AGENT_HOME_ENV, "")
+    root = Path(home) if home else manager.default_dirs(scope, manager.home)[0]
+    if _is_own_environment(root / "venv") and sys.platform != "win32":
+        # The install script's environment: this program's own, gone once it exits.
+        shutil.rmtree(root / "venv")
+        done.append(f"removed {root / 'venv'}")
+        with contextlib.suppress(OSError):
+            root.rmdir()
     return done
+
+
+def _is_own_environment(venv: Path) -> bool:
+    """True if this Python runs from ``venv``."""
+    try:
+        return venv.is_dir() and Path(sys.prefix).resolve() == venv.resolve()
+    except OSError:
+        return False
 
 
 def _remove_dir(directory: Path, entries: tuple[str, ...], *, whole: bool) -> bool:

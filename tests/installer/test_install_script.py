@@ -88,6 +88,7 @@ def test_install_line_leaves_an_enrolled_agent_and_upgrades_in_place(
     )
     assert removed.returncode == 0, removed.stderr
     assert not (config_dir / "identity.key").exists()
+    assert not (agent_home / "venv").exists()
 
 
 def test_wrong_pins_install_nothing(console: ConsoleProcess, tmp_path: Path) -> None:
