@@ -542,6 +542,8 @@ def status(ctx: click.Context) -> None:
     spooled = Spool(paths.spool_dir).count()
     if config is None:
         click.echo("Enrolled: no (enroll with: deskside-agent enroll 'ENROLLMENT-STRING')")
+        if _system_inbox_for(paths) is not None:
+            click.echo("A system-wide agent runs here: 'deskside-agent help' goes through it.")
         click.echo(f"Spooled help requests: {spooled}")
         ctx.exit(EXIT_NOT_ENROLLED)
     click.echo("Enrolled: yes")

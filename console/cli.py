@@ -249,10 +249,11 @@ def _echo_install_lines(config: ConsoleConfig, enrollment: Enrollment) -> None:
         public_key_pin=crypto.public_key_pin(der),
         fingerprint=enrollment.tls_fingerprint,
     )
-    click.echo("# Linux and macOS (for the desktop session: replace 'sudo sh -s --' by 'sh -s --'")
-    click.echo("# and add --user at the end):")
+    click.echo("# Linux, macOS: for the whole machine, as a system service")
     click.echo(lines["sh"])
-    click.echo("# Windows, in an administrator's cmd.exe:")
+    click.echo("# Linux, macOS: for you, in your desktop session (what screen sharing needs)")
+    click.echo(lines["sh_user"])
+    click.echo("# Windows, in an administrator's cmd.exe")
     click.echo(lines["powershell"])
 
 

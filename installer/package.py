@@ -148,17 +148,17 @@ def _sh_quote(text: str) -> str:
 def install_lines(
     agent_url: str, enrollment: str, *, public_key_pin: str, fingerprint: str
 ) -> dict[str, str]:
-    """The one-line install commands: ``sh`` (Linux, macOS) and ``powershell`` (Windows).
+    """The one-line install commands: ``sh`` (Linux, macOS, for the machine), ``sh_user``
+    (for the user's desktop session) and ``powershell`` (Windows).
 
     The shell line fetches the script with curl pinned to the console's public key
     (``--pinnedpubkey``; ``-k`` only because the certificate is self-signed); the
     PowerShell line accepts only the certificate whose SHA-256 is ``fingerprint``.
     """
     base = https_base(agent_url)
-    sh = (
-        f"curl -fsSk --pinnedpubkey {_sh_quote('sha256//' + public_key_pin)} "
-        f"{base}/install/agent.sh | sudo sh -s -- {_sh_quote(enrollment)}"
-    )
+    fetch = f"curl -fsSk --pinnedpubkey {_sh_quote('sha256//' + public_key_pin)} "
+    sh = f"{fetch}{base}/install/agent.sh | sudo sh -s -- {_sh_quote(enrollment)}"
+    sh_user = f"{fetch}{base}/install/agent.sh | sh -s -- {_sh_quote(enrollment)} --user"
     ps = (
         'powershell -NoProfile -ExecutionPolicy Bypass -Command "'
         "[Net.ServicePointManager]::SecurityProtocol='Tls12';"
@@ -168,4 +168,4 @@ def install_lines(
         f"$t=(New-Object Net.WebClient).DownloadString('{base}/install/agent.ps1');"
         f"& ([scriptblock]::Create($t)) '{enrollment}'\""
     )
-    return {"sh": sh, "powershell": ps}
+    return {"sh": sh, "sh_user": sh_user, "powershell": ps}

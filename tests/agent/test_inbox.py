@@ -73,6 +73,13 @@ def test_help_without_an_agent_of_ones_own_uses_the_inbox(tmp_path: Path) -> Non
     assert "handed to this machine's Deskside service" in result.output
     (handed,) = os.listdir(inbox_dir)
     assert handed.endswith(".msgpack")
+    result = CliRunner().invoke(
+        main,
+        ["--config-dir", str(tmp_path / "config"), "--state-dir", str(tmp_path / "s"), "status"],
+        env={INBOX_ENV: str(inbox_dir)},
+    )
+    assert result.exit_code == 3
+    assert "A system-wide agent runs here" in result.output
     # Without an inbox it is still "not enrolled".
     result = CliRunner().invoke(
         main,

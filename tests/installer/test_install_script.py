@@ -32,9 +32,10 @@ def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
 
 def _sh_line(console: ConsoleProcess) -> str:
     out = console.cli("token", "create", "--install-line").stdout
-    (line,) = [line for line in out.splitlines() if line.startswith("curl ")]
-    assert "| sudo sh -s -- 'deskside:1:" in line
-    return line.replace("| sudo sh -s --", "| sh -s --") + " --user --service-manager none"
+    machine, user = [line for line in out.splitlines() if line.startswith("curl ")]
+    assert "| sudo sh -s -- 'deskside:1:" in machine
+    assert user.endswith("' --user")
+    return user + " --service-manager none"
 
 
 def _run(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -73,6 +73,7 @@ def test_install_lines() -> None:
         "curl -fsSk --pinnedpubkey 'sha256//PIN=' https://desk.example.org:8443/install/agent.sh"
         " | sudo sh -s -- 'deskside:1:abc'"
     )
+    assert lines["sh_user"].endswith("| sh -s -- 'deskside:1:abc' --user")
     assert "https://desk.example.org:8443/install/agent.ps1" in lines["powershell"]
     assert f"-eq '{'ab' * 32}'" in lines["powershell"]
     with pytest.raises(InstallerError, match="not over wss"):

@@ -48,10 +48,10 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.5)
 
 
-def _install_line(console: ConsoleProcess) -> str:
+def _install_line(console: ConsoleProcess, scope: str = "system") -> str:
     out = console.cli("token", "create", "--install-line").stdout
-    (line,) = [line for line in out.splitlines() if line.startswith("curl ")]
-    return line.replace("| sudo sh -s --", "| sh -s --")
+    machine, user = [line for line in out.splitlines() if line.startswith("curl ")]
+    return (machine if scope == "system" else user).replace("| sudo sh -s --", "| sh -s --")
 
 
 @pytest.mark.timeout(900)
@@ -141,7 +141,7 @@ def test_user_service_under_real_systemd(
     uid = container.run("id -u bob").stdout.strip()
     # What a login would do: the user's runtime directory and systemd.
     container.run(f"systemctl start user-runtime-dir@{uid} user@{uid}")
-    line = _install_line(console) + " --user"
+    line = _install_line(console, "user")
     container.run(f"cat > /tmp/install-line <<'EOF'\n{line}\nEOF\nchmod 644 /tmp/install-line")
     as_bob = f"runuser -u bob -- env XDG_RUNTIME_DIR=/run/user/{uid} HOME=/home/bob "
     python = {"DESKSIDE_PYTHON": "/usr/bin/python3"}
