@@ -144,8 +144,9 @@ class WindowsManager(ServiceManager):
     def _install_user(self, spec: ServiceSpec) -> None:
         line = subprocess.list2cmdline(list(spec.command))
         self.runner(["reg.exe", "add", RUN_KEY, "/v", _RUN_VALUE, "/t", "REG_SZ", "/d", line, "/f"])
-        # Start it now as well, detached from this console ("start" returns at once).
-        self.runner(["cmd.exe", "/c", "start", '""', "/min", *spec.command])
+        # Start it now as well, detached ("start" returns at once; its first quoted
+        # argument is the window title, so the title goes first).
+        self.runner(["cmd.exe", "/c", "start", _DISPLAY_NAME, "/min", *spec.command])
 
     def uninstall(self, spec: ServiceSpec) -> None:
         """Stop and delete the service, or remove the Run entry."""

@@ -40,6 +40,26 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 _DIRS: list[Path] = []
 
 
+class _EventLogHandler(logging.Handler):
+    """Warnings and errors to the Application event log, under the service's name.
+
+    Through ``servicemanager`` rather than ``NTEventLogHandler``, which registers an
+    event source in the registry on creation: the service's account may not.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.ERROR:
+                servicemanager.LogErrorMsg(text)
+            elif record.levelno >= logging.WARNING:
+                servicemanager.LogWarningMsg(text)
+            else:
+                servicemanager.LogInfoMsg(text)
+        except Exception:
+            self.handleError(record)
+
+
 class AgentService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
     """The SCM's view of the agent: start runs the daemon, stop asks it to stop."""
 
@@ -65,7 +85,7 @@ class AgentService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
         paths = resolve_paths(config_dir, state_dir)
         root = logging.getLogger()
         root.setLevel(logging.INFO)
-        event_log = logging.handlers.NTEventLogHandler(SERVICE_NAME)
+        event_log = _EventLogHandler()
         event_log.setLevel(logging.WARNING)
         root.addHandler(event_log)
         file_log = logging.handlers.RotatingFileHandler(

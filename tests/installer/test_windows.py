@@ -106,6 +106,6 @@ def test_user_scope_uses_the_run_key() -> None:
         ("reg.exe", "add", key, "/v", "DesksideAgent", "/t", "REG_SZ", "/d",
          "C:\\Users\\ann\\AppData\\Local\\deskside-agent\\venv\\Scripts\\deskside-agent.exe run",
          "/f"),
-        ("cmd.exe", "/c", "start", '""', "/min", *spec.command),
+        ("cmd.exe", "/c", "start", "Deskside Agent", "/min", *spec.command),
         ("reg.exe", "delete", key, "/v", "DesksideAgent", "/f"),
     ]  # fmt: skip
