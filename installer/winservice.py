@@ -60,7 +60,7 @@ class _EventLogHandler(logging.Handler):
             self.handleError(record)
 
 
-class AgentService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
+class AgentService(win32serviceutil.ServiceFramework):  # type: ignore[misc,unused-ignore]
     """The SCM's view of the agent: start runs the daemon, stop asks it to stop."""
 
     _svc_name_ = SERVICE_NAME
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     _DIRS[:] = [args.config_dir, args.state_dir]
     servicemanager.Initialize()
     servicemanager.PrepareToHostSingle(AgentService)
-    servicemanager.StartServiceCtrlDispatcher()
+    servicemanager.StartServiceCtrlDispatcher()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 if __name__ == "__main__":
