@@ -91,11 +91,14 @@ def hand_over(inbox: Path, request: HelpRequest) -> Path:
 
 
 def _owner_name(uid: int) -> str:
-    try:
-        import pwd
+    """The login name of ``uid`` (the owner of an inbox file)."""
+    if sys.platform == "win32":
+        return f"uid {uid}"
+    import pwd
 
+    try:
         return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
+    except KeyError:
         return f"uid {uid}"
 
 
