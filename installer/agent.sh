@@ -67,5 +67,12 @@ mkdir -p "$AGENT_HOME"
     --force-reinstall --no-deps "$WORK/$WHEEL"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$WORK/$WHEEL"
 
+# The command on the PATH, for 'deskside-agent help' (not for a custom DESKSIDE_AGENT_HOME).
+if [ -z "${DESKSIDE_AGENT_HOME:-}" ]; then
+    if [ "$SCOPE" = system ]; then BIN=/usr/local/bin; else BIN="$HOME/.local/bin"; fi
+    mkdir -p "$BIN" && ln -sfn "$VENV/bin/deskside-agent" "$BIN/deskside-agent" ||
+        echo "deskside: could not link $BIN/deskside-agent; the agent is $VENV/bin/deskside-agent" >&2
+fi
+
 # 3. Enroll (or keep the identity, on an upgrade) and register the service.
 exec "$VENV/bin/deskside-agent" install "$ENROLLMENT" "$@"

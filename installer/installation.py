@@ -223,10 +223,19 @@ def uninstall_agent(
     manager.remove_account(spec)
     home = os.environ.get(AGENT_HOME_ENV, "")
     root = Path(home) if home else manager.default_dirs(scope, manager.home)[0]
-    if _is_own_environment(root / "venv") and sys.platform != "win32":
+    venv = root / "venv"
+    if _is_own_environment(venv) and sys.platform != "win32":
         # The install script's environment: this program's own, gone once it exits.
-        shutil.rmtree(root / "venv")
-        done.append(f"removed {root / 'venv'}")
+        for link in (
+            Path("/usr/local/bin/deskside-agent"),
+            manager.home / ".local/bin/deskside-agent",
+        ):
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and Path(os.readlink(link)).parent.parent == venv:
+                    link.unlink()
+                    done.append(f"removed {link}")
+        shutil.rmtree(venv)
+        done.append(f"removed {venv}")
         with contextlib.suppress(OSError):
             root.rmdir()
     return done

@@ -99,7 +99,8 @@ def test_system_service_under_real_systemd(
 
     # A user without an agent of their own asks for help through the daemon.
     container.run("useradd --create-home ann")
-    asked = container.run(f"su ann -c '{AGENT} help \"the printer prints blank pages\"'")
+    # The install linked the command into /usr/local/bin, on everyone's PATH.
+    asked = container.run("su ann -c 'deskside-agent help \"the printer prints blank pages\"'")
     assert "handed to this machine's Deskside service" in asked.stdout
     eventually(lambda: "the printer prints blank pages" in console.cli("tickets").stdout)
     assert "ann" in console.cli("ticket", "show", "1").stdout
@@ -121,7 +122,8 @@ def test_system_service_under_real_systemd(
     out = container.run(f"{AGENT} uninstall").stdout
     assert "service removed (systemd)" in out
     gone = container.run(
-        "ls -d /etc/systemd/system/deskside-agent.service /etc/deskside-agent "
+        "ls -d /usr/local/bin/deskside-agent "
+        "/etc/systemd/system/deskside-agent.service /etc/deskside-agent "
         "/var/lib/deskside-agent /var/spool/deskside-agent /opt/deskside-agent/venv",
         check=False,
     )
@@ -174,7 +176,8 @@ def test_user_service_under_real_systemd(
     assert "service removed (systemd)" in out
     gone = container.run(
         "ls -d /home/bob/.config/systemd/user/deskside-agent.service "
-        "/home/bob/.config/deskside-agent /home/bob/.local/state/deskside-agent",
+        "/home/bob/.config/deskside-agent /home/bob/.local/state/deskside-agent "
+        "/home/bob/.local/bin/deskside-agent /home/bob/.local/share/deskside-agent",
         check=False,
     )
     assert gone.stdout == ""
