@@ -8,6 +8,7 @@ exceptions into messages and exit codes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import sys
@@ -198,8 +199,25 @@ def enroll(
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Log level (default: log_level in the configuration, INFO).",
 )
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also log to this file (rotated at 1 MiB, 3 kept); services use the state dir's.",
+)
+@click.option("--syslog", is_flag=True, help="Also log to syslog (on macOS: the unified log).")
+@click.option(
+    "--inbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Take help requests that users leave in this directory (a system-wide daemon).",
+)
 @click.pass_context
-def run(ctx: click.Context, log_level: str | None) -> None:
+def run(
+    ctx: click.Context,
+    log_level: str | None,
+    log_file: Path | None,
+    syslog: bool,
+    inbox: Path | None,
+) -> None:
     """Run the agent daemon: stay connected to the console and answer it.
 
     Logs go to stderr. SIGTERM or SIGINT stop it (exit 0). Reconnection delays grow
@@ -221,9 +239,35 @@ def run(ctx: click.Context, log_level: str | None) -> None:
         format=_LOG_FORMAT,
         force=True,
     )
+    _add_log_handlers(log_file, syslog)
+    if inbox is not None:
+        settings = dataclasses.replace(settings, inbox_dir=inbox)
     # websockets logs every frame at DEBUG: ciphertext, of no use in the agent's log.
     logging.getLogger("websockets").setLevel(logging.INFO)
     _run(Daemon(paths, config, identity, settings).run())
+
+
+def _add_log_handlers(log_file: Path | None, syslog: bool) -> None:
+    """The service's log file and the platform's log, beside stderr."""
+    import logging.handlers
+
+    root = logging.getLogger()
+    if log_file is not None:
+        try:
+            handler: logging.Handler = logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=1 << 20, backupCount=3, encoding="utf-8"
+            )
+        except OSError as exc:
+            raise click.ClickException(f"cannot open the log file {log_file}: {exc}") from exc
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        root.addHandler(handler)
+    if syslog:
+        address = next(
+            (p for p in ("/var/run/syslog", "/dev/log") if Path(p).exists()), ("localhost", 514)
+        )
+        handler = logging.handlers.SysLogHandler(address=address)
+        handler.setFormatter(logging.Formatter("deskside-agent: %(levelname)s %(message)s"))
+        root.addHandler(handler)
 
 
 if run.help is not None:
@@ -290,6 +334,10 @@ def help_(
     from .help_request import Outcome, ask_for_help, default_requester
 
     paths = _paths(ctx)
+    inbox = _system_inbox_for(paths)
+    if inbox is not None:
+        _hand_over(inbox, description, impact, urgency, requester)
+        return
     config, identity = _enrolled_or_fail(paths)
     delivery = _run(
         ask_for_help(
@@ -324,6 +372,150 @@ def help_(
         )
 
 
+def _system_inbox_for(paths: AgentPaths) -> Path | None:
+    """The system daemon's inbox, when this user has no agent of their own but one exists."""
+    import os
+
+    from .inbox import system_inbox
+
+    try:
+        if load_config(paths) is not None:
+            return None
+    except ConfigError:
+        return None
+    inbox = system_inbox()
+    if inbox is None or not inbox.is_dir() or not os.access(inbox, os.W_OK | os.X_OK):
+        return None
+    return inbox
+
+
+def _hand_over(
+    inbox: Path, description: str, impact: str, urgency: str, requester: str | None
+) -> None:
+    """Leave a help request for the system-wide daemon, which files it."""
+    from .help_request import _snapshot, build_help_request, default_requester
+    from .inbox import hand_over
+
+    request = build_help_request(
+        description,
+        impact=Impact(_LEVELS[impact.lower()]),
+        urgency=Urgency(_LEVELS[urgency.lower()]),
+        requester=requester if requester is not None else default_requester(),
+        snapshot=_run(_snapshot("")),
+    )
+    try:
+        hand_over(inbox, request)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        "Your request was handed to this machine's Deskside service; it files a ticket "
+        "with your help desk as soon as it reaches the console."
+    )
+
+
+# -- install, uninstall -------------------------------------------------------------------
+
+
+def _scope_option(func: Any) -> Any:
+    func = click.option(
+        "--user",
+        "scope",
+        flag_value="user",
+        help="For you only, in your desktop session (screen sharing needs it).",
+    )(func)
+    return click.option(
+        "--system",
+        "scope",
+        flag_value="system",
+        default=True,
+        help="For the whole machine, at boot, as its own account (the default; needs root).",
+    )(func)
+
+
+def _manager_option(func: Any) -> Any:
+    from deskside.installer import MANAGERS
+
+    return click.option(
+        "--service-manager",
+        type=click.Choice(MANAGERS),
+        default="auto",
+        show_default=True,
+        envvar="DESKSIDE_AGENT_SERVICE_MANAGER",
+        help="Which to register with; 'none' enrolls and sets up files only (containers).",
+    )(func)
+
+
+def _explicit_paths(ctx: click.Context) -> AgentPaths | None:
+    """The directories given as options or environment variables, if any were."""
+    import os
+
+    root = ctx.find_root()
+    given = any(root.params.get(k) for k in ("config_dir", "state_dir"))
+    if given or os.environ.get(CONFIG_DIR_ENV) or os.environ.get(STATE_DIR_ENV):
+        return _paths(ctx)
+    return None
+
+
+@main.command()
+@click.argument("enrollment_string", metavar="ENROLLMENT-STRING")
+@_scope_option
+@_manager_option
+@click.option("--force", is_flag=True, help="Enroll again even if enrolled with another console.")
+@click.pass_context
+def install(
+    ctx: click.Context, enrollment_string: str, scope: str, service_manager: str, force: bool
+) -> None:
+    """Enroll this machine and run the agent as a service.
+
+    Run it again (with a new version of the agent installed) to upgrade: an agent
+    already enrolled with the same console keeps its identity, and the service is
+    registered again and restarted.
+    """
+    from deskside.installer import Scope
+    from deskside.installer import service_manager as pick
+    from deskside.installer.installation import install_agent
+
+    try:
+        manager = pick(service_manager)
+        done = install_agent(
+            enrollment_string, Scope(scope), manager, _explicit_paths(ctx), force=force
+        )
+    except HandshakeError as exc:
+        if is_refusal(exc):
+            raise click.ClickException(
+                f"the console refused the enrollment: {refusal_reason(exc)}"
+            ) from exc
+        raise click.ClickException(f"enrollment failed: {exc}") from exc
+    except ConnectionClosed as exc:
+        raise click.ClickException(f"cannot reach the console: {describe_failure(exc)}") from exc
+    except DesksideError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verb = "Upgraded in place (identity kept)" if done.upgraded else "Enrolled and installed"
+    click.echo(f"{verb}: device {done.device_id}")
+    click.echo(f"Configuration: {done.spec.config_dir}; state and log: {done.spec.state_dir}")
+    click.echo(done.description)
+
+
+@main.command()
+@_scope_option
+@_manager_option
+@click.option("--keep-data", is_flag=True, help="Keep the identity, configuration and logs.")
+@click.pass_context
+def uninstall(ctx: click.Context, scope: str, service_manager: str, keep_data: bool) -> None:
+    """Stop and remove the agent's service, and (without --keep-data) its data."""
+    from deskside.installer import Scope
+    from deskside.installer import service_manager as pick
+    from deskside.installer.installation import uninstall_agent
+
+    try:
+        manager = pick(service_manager)
+        done = uninstall_agent(Scope(scope), manager, _explicit_paths(ctx), keep_data=keep_data)
+    except DesksideError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in done:
+        click.echo(line)
+
+
 # -- status ------------------------------------------------------------------------------
 
 
@@ -350,6 +542,8 @@ def status(ctx: click.Context) -> None:
     spooled = Spool(paths.spool_dir).count()
     if config is None:
         click.echo("Enrolled: no (enroll with: deskside-agent enroll 'ENROLLMENT-STRING')")
+        if _system_inbox_for(paths) is not None:
+            click.echo("A system-wide agent runs here: 'deskside-agent help' goes through it.")
         click.echo(f"Spooled help requests: {spooled}")
         ctx.exit(EXIT_NOT_ENROLLED)
     click.echo("Enrolled: yes")

@@ -48,6 +48,7 @@ import signal
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
@@ -76,6 +77,7 @@ from .backoff import Backoff
 from .commands import CommandService
 from .config import AgentConfig, AgentPaths, Identity, load_enrolled
 from .help_request import PERMANENT_ERRORS
+from .inbox import Inbox
 from .policy import CommandPolicy
 from .spool import Spool, valid_request_id
 from .state import DaemonStatus, StatusRecorder, record_ticket
@@ -123,6 +125,9 @@ class DaemonSettings:
 
     max_snapshots: int = 2
     """Snapshots collected at once; further requests get an ``Error(busy)``."""
+
+    inbox_dir: Path | None = None
+    """Where users hand help requests to a system-wide daemon (``deskside.agent.inbox``)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> DaemonSettings:
@@ -229,6 +234,7 @@ class Daemon:
         await self._commands.recover()
         main = asyncio.create_task(self._connect_loop(), name="deskside-agent-connect")
         stopper = asyncio.create_task(self._stop.wait(), name="deskside-agent-stop")
+        inbox = asyncio.create_task(self._collect_inbox(), name="deskside-agent-inbox")
         try:
             await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if main.done():
@@ -252,7 +258,8 @@ class Daemon:
             except Exception:
                 logger.exception("stopping: closing the channel failed")
             main.cancel()
-            await asyncio.gather(main, stopper, return_exceptions=True)
+            inbox.cancel()
+            await asyncio.gather(main, stopper, inbox, return_exceptions=True)
             await self._status.update(running=False, connected=False, connected_since=None)
             for signum in installed:
                 loop.remove_signal_handler(signum)
@@ -414,6 +421,18 @@ class Daemon:
             await self._status.touch(last_contact=time.time())
             deadline = max(deadline + interval, loop.time())
             await asyncio.sleep(deadline - loop.time())
+
+    async def _collect_inbox(self) -> None:
+        """Move the help requests users left in the inbox into the spool, regularly."""
+        if self._settings.inbox_dir is None:
+            return
+        inbox = Inbox(self._settings.inbox_dir, self._spool)
+        while True:
+            try:
+                await asyncio.to_thread(inbox.collect)
+            except Exception:
+                logger.exception("collecting the inbox failed")
+            await asyncio.sleep(self._settings.spool_interval)
 
     async def _deliver_spool(self, channel: Channel) -> None:
         """Send each spooled request not yet sent on this channel; look again regularly."""

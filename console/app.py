@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from pathlib import Path
 
 from litestar import Litestar, MediaType, Request, Response, WebSocket, get, websocket
 from litestar.config.response_cache import ResponseCacheConfig
@@ -10,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from .api import ApiV1
+from .downloads import install_file, wheel_cache
 from .errors import ConsoleError
 from .gateway import Gateway
 from .shells import shell_socket, shell_transcript, shell_view
@@ -57,7 +59,7 @@ def _console_error(request: Request, exc: ConsoleError) -> Response[dict[str, ob
     )
 
 
-def build_app(store: Store, gateway: Gateway) -> Litestar:
+def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> Litestar:
     """The application, serving ``store`` and ``gateway``; starts and stops the gateway."""
 
     async def start() -> None:
@@ -75,6 +77,7 @@ def build_app(store: Store, gateway: Gateway) -> Litestar:
             shell_socket,
             shell_view,
             shell_transcript,
+            install_file,
         ],
         exception_handlers={ConsoleError: _console_error},
         openapi_config=OpenAPIConfig(
@@ -88,4 +91,5 @@ def build_app(store: Store, gateway: Gateway) -> Litestar:
     )
     app.state.store = store
     app.state.gateway = gateway
+    app.state.wheels = wheel_cache(data_dir or Path.cwd() / "data")
     return app

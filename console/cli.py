@@ -195,9 +195,16 @@ def token() -> None:
 )
 @click.option("--uses", type=click.IntRange(1, 100_000), default=1, show_default=True)
 @click.option("--group", default=None, help="Group the enrolled devices join.")
+@click.option(
+    "--install-line",
+    is_flag=True,
+    help="Print the one-line install commands (Linux/macOS, Windows) instead of the string.",
+)
 @pass_context
-def token_create(ctx: Context, ttl: datetime.timedelta, uses: int, group: str | None) -> None:
-    """Print an enrollment string for 'deskside-agent enroll'."""
+def token_create(
+    ctx: Context, ttl: datetime.timedelta, uses: int, group: str | None, install_line: bool
+) -> None:
+    """Print an enrollment string for 'deskside-agent enroll' (or the install lines)."""
     config = ctx.config()
     data = DataDir(ctx.data_dir)
     console_key = crypto.public_key(data.noise_private_key())
@@ -213,12 +220,41 @@ def token_create(ctx: Context, ttl: datetime.timedelta, uses: int, group: str | 
         console_key=console_key,
         tls_fingerprint=fingerprint,
     )
-    click.echo(enrollment.encode())
+    if install_line:
+        _echo_install_lines(config, enrollment)
+    else:
+        click.echo(enrollment.encode())
     click.echo(
         f"(valid until {created.expires_at:%Y-%m-%d %H:%M} UTC for {uses} "
         f"enrollment{'s' if uses > 1 else ''}; agents connect to {config.agent_url})",
         err=True,
     )
+
+
+def _echo_install_lines(config: ConsoleConfig, enrollment: Enrollment) -> None:
+    """The commands that install the agent from this console, with the string filled in."""
+    import ssl
+
+    from deskside.installer.package import install_lines
+
+    if config.tls_cert is None or enrollment.tls_fingerprint is None:
+        raise click.ClickException("the install line needs the console to serve TLS")
+    try:
+        der = ssl.PEM_cert_to_DER_cert(config.tls_cert.read_text(encoding="ascii"))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {config.tls_cert}: {exc}") from exc
+    lines = install_lines(
+        config.agent_url,
+        enrollment.encode(),
+        public_key_pin=crypto.public_key_pin(der),
+        fingerprint=enrollment.tls_fingerprint,
+    )
+    click.echo("# Linux, macOS: for the whole machine, as a system service")
+    click.echo(lines["sh"])
+    click.echo("# Linux, macOS: for you, in your desktop session (what screen sharing needs)")
+    click.echo(lines["sh_user"])
+    click.echo("# Windows, in an administrator's cmd.exe")
+    click.echo(lines["powershell"])
 
 
 @main.group()

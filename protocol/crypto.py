@@ -231,3 +231,17 @@ def make_self_signed_certificate(
         key_pem,
         certificate.public_bytes(serialization.Encoding.DER),
     )
+
+
+def public_key_pin(cert_der: bytes) -> str:
+    """SHA-256 of a certificate's SubjectPublicKeyInfo, base64: curl's ``--pinnedpubkey``."""
+    import base64
+
+    try:
+        certificate = x509.load_der_x509_certificate(cert_der)
+    except ValueError as exc:
+        raise LocalProtocolError(f"not a DER certificate: {exc}") from exc
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")

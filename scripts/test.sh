@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Real components the tests start themselves: PostgreSQL (tests/postgres.py), an X
 # server and xdotool for the consent dialogs (Tk: python3-tk for Debian's Python).
-need_debs postgresql xvfb xdotool python3-tk
+# systemd: systemd-analyze verify and, in a systemd-nspawn container (systemd-container),
+# the agent installed as a real system service (tests/installer).
+need_debs postgresql xvfb xdotool python3-tk systemd systemd-container
 ensure_venv test
 
 .venv/bin/ruff check .

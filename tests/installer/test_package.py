@@ -1,0 +1,103 @@
+"""The wheel packed from the running code, the scripts, the install lines, the fetch helper."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from deskside.installer import InstallerError, service_manager
+from deskside.installer.fetch import parse, unpack
+from deskside.installer.package import (
+    build_wheel,
+    install_lines,
+    render_script,
+    wheel_name,
+)
+from deskside.protocol.enrollment import Enrollment
+
+
+def test_wheel_is_reproducible_and_installable_metadata(tmp_path: Path) -> None:
+    first = build_wheel(tmp_path / "a")
+    second = build_wheel(tmp_path / "b")
+    assert first.name == wheel_name()
+    assert first.read_bytes() == second.read_bytes()
+    names = zipfile.ZipFile(first).namelist()
+    assert "deskside/installer/agent.sh" in names
+    assert "deskside/agent/cli.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    info = wheel_name().split("-py3")[0] + ".dist-info"
+    entry_points = zipfile.ZipFile(first).read(f"{info}/entry_points.txt")
+    assert b"deskside-agent = deskside.agent.cli:main" in entry_points
+    # pip accepts it (RECORD, WHEEL, METADATA are consistent).
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "-q", str(first)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_scripts_are_filled_in() -> None:
+    for name in ("agent.sh", "agent.ps1"):
+        text = render_script(name, "9.9.9")
+        assert "@VERSION@" not in text
+        assert "@FETCH_PY@" not in text
+        assert "9.9.9" in text
+        assert "def fetch(" in text
+    with pytest.raises(InstallerError):
+        render_script("../etc/passwd")
+
+
+def test_shell_script_parses(tmp_path: Path) -> None:
+    script = tmp_path / "agent.sh"
+    script.write_text(render_script("agent.sh"))
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    usage = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False)
+    assert usage.returncode == 1
+    assert "usage:" in usage.stderr
+
+
+def test_install_lines() -> None:
+    lines = install_lines(
+        "wss://desk.example.org:8443/agent",
+        "deskside:1:abc",
+        public_key_pin="PIN=",
+        fingerprint="ab" * 32,
+    )
+    assert lines["sh"] == (
+        "curl -fsSk --pinnedpubkey 'sha256//PIN=' https://desk.example.org:8443/install/agent.sh"
+        " | sudo sh -s -- 'deskside:1:abc'"
+    )
+    assert lines["sh_user"].endswith("| sh -s -- 'deskside:1:abc' --user")
+    assert "https://desk.example.org:8443/install/agent.ps1" in lines["powershell"]
+    assert f"-eq '{'ab' * 32}'" in lines["powershell"]
+    with pytest.raises(InstallerError, match="not over wss"):
+        install_lines("ws://x/agent", "s", public_key_pin="p", fingerprint="f")
+
+
+def test_fetch_helper_decodes_real_enrollment_strings() -> None:
+    text = Enrollment(
+        url="wss://127.0.0.1:9443/agent",
+        token="t" * 40,
+        console_key=bytes(range(32)),
+        tls_fingerprint="cd" * 32,
+    ).encode()
+    assert parse(text) == ("127.0.0.1", 9443, "cd" * 32)
+    no_pin = Enrollment(url="wss://h/agent", token="t" * 40, console_key=bytes(32)).encode()
+    with pytest.raises(ValueError, match="pins no TLS certificate"):
+        parse(no_pin)
+    with pytest.raises(ValueError, match="cut short"):
+        unpack(b"\x81\xa1")
+
+
+def test_auto_picks_by_platform() -> None:
+    assert service_manager("auto", platform="darwin").name == "launchd"
+    assert service_manager("auto", platform="win32").name == "windows"
+    if not Path("/run/systemd/system").is_dir():
+        with pytest.raises(InstallerError, match="--service-manager none"):
+            service_manager("auto", platform="linux")
