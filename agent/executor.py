@@ -42,7 +42,7 @@ __all__ = ["CHUNK_SIZE", "ProcessResult", "StopReason", "end_tree", "run_process
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE: Final = 64 * 1024
+CHUNK_SIZE: Final = 256 * 1024
 # Chunks read but not yet taken by the sink.
 _QUEUE: Final = 8
 # After the tree is ended, how long the output may take to close.
@@ -193,6 +193,9 @@ async def run_process(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
+            # Reads return up to CHUNK_SIZE when that much is buffered: fewer, larger
+            # messages when output comes faster than the channel takes it.
+            limit=CHUNK_SIZE,
             **options,
         )
     except OSError as exc:

@@ -152,6 +152,11 @@ class Channel:
         Cancelling the caller does not cancel the write: a frame encrypted and then
         dropped would leave a gap in the nonces and break the channel.
         """
+        # Within the peer's announced rate limit (agents toward the console); the
+        # check and the send have no await between them, so concurrent senders
+        # cannot overdraw it.
+        while (delay := self._connection.send_delay(self._loop.time())) > 0:
+            await asyncio.sleep(delay)
         self._connection.send(message, self._loop.time())
         await asyncio.shield(self._flush())
 

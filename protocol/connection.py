@@ -119,6 +119,8 @@ _KNOWN_FLAGS: Final = _FINAL | _REKEY
 _MIN_FRAME: Final = _NONCE.size + _RECORD_HEADER.size + _TAG_SIZE
 # Pings awaiting a pong that are remembered for measuring the round trip.
 _MAX_PENDING_PINGS: Final = 8
+# The share of the console's announced rate and burst an agent uses.
+_PACE_MARGIN: Final = 0.8
 
 
 def max_frame_size(max_message_size: int) -> int:
@@ -309,6 +311,8 @@ class Connection:
             if config.max_receive_rate is not None
             else None
         )
+        # Agent side: the console's limit on our messages, with a margin, once known.
+        self._pace: TokenBucket | None = None
         # The agreed protocol version, once open.
         self.version: int | None = None
         # The peer's static public key, once authenticated.
@@ -365,10 +369,21 @@ class Connection:
     # -- Output --------------------------------------------------------------------------
 
     def send(self, message: Message, now: float) -> None:
-        """Encrypt ``message`` into a frame to send."""
+        """Encrypt ``message`` into a frame to send.
+
+        Where the peer announced a limit on the rate of messages, wait
+        ``send_delay(now)`` seconds before each call: a message sent earlier may get
+        the channel closed by the peer (``CloseCode.RATE_LIMITED``).
+        """
         if isinstance(message, ClientParams | ServerParams | Close | Ping | Pong):
             raise LocalProtocolError(f"{type(message).__name__} is sent by the channel itself")
+        if self._pace is not None:
+            self._pace.consume(now)
         self._send_message(message, now)
+
+    def send_delay(self, now: float) -> float:
+        """Seconds to wait before the next ``send`` keeps within the peer's rate limit."""
+        return 0.0 if self._pace is None else self._pace.delay(now)
 
     def ping(self, now: float) -> int:
         """Send a ``Ping``; its ``PongReceived`` event gives the round-trip time."""
@@ -639,6 +654,14 @@ class ClientConnection(Connection):
                 f"console chose protocol version {params.version}, which this agent does not speak",
                 close_code=CloseCode.VERSION_MISMATCH,
             )
+        if params.max_message_rate is not None:
+            # Below the console's limit with a margin: it also counts our pings, and
+            # the network may deliver messages sent apart at once.
+            self._pace = TokenBucket(
+                params.max_message_rate * _PACE_MARGIN,
+                max(1, int(params.message_burst * _PACE_MARGIN) // 2),
+                now,
+            )
         self._open(
             params.version,
             params.max_message_size,
@@ -727,6 +750,8 @@ class ServerConnection(Connection):
             console_version=self.config.software_version,
             heartbeat_interval=self.config.heartbeat_interval,
             max_message_size=self.config.max_message_size,
+            max_message_rate=self.config.max_receive_rate,
+            message_burst=self.config.receive_burst,
         )
         self._outgoing.append(handshake.write_message(self._send_codec.encode(reply)))
         self._last_sent = now

@@ -175,6 +175,10 @@ class ServerParams(_Message, frozen=True, tag="server_params"):
     console_version: Name = ""
     heartbeat_interval: Annotated[float, Meta(ge=1.0, le=3600.0)] = 30.0
     max_message_size: Annotated[int, Meta(ge=1024, le=1 << 30)] = 16 << 20
+    # The console's limit on the agent's messages (a second, on average, and at once);
+    # the agent paces itself below it rather than be disconnected.
+    max_message_rate: Annotated[float, Meta(gt=0.0, le=1e6)] | None = None
+    message_burst: Annotated[int, Meta(ge=1, le=1 << 20)] = 1000
 
 
 class Ping(_Message, frozen=True, tag="ping"):

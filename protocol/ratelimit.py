@@ -33,3 +33,9 @@ class TokenBucket:
             return False
         self._tokens -= tokens
         return True
+
+    def delay(self, now: float, tokens: float = 1.0) -> float:
+        """Seconds from ``now`` until ``tokens`` are in the bucket (0.0 if they are)."""
+        elapsed = max(0.0, now - self._stamp)
+        have = min(self.burst, self._tokens + elapsed * self.rate)
+        return 0.0 if have >= tokens else (tokens - have) / self.rate

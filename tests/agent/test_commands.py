@@ -18,6 +18,7 @@ from deskside.agent.commands import CommandRecord
 from deskside.agent.config import AgentPaths, load_enrolled
 from deskside.agent.daemon import Daemon, DaemonSettings
 from deskside.agent.enrollment import enroll
+from deskside.agent.executor import CHUNK_SIZE
 from deskside.agent.policy import CommandMode, ConsentMode, Unattended
 from deskside.protocol import messages as m
 from deskside.protocol.enrollment import parse_enrollment
@@ -161,7 +162,7 @@ async def test_output_cap_ends_the_command(console: FakeConsole, agent: Agent) -
     output = console.output(device, command)
     assert len(output) == 100_000
     assert output.startswith(b"deskside\ndeskside\n")
-    assert all(len(chunk.data) <= 64 * 1024 for chunk in console.chunks(device, command).values())
+    assert all(len(chunk.data) <= CHUNK_SIZE for chunk in console.chunks(device, command).values())
 
 
 async def test_policy_refuses_what_it_does_not_allow(console: FakeConsole, agent: Agent) -> None:

@@ -257,3 +257,34 @@ async def test_tampering_proxy_is_detected(console: Console) -> None:
         assert received == [HELLO]
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(channel.recv(), 5)
+
+
+async def test_an_agent_keeps_below_the_rate_the_console_announces() -> None:
+    """A burst far above the console's limit is paced, not cut off (4007)."""
+    state = Console()
+    received: list[m.Heartbeat] = []
+
+    async def collect(channel: Channel) -> None:
+        async for message in channel:
+            assert isinstance(message, m.Heartbeat)
+            received.append(message)
+
+    state.handler = collect
+    server = await serve(
+        state.handle,
+        "127.0.0.1",
+        0,
+        CONSOLE_KEY,
+        state.authorize,
+        config=ChannelConfig(max_receive_rate=100.0, receive_burst=10),
+    )
+    state.port = next(iter(server.sockets)).getsockname()[1]
+    async with server:
+        channel = await connect(state.uri, AGENT_KEY, CONSOLE_PUB)
+        beats = [m.Heartbeat(sent_at=float(i)) for i in range(120)]
+        await asyncio.gather(*(channel.send(beat) for beat in beats))  # all at once
+        server_side = await state.channels.get()
+        await channel.close()
+        await asyncio.wait_for(server_side.wait_closed(), 5)
+    # Every one arrived (paced senders may overtake each other while they wait).
+    assert sorted(received, key=lambda b: b.sent_at) == beats

@@ -383,6 +383,26 @@ def test_rate_limit_allows_the_sustained_rate() -> None:
     assert len(received(server.events_received())) == 100
 
 
+def test_an_agent_that_waits_its_send_delay_stays_within_the_limit() -> None:
+    config = ChannelConfig(max_receive_rate=10.0, receive_burst=5)
+    client, server = open_pair(server_config=config)
+    assert server.send_delay(0.0) == 0.0  # the console paces nobody
+    now, sent = 0.0, 0
+    while sent < 50:  # as fast as the pacing lets it, with the peer's clock the same
+        wait = client.send_delay(now)
+        if wait > 0:
+            now += wait
+            continue
+        client.send(m.Heartbeat(sent_at=now), now)
+        pump(client, server, now)
+        sent += 1
+    assert server.state is State.OPEN
+    assert len(received(server.events_received())) == 50
+    assert now >= 45 / 8.0  # 80 % of the rate, after a burst of 2
+    unpaced, _ = open_pair()
+    assert unpaced.send_delay(0.0) == 0.0
+
+
 def test_close_is_told_to_the_peer() -> None:
     client, server = open_pair()
     client.send(HELLO, 0.0)
