@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 # Xvfb and xdotool come from scripts/test.sh, which installs them: never skipped.
 assert shutil.which("Xvfb"), "run scripts/test.sh: it installs xvfb"
@@ -140,3 +142,23 @@ class TkTarget:
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
+
+
+def _grab(display_name: str) -> NDArray[np.uint8]:
+    from Xlib import X
+    from Xlib import display as xdisplay
+
+    connection = xdisplay.Display(display_name)
+    try:
+        root = connection.screen().root
+        geometry = root.get_geometry()
+        image = root.get_image(0, 0, geometry.width, geometry.height, X.ZPixmap, 0xFFFFFFFF)
+        data = np.frombuffer(image.data, np.uint8).reshape(geometry.height, geometry.width, 4)
+        return np.ascontiguousarray(data[..., 2::-1])  # BGRX to RGB
+    finally:
+        connection.close()
+
+
+async def screenshot(display: str) -> NDArray[np.uint8]:
+    """The whole X screen as it is shown, (height, width, 3) RGB, read with GetImage."""
+    return await asyncio.to_thread(_grab, display)
