@@ -10,11 +10,14 @@ lowest delay, as screen sharing needs rather than films:
 * the Baseline profile, which has no B-frames and no CABAC: every WebCodecs
   implementation decodes it (the ``codec`` string is ``avc1.42....``, read from the
   stream's own SPS, so it always says what the stream is);
-* ``preset`` ultrafast by default (2 cores shared with the rest of the agent), with
-  a bit rate and a VBV buffer of a fraction of a second, so a burst of motion
-  cannot queue seconds of data in front of the viewer;
+* ``preset`` ultrafast by default (2 cores shared with the rest of the agent), at a
+  constant quality (CRF) capped by a maximum bit rate with a VBV buffer of a third
+  of a second: a still screen costs next to nothing, and a burst of motion cannot
+  queue seconds of data in front of the viewer;
 * a keyframe (an IDR, with SPS and PPS before it) when asked for (a new viewer, a
-  lost frame) and else only every ``keyframe_interval`` seconds.
+  lost frame) and, by default, never else: a keyframe of a dense screen is large,
+  and under the bit-rate cap it starts blurred and sharpens over the next seconds,
+  so one should come only when a decoder needs it.
 
 Input is what mss gives: BGRA pixels, 4 bytes a pixel, rows top to bottom. H.264 in
 4:2:0 needs even dimensions, so an odd width or height is cropped by one pixel (the
@@ -57,6 +60,8 @@ _TIME_BASE: Final = Fraction(1, 1_000_000)
 _NAL_IDR: Final = 5
 _NAL_SPS: Final = 7
 _NAL_PPS: Final = 8
+# x264's "infinite" keyframe interval.
+_NO_PERIODIC_KEYFRAMES: Final = 1 << 30
 
 
 class VideoError(Exception):
@@ -139,19 +144,21 @@ class VideoEncoder:
         fps: int = 30,
         bitrate: int = 3_000_000,
         preset: str = "ultrafast",
-        keyframe_interval: float = 10.0,
+        keyframe_interval: float | None = None,
+        crf: int = 26,
         avcc: bool = False,
     ) -> None:
         """An encoder for ``width`` x ``height`` BGRA frames (an odd size is cropped).
 
-        ``bitrate`` is the target in bits per second, also the VBV maximum, with a
-        buffer of a third of a second; ``keyframe_interval`` the most seconds between
-        keyframes when none is asked for.
+        ``crf`` is x264's constant rate factor (quality: lower is better, 18 to 30 is
+        sensible); ``bitrate`` caps it, in bits per second (the VBV maximum, with a
+        buffer of a third of a second); ``keyframe_interval`` is the most seconds
+        between keyframes when none is asked for (None: only when asked for).
         """
         if not (2 <= width <= 16384 and 2 <= height <= 16384):
             raise VideoError(f"cannot encode a {width}x{height} frame")
-        if not (1 <= fps <= 240) or bitrate < 10_000:
-            raise VideoError("fps must be 1 to 240 and the bit rate at least 10 kbit/s")
+        if not (1 <= fps <= 240) or bitrate < 10_000 or not (0 <= crf <= 51):
+            raise VideoError("fps must be 1 to 240, the bit rate 10 kbit/s or more, crf 0 to 51")
         # The size of the frames given to encode(), and the even size encoded.
         self.source_width = width
         self.source_height = height
@@ -176,14 +183,20 @@ class VideoEncoder:
         context.pix_fmt = "yuv420p"
         context.time_base = _TIME_BASE
         context.framerate = Fraction(fps)
-        context.bit_rate = bitrate
-        context.gop_size = max(1, round(keyframe_interval * fps))
+        context.gop_size = (
+            _NO_PERIODIC_KEYFRAMES
+            if keyframe_interval is None
+            else max(1, min(_NO_PERIODIC_KEYFRAMES, round(keyframe_interval * fps)))
+        )
         context.max_b_frames = 0
         context.options = {
             "preset": preset,
             "tune": "zerolatency",
             "profile": "baseline",
             "forced-idr": "1",
+            # Constant quality, capped: a still screen costs next to nothing, motion
+            # at most ``bitrate`` (an average bit rate would spend the budget anyway).
+            "crf": str(crf),
             "maxrate": str(bitrate),
             "bufsize": str(bitrate // 3),
             "threads": "2",
