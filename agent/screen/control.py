@@ -20,14 +20,16 @@ Keyboard
     * named keys (Enter, Tab, arrows, F1-F24, Home, Delete, the modifiers, ...) go
       by ``code`` (or by ``key`` when a virtual keyboard sends no code) as the same
       named key on the user's side, pressed with XTest: shift+arrows, ctrl+Home work;
-    * a printable ``key`` is typed as that character: pynput looks up its keysym in
-      the user's keymap and sends it at the right shift level, borrowing a spare
-      keycode for a character the keymap lacks ("é" on a US keymap). So the text the
-      technician sees on their keyboard is the text that arrives, whatever the two
-      layouts are. The characters are sent (XSendEvent, as pynput does) with the
-      state of the held ctrl, alt and meta keys but without shift, which the
-      character's own level already accounts for ("/" typed with shift held on a
-      German keyboard stays "/");
+    * a printable ``key`` is typed as that character: its keysym is looked up in
+      the user's keymap and its key pressed with XTest at the right shift level
+      (shift pressed or let go around it as needed, Caps Lock accounted for), and a
+      character the keymap lacks, or has only behind AltGr, gets a spare keycode
+      mapped to it for the while ("é" on a US keymap), as xdotool does. So the text
+      the technician sees on their keyboard is the text that arrives, whatever the
+      two layouts are ("/" typed with shift held on a German keyboard stays "/"),
+      and held ctrl, alt and meta apply to it. XTest rather than pynput's own way
+      for characters (XSendEvent), which programs that refuse synthetic events
+      (xterm, ...) ignore; on other systems pynput's own way is used;
     * with ctrl, alt or meta held (a shortcut), a non-ASCII character falls back to
       the key's US meaning by ``code`` (ctrl and the Cyrillic "es" on a Russian layout is ctrl+c);
     * AltGr is not forwarded (its characters arrive already composed in ``key``),
@@ -60,6 +62,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import importlib
 import logging
 import threading
 import time
@@ -227,19 +230,137 @@ def _shortcut(modifiers: Collection[KeyModifier]) -> bool:
     return any(modifier in _SHORTCUT_MODIFIERS for modifier in modifiers)
 
 
-def _keyboard_controller_class() -> type[Any]:
-    """pynput's keyboard controller, sending characters without the shift of held keys."""
-    from pynput import keyboard
+class _XTestTyper:
+    """Types characters on X11 with XTest, as a real keyboard would.
 
-    class Controller(keyboard.Controller):
-        """Characters carry their own shift level; held ctrl/alt/meta still apply."""
+    pynput sends characters with XSendEvent, which some programs ignore (xterm,
+    and others that refuse synthetic events); XTest events are indistinguishable
+    from the keyboard's. A character on the user's keymap at level 1 or 2 is typed
+    with its keycode, shift pressed or released around it as its level needs (and
+    Caps Lock accounted for); one that is not (or only behind AltGr) gets a spare
+    keycode mapped to it, as xdotool does.
+    """
 
-        def _shift_mask(self, modifiers: set[Any]) -> int:
-            # _shift_mask exists in the X11 backend only, the one this applies to.
-            base: int = super()._shift_mask(modifiers - {keyboard.Key.shift})  # type: ignore[misc]
-            return base
+    def __init__(self) -> None:
+        from Xlib import XK, X
+        from Xlib import display as xdisplay
+        from Xlib.ext import xtest
 
-    return Controller
+        self._X = X
+        self._xtest = xtest
+        # Our own connection; every request is synced so it keeps its order with
+        # pynput's connection.
+        self.display = xdisplay.Display()
+        if not self.display.has_extension("XTEST"):
+            raise ControlError("the X server has no XTEST extension")
+        self._shift = self.display.keysym_to_keycode(XK.XK_Shift_L)
+        self._shift_codes = {
+            self.display.keysym_to_keycode(XK.XK_Shift_L),
+            self.display.keysym_to_keycode(XK.XK_Shift_R),
+        } - {0}
+        first = self.display.display.info.min_keycode
+        count = self.display.display.info.max_keycode - first + 1
+        mapping = self.display.get_keyboard_mapping(first, count)
+        # Keycodes with no symbol at all: lent to characters the keymap lacks.
+        self._spare = [first + i for i, syms in enumerate(mapping) if not any(syms)]
+        # Characters currently lent a spare keycode: keysym -> keycode, oldest first.
+        self._lent: dict[int, int] = {}
+        # Keycodes pressed and not yet released (never re-lent while down).
+        self._down: set[int] = set()
+
+    @staticmethod
+    def keysyms(char: str) -> list[int]:
+        """The keysyms that may stand for ``char`` on a keymap: legacy, then Unicode."""
+        ordinal = ord(char)
+        unicode_keysym = ordinal if ordinal < 0x100 else 0x01000000 | ordinal
+        found = [unicode_keysym]
+        try:  # pynput's table of legacy keysyms ("EuroSign" is 0x20ac, not 0x10020ac)
+            tables: Any = importlib.import_module("pynput._util.xorg_keysyms")
+            legacy = int(tables.SYMBOLS[tables.CHARS[char]][0])
+        except (ImportError, AttributeError, KeyError):  # the Unicode keysym always works
+            return found
+        if legacy != unicode_keysym:
+            found.insert(0, legacy)
+        return found
+
+    def press(self, char: str, shift_keys_held: bool) -> int:
+        """Press the key that makes ``char``; its keycode, for :meth:`release`."""
+        X = self._X
+        keycode, level = self._find(char)
+        want_shift: bool | None = None
+        if level is not None:
+            want_shift = level == 1
+            if char.isalpha() and char.lower() != char.upper() and self._caps_lock():
+                want_shift = not want_shift
+        held_shift = [code for code in self._shift_codes if self._is_down(code)]
+        if want_shift is True and not shift_keys_held and not held_shift:
+            self._fake(X.KeyPress, self._shift)
+            self._fake(X.KeyPress, keycode)
+            self._fake(X.KeyRelease, self._shift)
+        elif want_shift is False and (shift_keys_held or held_shift):
+            for code in held_shift:
+                self._fake(X.KeyRelease, code)
+            self._fake(X.KeyPress, keycode)
+            for code in held_shift:
+                self._fake(X.KeyPress, code)
+        else:
+            self._fake(X.KeyPress, keycode)
+        self.display.sync()
+        self._down.add(keycode)
+        return keycode
+
+    def release(self, keycode: int) -> None:
+        """Release a key pressed by :meth:`press`."""
+        self._fake(self._X.KeyRelease, keycode)
+        self.display.sync()
+        self._down.discard(keycode)
+
+    def close(self) -> None:
+        """Give back the lent keycodes and close the connection."""
+        with contextlib.suppress(Exception):
+            for keycode in self._lent.values():
+                self.display.change_keyboard_mapping(keycode, [(0,)])
+            self.display.sync()
+        with contextlib.suppress(Exception):
+            self.display.close()
+
+    def _find(self, char: str) -> tuple[int, int | None]:
+        """A keycode for ``char`` and the shift level (0 or 1), None for a lent keycode."""
+        for keysym in self.keysyms(char):
+            if keysym in self._lent:
+                return self._lent[keysym], None
+            for keycode, index in self.display.keysym_to_keycodes(keysym):
+                if index in (0, 1):
+                    return keycode, index
+        return self._lend(self.keysyms(char)[-1]), None
+
+    def _lend(self, keysym: int) -> int:
+        free: list[int] = [code for code in self._spare if code not in self._lent.values()]
+        if not free:  # all lent: take back the oldest one that is not held down
+            for old_keysym, code in list(self._lent.items()):
+                if code not in self._down:
+                    del self._lent[old_keysym]
+                    free = [code]
+                    break
+        if not free:
+            raise ControlError("no spare keycode to type this character")
+        keycode = free[0]
+        # Both levels the same symbol: shift held or not, this keycode makes it.
+        self.display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+        self.display.sync()
+        self._lent[keysym] = keycode
+        return keycode
+
+    def _caps_lock(self) -> bool:
+        pointer = self.display.screen().root.query_pointer()
+        return bool(pointer.mask & self._X.LockMask)
+
+    def _is_down(self, keycode: int) -> bool:
+        keys = self.display.query_keymap()
+        return bool(keys[keycode // 8] & (1 << (keycode % 8)))
+
+    def _fake(self, event_type: int, keycode: int) -> None:
+        self._xtest.fake_input(self.display, event_type, keycode)
 
 
 class InputInjector:
@@ -273,9 +394,18 @@ class InputInjector:
         try:
             # pynput's controllers; None once closed.
             self._mouse: Any = mouse.Controller()
-            self._keyboard: Any = _keyboard_controller_class()()
+            self._keyboard: Any = keyboard.Controller()
         except Exception as exc:  # Xlib's connection errors have no common base
             raise ControlError(f"cannot inject input here: {exc}") from exc
+        # On X11, characters are typed with XTest (see _XTestTyper); elsewhere pynput's
+        # own way (SendInput with Unicode on Windows, CGEvent on macOS) is the right one.
+        self._typer: _XTestTyper | None = None
+        if type(self._keyboard).__module__.endswith("_xorg"):
+            try:
+                self._typer = _XTestTyper()
+            except Exception as exc:
+                self._mouse = self._keyboard = None
+                raise ControlError(f"cannot inject input here: {exc}") from exc
         # Serialises injection and the listener's decisions.
         self._lock = threading.RLock()
         # How frame coordinates map to the screen; the session changes it with the monitor.
@@ -289,8 +419,9 @@ class InputInjector:
         self._clock = clock
         # Pointer positions injected lately, (time, x, y), to recognise their echo.
         self._echoes: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=512)
-        # Keys held by the technician, by the code (or key) that pressed them.
-        self._held_keys: dict[str, Any] = {}
+        # Keys held by the technician, by the code (or key) that pressed them:
+        # ("pynput", key) or ("xtest", keycode).
+        self._held_keys: dict[str, tuple[str, Any]] = {}
         # Which of those are modifiers, and which.
         self._held_modifiers: dict[str, KeyModifier] = {}
         # Mouse buttons held by the technician.
@@ -314,6 +445,11 @@ class InputInjector:
     def paused(self) -> bool:
         """Whether injection is paused because the user moved their mouse."""
         return self._clock() < self._paused_until
+
+    @property
+    def paused_until(self) -> float:
+        """The clock time until which injection is paused (in the past when it is not)."""
+        return self._paused_until
 
     def set_enabled(self, enabled: bool) -> None:
         """Grant or withdraw control; withdrawing releases every held key and button."""
@@ -359,6 +495,9 @@ class InputInjector:
         # the display is still there, rather than at some later collection.
         with self._lock:
             self._mouse = self._keyboard = None
+            if self._typer is not None:
+                self._typer.close()
+                self._typer = None
 
     # -- Events ----------------------------------------------------------------------
 
@@ -420,18 +559,20 @@ class InputInjector:
                 self._held_modifiers.pop(slot, None)
                 if held is None:
                     return Outcome.IGNORED
-                self._keyboard.release(held)
+                self._release(held)
                 return Outcome.INJECTED
             action = map_key(code, key, modifiers)
             if action is None:
                 return Outcome.IGNORED
-            if action.value not in _MODIFIER_OF:
+            modifier = _MODIFIER_OF.get(action.value) if action.kind == "named" else None
+            if modifier is None:
                 self._release_stale_modifiers(modifiers)
-            pynput_key = self._pynput_key(action)
-            self._keyboard.press(pynput_key)
-            self._held_keys[slot] = pynput_key
-            if action.kind == "named" and action.value in _MODIFIER_OF:
-                self._held_modifiers[slot] = _MODIFIER_OF[action.value]
+            previous = self._held_keys.pop(slot, None)
+            if previous is not None:  # a repeat: let go of the first press
+                self._release(previous)
+            self._held_keys[slot] = self._press(action)
+            if modifier is not None:
+                self._held_modifiers[slot] = modifier
             return Outcome.INJECTED
 
     def release_all(self) -> None:
@@ -448,21 +589,36 @@ class InputInjector:
             return Outcome.PAUSED
         return None
 
-    def _pynput_key(self, action: KeyAction) -> Any:
+    def _press(self, action: KeyAction) -> tuple[str, Any]:
+        """Press the key of ``action``; what to give :meth:`_release` later."""
         if action.kind == "named":
-            return getattr(self._keyboard_module.Key, action.value)
-        return self._keyboard_module.KeyCode.from_char(action.value)
+            named = getattr(self._keyboard_module.Key, action.value)
+            self._keyboard.press(named)
+            return ("pynput", named)
+        if self._typer is not None:
+            shift = KeyModifier.SHIFT in self._held_modifiers.values()
+            return ("xtest", self._typer.press(action.value, shift))
+        char = self._keyboard_module.KeyCode.from_char(action.value)
+        self._keyboard.press(char)
+        return ("pynput", char)
+
+    def _release(self, held: tuple[str, Any]) -> None:
+        kind, value = held
+        if kind == "xtest" and self._typer is not None:
+            self._typer.release(value)
+        else:
+            self._keyboard.release(value)
 
     def _release_stale_modifiers(self, modifiers: Collection[KeyModifier]) -> None:
         for slot, modifier in list(self._held_modifiers.items()):
             if modifier not in modifiers:
                 del self._held_modifiers[slot]
-                self._keyboard.release(self._held_keys.pop(slot))
+                self._release(self._held_keys.pop(slot))
 
     def _release_all(self) -> None:
         for held in self._held_keys.values():
             try:
-                self._keyboard.release(held)
+                self._release(held)
             except Exception:  # a borrowed keycode may be gone; go on with the rest
                 logger.debug("could not release a held key", exc_info=True)
         self._held_keys.clear()
@@ -484,6 +640,9 @@ class InputInjector:
                         self._echoes.popleft()
                     return
             if not self._enabled:
+                return
+            if self.paused:  # still moving: the pause lasts until the mouse rests
+                self._paused_until = now + self._takeback_seconds
                 return
         logger.info("the user moved the mouse: control paused")
         self.pause()

@@ -171,6 +171,30 @@ async def test_typing_reaches_a_real_entry(injector: InputInjector, target: TkTa
     press(injector, "KeyY", "y")  # the viewer says: no ctrl any more
     await target.text("xyHello! é")  # ctrl still held would have typed nothing
 
+    # More characters the user's keymap lacks: a legacy keysym, a Unicode one, and
+    # more of them than there are spare keycodes to lend at once.
+    press(injector, "End", "End")
+    press(injector, "KeyE", "\u20ac")  # the euro sign
+    press(injector, "Semicolon", "\u0436")  # Cyrillic zhe
+    await target.text("xyHello! é\u20ac\u0436")
+    greek = "".join(chr(0x3B1 + i) for i in range(24))
+    for char in greek:
+        press(injector, "KeyA", char)
+    await target.text("xyHello! é\u20ac\u0436" + greek)
+
+
+async def test_typed_letters_keep_their_case_under_caps_lock(
+    display: str, injector: InputInjector, target: TkTarget
+) -> None:
+    await xdotool(display, "key", "Caps_Lock")  # the user's Caps Lock is on
+    injector.set_enabled(True)
+    press(injector, "KeyA", "a")
+    hold(injector, "ShiftLeft", "Shift", True, SHIFT)
+    press(injector, "KeyB", "B", SHIFT)
+    hold(injector, "ShiftLeft", "Shift", False)
+    press(injector, "Digit1", "1")
+    await target.text("aB1")
+
 
 async def test_nothing_is_injected_while_disabled(
     display: str, injector: InputInjector, target: TkTarget
@@ -228,10 +252,22 @@ async def test_the_users_own_mouse_pauses_control(
         assert pauses == [1000.0]
         assert injector.pointer(10, 10) is Outcome.PAUSED
         assert injector.key("KeyA", "a", True) is Outcome.PAUSED
-        assert await pointer_location(display) == (700, 500)
+        assert await pointer_location(display) == (700, 500)  # the user's, untouched
+
+        # The user goes on moving: the pause lasts, and the session was told once.
+        now[0] += 2.0
+        await xdotool(display, "mousemove", "720", "520")
+        for _ in range(100):
+            if injector.paused_until == 1005.0:
+                break
+            await asyncio.sleep(0.05)
+        assert injector.paused_until == 1005.0
+        now[0] += 2.0  # 4 s after the first movement, 2 s after the last
+        assert paused(injector)
+        assert pauses == [1000.0]
 
         # Time passes without the user moving: the technician has control again.
-        now[0] += 3.5
+        now[0] += 1.5
         assert not injector.paused
         assert injector.pointer(10, 10) is Outcome.INJECTED
         assert await pointer_location(display) == HALF.to_screen(10, 10)
