@@ -37,7 +37,10 @@ How it is drawn (X11)
     so everything else on the screen shows through untouched; its *input* shape is
     empty, so clicks and the wheel, even on a stroke, go to the windows below as if
     the overlay were not there. It watches the root window for other windows being
-    mapped or raised and raises itself back above them.
+    mapped or raised and raises itself back above them, except Deskside's own
+    windows (WM_CLASS "deskside-..."): the consent prompt and the session indicator
+    stay above the drawings, so a technician cannot draw over what the user is
+    asked or hide the Stop button.
 
     python-xlib (pure Python, no toolkit) draws it: Tk cannot set a window's input
     shape, nor draw into a 1-bit mask, so it would need Xlib anyway and bring a Tcl
@@ -346,6 +349,10 @@ class _Painter:
         self.pointer: tuple[int, int] | None = None
         # Pixel values of colours.
         self._pixels: dict[str, int] = {}
+        # Whether each top-level window seen is one of Deskside's own windows (the
+        # consent prompt, the session indicator), which stay above the drawings so a
+        # technician cannot draw over what the user is asked.
+        self._protected_ids: dict[int, bool] = {}
         self.root.change_attributes(event_mask=X.SubstructureNotifyMask)
         self.window.map()
         self.window.raise_window()
@@ -460,12 +467,52 @@ class _Painter:
             gc.change(foreground=pixel(item.colour))
             drawable.poly_text(gc, x, y, [text])
 
-    def keep_on_top(self, event: Any) -> bool:
-        """Whether ``event`` (from the root) means another window may now be above us."""
+    def stacking_may_change(self, event: Any) -> bool:
+        """Whether ``event`` (from the root) means a window may now be above us."""
         X = self.X
-        if event.type not in (X.MapNotify, X.ConfigureNotify, X.CreateNotify):
-            return False
-        return bool(getattr(event, "window", None) != self.window)
+        return bool(event.type in (X.MapNotify, X.ConfigureNotify, X.CreateNotify))
+
+    def restack(self) -> None:
+        """Put the overlay above every window but Deskside's own (consent, indicator).
+
+        Only acts when the order is wrong, so the stacking events it causes do not
+        make it act again.
+        """
+        from Xlib import error as xerror
+
+        try:
+            children = list(self.root.query_tree().children)
+            ours = [child.id for child in children].index(self.window.id)
+            above = [c for c in children[ours + 1 :] if self._viewable(c)]
+            below = [c for c in children[:ours] if self._viewable(c)]
+            if any(not self._protected(child) for child in above):
+                self.window.raise_window()
+                for child in [*below, *above]:
+                    if self._protected(child):
+                        child.raise_window()
+            else:
+                for child in below:
+                    if self._protected(child):
+                        child.raise_window()
+        except (xerror.XError, ValueError):  # a window went away meanwhile: next time
+            return
+
+    def _viewable(self, window: Any) -> bool:
+        return bool(window.get_attributes().map_state == self.X.IsViewable)
+
+    def _protected(self, window: Any) -> bool:
+        """Whether ``window`` (or, under a window manager, its client) is Deskside's."""
+        if window.id not in self._protected_ids:
+            if len(self._protected_ids) > 4096:
+                self._protected_ids.clear()
+            found = False
+            for candidate in [window, *window.query_tree().children]:
+                wm_class = candidate.get_wm_class() or ()
+                if any(name.lower().startswith("deskside-") for name in wm_class):
+                    found = True
+                    break
+            self._protected_ids[window.id] = found
+        return self._protected_ids[window.id]
 
 
 def _serve(display_name: str | None) -> int:
@@ -481,6 +528,8 @@ def _serve(display_name: str | None) -> int:
     if not display.has_extension("SHAPE"):
         print("the X server has no SHAPE extension", file=sys.stderr)
         return EXIT_NO_DISPLAY
+    # Requests on windows that vanished meanwhile fail harmlessly; say nothing.
+    display.set_error_handler(lambda error, request: None)
     painter = _Painter(display)
     out = sys.stdout
     out.write('{"ready":true}\n')
@@ -492,7 +541,7 @@ def _serve(display_name: str | None) -> int:
         # Events python-xlib already read sit in its queue, not in the socket.
         timeout = 0.0 if display.pending_events() else None
         readable, _, _ = select.select([stdin, x_fd], [], [], timeout)
-        changed = False
+        changed = restack = False
         tokens: list[int] = []
         if stdin in readable:
             data = os.read(stdin, 1 << 16)
@@ -520,8 +569,10 @@ def _serve(display_name: str | None) -> int:
             event = display.next_event()
             if event.type == painter.X.Expose and event.window == painter.window:
                 changed = True
-            elif painter.keep_on_top(event):
-                painter.window.raise_window()
+            elif painter.stacking_may_change(event):
+                restack = True
+        if restack:
+            painter.restack()
         if changed:
             painter.redraw()
         if changed or tokens:

@@ -165,6 +165,31 @@ async def test_it_stays_above_windows_opened_later(display: str, overlay: Guidan
         await target.stop()
 
 
+async def test_deskside_windows_stay_above_the_drawings(
+    display: str, overlay: GuidanceOverlay
+) -> None:
+    await overlay.apply(draw("l", GuideShape.LINE, (0, 90), (400, 90), colour="#ff00ff", width=6))
+    await overlay.sync()
+    # A consent prompt opens where the line is: the technician cannot draw over it.
+    prompt = await TkTarget.start(display, x=50, y=100, class_name="deskside-consent")
+    try:
+        # An ordinary window opened later goes below the line, the prompt stays above.
+        other = await TkTarget.start(display, x=600, y=100)
+        try:
+            for _ in range(50):
+                image = await screenshot(display)
+                if at(image, 300, 180) != MAGENTA and at(image, 700, 180) == MAGENTA:
+                    break
+                await asyncio.sleep(0.1)
+            assert at(image, 300, 180) != MAGENTA  # on the prompt: hidden
+            assert at(image, 40, 180) == MAGENTA  # beside it: shown
+            assert at(image, 700, 180) == MAGENTA  # on the other window: shown
+        finally:
+            await other.stop()
+    finally:
+        await prompt.stop()
+
+
 async def test_drawings_go_with_the_overlay(display: str) -> None:
     overlay = await GuidanceOverlay.start(HALF, display=display)
     await overlay.sync()

@@ -1,6 +1,7 @@
 """A Tk window for the screen tests: a button and an entry that report what they get.
 
-``python tk_target.py X Y``: the window at (X, Y); one JSON line per event on stdout:
+``python tk_target.py X Y [CLASS]``: the window at (X, Y), of Tk class CLASS (the
+X WM_CLASS); one JSON line per event on stdout:
 ``{"ready": {"button": [x, y, w, h], "entry": [...]}}`` once mapped and focused,
 ``{"click": [x_root, y_root, button]}`` for each press on the button,
 ``{"text": "..."}`` whenever the entry's text changes.
@@ -22,7 +23,8 @@ def report(event: dict[str, object]) -> None:
 def main() -> None:
     """Show the window and report until killed."""
     x, y = int(sys.argv[1]), int(sys.argv[2])
-    root = tk.Tk(className="deskside-test-target")
+    class_name = sys.argv[3] if len(sys.argv) > 3 else "test-target"
+    root = tk.Tk(className=class_name)
     root.title("Deskside test target")
     root.geometry(f"400x200+{x}+{y}")
     button = tk.Button(root, text="Press me", bg="#3366cc", activebackground="#3366cc")

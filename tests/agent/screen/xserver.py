@@ -89,13 +89,16 @@ class TkTarget:
         self.events: list[dict[str, Any]] = []
 
     @classmethod
-    async def start(cls, display: str, *, x: int = 100, y: int = 100) -> TkTarget:
+    async def start(
+        cls, display: str, *, x: int = 100, y: int = 100, class_name: str = "test-target"
+    ) -> TkTarget:
         """Start the window at (x, y) and wait until it is mapped and focused."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(TARGET),
             str(x),
             str(y),
+            class_name,
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "DISPLAY": display},
         )
