@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # Real components the tests start themselves: PostgreSQL (tests/postgres.py), an X
-# server and xdotool for the consent dialogs (Tk: python3-tk for Debian's Python).
-need_debs postgresql xvfb xdotool python3-tk
+# server and xdotool for the consent dialogs (Tk: python3-tk for Debian's Python),
+# and chromium, whose WebCodecs decodes the screen's H.264 (Playwright drives it).
+need_debs postgresql xvfb xdotool python3-tk chromium
 ensure_venv test
 
 .venv/bin/ruff check .

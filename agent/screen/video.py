@@ -200,6 +200,11 @@ class VideoEncoder:
             "maxrate": str(bitrate),
             "bufsize": str(bitrate // 3),
             "threads": "2",
+            # Say in the stream which colours its numbers mean (swscale's BT.601,
+            # limited range), or a browser guesses BT.709 and shifts every hue.
+            "x264-params": (
+                "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m:range=tv"
+            ),
         }
         try:
             context.open()
