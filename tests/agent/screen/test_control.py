@@ -121,6 +121,13 @@ async def test_a_click_moves_the_pointer_and_reaches_the_window(
     assert click["click"] == [*HALF.to_screen(x + 5, y + 2), 3]
     assert injector.pointer(x, y, PointerAction.UP, PointerButton.MIDDLE) is Outcome.IGNORED
 
+    # The wheel: two steps down (X button 5), one up (X button 4).
+    wheel = InputPointer(session_id="s", x=x, y=y, action=PointerAction.WHEEL, wheel_y=2)
+    assert injector.handle(wheel) is Outcome.INJECTED
+    assert injector.pointer(x, y, PointerAction.WHEEL, wheel_y=-1) is Outcome.INJECTED
+    buttons = [(await target.next(lambda event: "click" in event))["click"][2] for _ in range(3)]
+    assert buttons == [5, 5, 4]
+
 
 def press(injector: InputInjector, code: str, key: str, *modifiers: KeyModifier) -> None:
     """A key pressed and released, as the browser sends it."""
