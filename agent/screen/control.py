@@ -429,10 +429,13 @@ class InputInjector:
         # The take-back listener, while running.
         self._listener: Any = None
         if watch_user:
-            self._listener = mouse.Listener(on_move=self._on_move)
-            self._listener.daemon = True
-            self._listener.start()
-            self._listener.wait()
+            if self._typer is not None and not self._typer.display.has_extension("RECORD"):
+                # pynput's listener needs it; Stop in the indicator still works.
+                logger.warning("the X server has no RECORD extension: no take-back by mouse")
+            else:
+                self._listener = mouse.Listener(on_move=self._on_move)
+                self._listener.daemon = True
+                self._listener.start()
 
     # -- State -----------------------------------------------------------------------
 
