@@ -48,11 +48,18 @@ __all__ = [
     "DiskInfo",
     "Error",
     "ErrorCode",
+    "GuideClear",
+    "GuideDraw",
+    "GuidePointer",
+    "GuideShape",
     "Heartbeat",
     "Hello",
     "HelpRequest",
     "Impact",
+    "InputKey",
+    "InputPointer",
     "InterfaceInfo",
+    "KeyModifier",
     "LogEntry",
     "MemoryInfo",
     "Message",
@@ -62,6 +69,9 @@ __all__ = [
     "OsInfo",
     "OutputStream",
     "Ping",
+    "Point",
+    "PointerAction",
+    "PointerButton",
     "Pong",
     "ProcessInfo",
     "ReachabilityCheck",
@@ -78,6 +88,7 @@ __all__ = [
     "TicketId",
     "Urgency",
     "UserSession",
+    "VideoFrame",
 ]
 
 # The version this code speaks best, and every version it can still speak.
@@ -522,6 +533,139 @@ class Error(_Message, frozen=True, tag="error"):
     request_id: Id | None = None
 
 
+# -- Screen guidance and control -------------------------------------------------------
+#
+# The technician's pointer and drawings, shown on the user's screen, the pointer and
+# keyboard events the technician injects once control is granted, and H.264 frames of
+# the video mode. Coordinates are pixels of the frame the agent sent for the session
+# (its origin is the top left of the captured monitor); the agent maps them to the
+# screen. All of them belong to a screen session (``session_id``).
+
+# A pixel of a frame; frames are at most 16384 pixels wide or high.
+Coordinate = Annotated[int, Meta(ge=0, le=16383)]
+# A colour as "#rrggbb".
+Colour = Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+
+class GuideShape(enum.StrEnum):
+    """What a guidance drawing is."""
+
+    ARROW = "arrow"  # from points[0] to points[-1], the head at the end
+    CIRCLE = "circle"  # centre points[0], a point of the rim points[1]
+    LINE = "line"  # a freehand line through the points
+    TEXT = "text"  # ``text`` written at points[0]
+
+
+class PointerButton(enum.StrEnum):
+    """A mouse button."""
+
+    LEFT = "left"
+    MIDDLE = "middle"
+    RIGHT = "right"
+
+
+class PointerAction(enum.StrEnum):
+    """What an injected pointer event does."""
+
+    MOVE = "move"
+    DOWN = "down"
+    UP = "up"
+    WHEEL = "wheel"
+
+
+class KeyModifier(enum.StrEnum):
+    """A modifier held during a key event, as the browser reports it."""
+
+    SHIFT = "shift"
+    CTRL = "ctrl"
+    ALT = "alt"
+    META = "meta"
+
+
+class Point(msgspec.Struct, frozen=True, array_like=True):
+    """A point in frame coordinates, sent as ``[x, y]``."""
+
+    x: Coordinate
+    y: Coordinate
+
+
+class GuidePointer(_Message, frozen=True, tag="guide_pointer"):
+    """Where the technician points; shown on the user's screen (hidden if not ``visible``)."""
+
+    session_id: Id
+    x: Coordinate
+    y: Coordinate
+    visible: bool = True
+
+
+class GuideDraw(_Message, frozen=True, tag="guide_draw"):
+    """A drawing on the user's screen; a ``shape_id`` drawn again replaces the old one."""
+
+    session_id: Id
+    shape_id: Id
+    kind: GuideShape
+    points: Annotated[list[Point], Meta(min_length=1, max_length=1024)]
+    colour: Colour = "#ff0000"
+    width: Annotated[int, Meta(ge=1, le=32)] = 4
+    text: Annotated[str, Meta(max_length=200)] = ""
+
+
+class GuideClear(_Message, frozen=True, tag="guide_clear"):
+    """Remove one drawing (``shape_id``) or, without it, every drawing and the pointer."""
+
+    session_id: Id
+    shape_id: Id | None = None
+
+
+class InputPointer(_Message, frozen=True, tag="input_pointer"):
+    """A pointer event to inject (control granted only): move, press, release, wheel.
+
+    The pointer moves to ``x``, ``y`` first in every case. ``wheel_x`` and ``wheel_y``
+    are steps (clicks of the wheel), positive to the right and down.
+    """
+
+    session_id: Id
+    x: Coordinate
+    y: Coordinate
+    action: PointerAction = PointerAction.MOVE
+    button: PointerButton = PointerButton.LEFT
+    wheel_x: Annotated[int, Meta(ge=-100, le=100)] = 0
+    wheel_y: Annotated[int, Meta(ge=-100, le=100)] = 0
+
+
+class InputKey(_Message, frozen=True, tag="input_key"):
+    """A key event to inject (control granted only), as the browser's KeyboardEvent has it.
+
+    ``code`` names the physical key ("KeyA", "ShiftLeft", "Enter"); ``key`` is what it
+    produces under the technician's layout ("a", "A", "é", "Enter", "Shift").
+    """
+
+    session_id: Id
+    code: Annotated[str, Meta(max_length=32, pattern=r"^[A-Za-z0-9]*$")]
+    key: Annotated[str, Meta(min_length=1, max_length=32)]
+    down: bool
+    modifiers: Annotated[list[KeyModifier], Meta(max_length=4)] = []
+
+
+class VideoFrame(_Message, frozen=True, tag="video_frame"):
+    """An encoded H.264 access unit of the video mode (agent to viewers).
+
+    ``codec`` is the WebCodecs codec string ("avc1.42e01f"); ``description`` is the
+    avcC box for WebCodecs' ``description`` when ``data`` is in AVCC form (length
+    prefixed), absent when ``data`` is Annex B (start codes).
+    """
+
+    session_id: Id
+    seq: Count
+    keyframe: bool
+    data: Annotated[bytes, Meta(max_length=8 << 20)]
+    codec: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9.]+$")]
+    width: Annotated[int, Meta(ge=2, le=16384)]
+    height: Annotated[int, Meta(ge=2, le=16384)]
+    timestamp_us: Count = 0
+    description: Annotated[bytes, Meta(max_length=4096)] | None = None
+
+
 Message: TypeAlias = (
     ClientParams
     | ServerParams
@@ -545,6 +689,12 @@ Message: TypeAlias = (
     | ShellClosed
     | Ack
     | Error
+    | GuidePointer
+    | GuideDraw
+    | GuideClear
+    | InputPointer
+    | InputKey
+    | VideoFrame
 )
 """Every message that may appear on the wire."""
 
@@ -561,6 +711,7 @@ AgentMessage: TypeAlias = (
     | ShellData
     | ShellClosed
     | Error
+    | VideoFrame
 )
 ConsoleMessage: TypeAlias = (
     SnapshotRequest
@@ -572,6 +723,11 @@ ConsoleMessage: TypeAlias = (
     | ShellClosed
     | Ack
     | Error
+    | GuidePointer
+    | GuideDraw
+    | GuideClear
+    | InputPointer
+    | InputKey
 )
 
 # Every message type, for code that iterates over them (tests, documentation).
