@@ -10,7 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.consoleproc import ConsoleProcess
 from tests.postgres import postgres_server
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
+    """A running console (``deskside-console serve``) with its data in ``tmp_path``."""
+    process = ConsoleProcess(tmp_path / "console")
+    process.start()
+    try:
+        yield process
+    finally:
+        if process.process is not None:  # a test may have stopped it
+            process.stop()
 
 
 @pytest.fixture(scope="session")

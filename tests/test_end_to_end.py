@@ -11,7 +11,7 @@ import json
 import re
 import signal
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +19,6 @@ import pytest
 from tests.agent.conftest import Agent, eventually
 from tests.consoleproc import ConsoleProcess
 from tests.helpers import script
-
-
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(tmp_path / "console")
-    process.start()
-    try:
-        yield process
-    finally:
-        if process.process is not None:
-            process.stop()
 
 
 @pytest.fixture

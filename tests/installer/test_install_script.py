@@ -12,22 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.consoleproc import ConsoleProcess
-
-
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(tmp_path / "console")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def _sh_line(console: ConsoleProcess) -> str:

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from deskside.agent.cli import main
 from tests.consoleproc import ConsoleProcess
-
-
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(tmp_path / "console")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def _agent(root: Path, *args: str) -> tuple[int, str]:

@@ -21,16 +21,6 @@ AGENT = "/opt/deskside-agent/venv/bin/deskside-agent"
 
 
 @pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(tmp_path / "console")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
 def container(tmp_path: Path) -> Iterator[SystemdContainer]:
     machine = SystemdContainer(tmp_path / "container")
     try:
