@@ -128,6 +128,19 @@ def main(ctx: click.Context, config_dir: Path | None, state_dir: Path | None, ve
 # -- enroll ------------------------------------------------------------------------------
 
 
+def _enrollment_error(exc: DesksideError) -> click.ClickException:
+    """What ``enroll`` and ``install`` tell the user when enrolling failed."""
+    if isinstance(exc, HandshakeError):
+        if is_refusal(exc):
+            return click.ClickException(
+                f"the console refused the enrollment: {refusal_reason(exc)}"
+            )
+        return click.ClickException(f"enrollment failed: {exc}")
+    if isinstance(exc, ConnectionClosed):
+        return click.ClickException(f"cannot reach the console: {describe_failure(exc)}")
+    return click.ClickException(str(exc))
+
+
 @main.command()
 @click.argument("enrollment_string", required=False, metavar="ENROLLMENT-STRING")
 @click.option("--server", metavar="URL", help="The console's agent URL (wss://host:port/agent).")
@@ -176,16 +189,8 @@ def enroll(
                 "give an ENROLLMENT-STRING, or all of --server, --token and --console-key"
             )
         config, identity = asyncio.run(do_enroll(paths, enrollment, force=force))
-    except HandshakeError as exc:
-        if is_refusal(exc):
-            raise click.ClickException(
-                f"the console refused the enrollment: {refusal_reason(exc)}"
-            ) from exc
-        raise click.ClickException(f"enrollment failed: {exc}") from exc
-    except ConnectionClosed as exc:
-        raise click.ClickException(f"cannot reach the console: {describe_failure(exc)}") from exc
     except DesksideError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _enrollment_error(exc) from exc
     click.echo(f"Enrolled with {config.console_url}.")
     click.echo(f"Device id: {identity.device_id}")
 
@@ -480,16 +485,8 @@ def install(
         done = install_agent(
             enrollment_string, Scope(scope), manager, _explicit_paths(ctx), force=force
         )
-    except HandshakeError as exc:
-        if is_refusal(exc):
-            raise click.ClickException(
-                f"the console refused the enrollment: {refusal_reason(exc)}"
-            ) from exc
-        raise click.ClickException(f"enrollment failed: {exc}") from exc
-    except ConnectionClosed as exc:
-        raise click.ClickException(f"cannot reach the console: {describe_failure(exc)}") from exc
     except DesksideError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _enrollment_error(exc) from exc
     verb = "Upgraded in place (identity kept)" if done.upgraded else "Enrolled and installed"
     click.echo(f"{verb}: device {done.device_id}")
     click.echo(f"Configuration: {done.spec.config_dir}; state and log: {done.spec.state_dir}")
