@@ -98,6 +98,10 @@ _SAFE_STEM: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LENGTH: Final = 4
 # Messages kept in memory for a sender that keeps up.
 _LIVE_MESSAGES: Final = 32
+# While connected, output is read no faster than it is sent, past this many unsent
+# bytes: meanwhile it gathers in the pipe, and the next read takes a large chunk, so
+# fast output goes in fewer, larger messages (the console limits their rate).
+_BACKLOG: Final = 1 << 20
 # Bytes of spool read per batch by a sender.
 _READ_BATCH: Final = 4 << 20
 # Results never acknowledged are dropped after this long (an old console never acks).
@@ -244,6 +248,8 @@ class _Run:
     channel: Channel | None = None
     # Bytes of the spool sent on ``channel``.
     offset: int = 0
+    # Set while the unsent part of the spool is small enough to read more output.
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     # True once the exit is in the spool (and synced): it may be sent and acknowledged.
     exited: bool = False
     # True once the exit is also audited and recorded: an Ack may delete the spool.
@@ -344,6 +350,8 @@ class CommandService:
         """``channel`` closed: results wait in their spools."""
         if self._channel is channel:
             self._channel = None
+        for run in self._runs.values():
+            run.drained.set()  # output goes on into the spool
 
     @property
     def pending(self) -> int:
@@ -544,6 +552,13 @@ class CommandService:
             )
             run.seq += 1
             await self._append(run, message)
+            while (
+                self._channel is not None
+                and run.channel is self._channel
+                and run.spool.size - run.offset > _BACKLOG
+            ):
+                run.drained.clear()
+                await run.drained.wait()
 
         result = await run_process(plan, sink, stop=run.stop, kill_grace=self._kill_grace)
         await self._finish(
@@ -683,6 +698,8 @@ class CommandService:
                         _, end, message = run.live.popleft()
                         await channel.send(message)
                         run.offset = end
+                        if run.spool.size - run.offset <= _BACKLOG:
+                            run.drained.set()
                         continue
                     messages, offset = await asyncio.to_thread(
                         run.spool.read_from, run.offset, run.spool.size
@@ -691,14 +708,19 @@ class CommandService:
                         logger.error(
                             "the results of command %s cannot be read back", run.command_id
                         )
+                        run.drained.set()
                         break
                     for message in messages:
                         await channel.send(message)
                     run.offset = offset
+                    if run.spool.size - run.offset <= _BACKLOG:
+                        run.drained.set()
             except ConnectionClosed:
+                run.drained.set()
                 continue  # attach() wakes us on the next channel
             except DesksideError as exc:
                 logger.error("cannot send the results of command %s: %s", run.command_id, exc)
+                run.drained.set()  # never hold the command's output up for it
 
     # -- Start and stop ------------------------------------------------------------------
 

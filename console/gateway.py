@@ -176,10 +176,12 @@ class Gateway:
         self.channel_config = ChannelConfig(
             software_version=software_version,
             # Per agent. Agents pace themselves below it (it is announced in the
-            # handshake); 500 messages of up to 256 KiB a second carry command output
-            # at over 100 MB/s and a screen at 30 frames a second with room to spare.
-            max_receive_rate=500.0,
-            receive_burst=1000,
+            # handshake); at 80 % of it, 64 KiB chunks of command output pass at 75
+            # MB/s, and a screen at 30 frames a second has room to spare. Each
+            # message costs a decryption and a dispatch: a misbehaving agent costs at
+            # most this much.
+            max_receive_rate=1500.0,
+            receive_burst=3000,
             # Agents send a heartbeat every 30 s; pinging them more often than that
             # cost a fifth of the console's CPU with 5,000 agents (benchmarks/fleet.py).
             keepalive_interval=45.0,

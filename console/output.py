@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # A command whose buffer has been empty this long is forgotten (read again if needed).
 IDLE_SECONDS: Final = 300.0
+# How many unknown command ids are remembered.
+_UNKNOWN_KEPT: Final = 1024
 
 
 @dataclass(eq=False)
@@ -69,6 +71,8 @@ class OutputBuffers:
         self._interval = interval
         # Commands seen recently: command id -> its pending output.
         self._pending: dict[str, _Pending] = {}
+        # Command ids the store does not know, oldest first (a bounded set).
+        self._unknown: dict[str, None] = {}
         self._timer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -89,8 +93,15 @@ class OutputBuffers:
         """Take a chunk; None for a duplicate, or a chunk of a command not this device's."""
         pending = self._pending.get(command_id)
         if pending is None:
+            if command_id in self._unknown:
+                return None
             state = await self._store.output_state(command_id)
             if state is None:
+                # Not asked of the store again: an agent sending chunks of a command
+                # that does not exist must not cost a query each.
+                self._unknown[command_id] = None
+                if len(self._unknown) > _UNKNOWN_KEPT:
+                    del self._unknown[next(iter(self._unknown))]
                 return None
             # Another chunk of the command may have been added while the store answered.
             pending = self._pending.setdefault(command_id, _Pending(state[0], state[1]))

@@ -66,6 +66,7 @@ async def test_chunks_of_another_device_or_command_are_refused(store: Store) -> 
     buffers = OutputBuffers(store)
     assert await buffers.add(other, command, 0, "stdout", b"not yours") is None
     assert await buffers.add(device, "0" * 32, 0, "stdout", b"no such command") is None
+    assert await buffers.add(device, "0" * 32, 1, "stdout", b"still none") is None
     assert await buffers.add(device, command, 0, "stdout", b"mine") is not None
     assert await buffers.add(other, command, 1, "stdout", b"still not yours") is None
     await buffers.finish(command)
