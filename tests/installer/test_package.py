@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -60,6 +61,38 @@ def test_shell_script_parses(tmp_path: Path) -> None:
     usage = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False)
     assert usage.returncode == 1
     assert "usage:" in usage.stderr
+
+
+def test_a_script_cut_short_runs_nothing(tmp_path: Path) -> None:
+    """``curl | sh`` over a broken connection: whatever arrived must not run."""
+    text = render_script("agent.sh")
+    ran = tmp_path / "ran"
+    python = tmp_path / "python"  # the first thing the script runs, then stops it
+    python.write_text(f"#!/bin/sh\necho ran >> {ran}\nexit 1\n")
+    python.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DESKSIDE_PYTHON": str(python)}
+    whole = subprocess.run(
+        ["sh", "-s", "--", "deskside:1:x", "--user"],
+        input=text,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert whole.returncode != 0
+    assert ran.exists()  # the whole script does run
+    ran.unlink()
+    for cut in (len(text) // 3, len(text) // 2, len(text) - 20):
+        result = subprocess.run(
+            ["sh", "-s", "--", "deskside:1:x", "--user"],
+            input=text[:cut],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert not ran.exists(), f"a script cut at {cut} of {len(text)} ran"
 
 
 def test_install_lines() -> None:
