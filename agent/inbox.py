@@ -20,6 +20,8 @@ Theory of operation:
   login name (a user cannot file in another's name), moves it into its own spool
   and deletes the inbox file. The spool does the rest, as for its own requests.
   A bad file is deleted with a warning.
+* A user may hand over at most ``PER_USER_PER_HOUR`` requests an hour; more are
+  deleted with a warning, so one account cannot flood the help desk.
 
 The user learns that the request was handed over, not the ticket number.
 """
@@ -32,6 +34,8 @@ import os
 import stat
 import sys
 import tempfile
+import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -52,6 +56,8 @@ INBOX_ENV: Final = "DESKSIDE_AGENT_INBOX"
 _DEFAULT: Final = Path("/var/spool/deskside-agent")
 # Files at most this long; a request with a full snapshot is far smaller.
 _MAX_FILE: Final = codec.DEFAULT_MAX_MESSAGE_SIZE
+# Requests one user may hand over in an hour.
+PER_USER_PER_HOUR: Final = 10
 
 
 def system_inbox(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -105,11 +111,24 @@ def _owner_name(uid: int) -> str:
 class Inbox:
     """The daemon's side of the inbox: moves valid requests into its spool."""
 
-    def __init__(self, directory: Path, spool: Spool) -> None:
+    def __init__(self, directory: Path, spool: Spool, *, per_hour: int = PER_USER_PER_HOUR) -> None:
         # The inbox directory.
         self.directory = directory
         # Where accepted requests go.
         self.spool = spool
+        self._per_hour = per_hour
+        # Requests taken in the last hour, by the owner's login name (monotonic times).
+        self._taken: dict[str, deque[float]] = {}
+
+    def _allowed(self, requester: str, now: float) -> bool:
+        """Whether ``requester`` may hand over one more request now (and count it)."""
+        taken = self._taken.setdefault(requester, deque())
+        while taken and now - taken[0] > 3600.0:
+            taken.popleft()
+        if len(taken) >= self._per_hour:
+            return False
+        taken.append(now)
+        return True
 
     def collect(self) -> int:
         """Move every complete request file into the spool; how many were moved.
@@ -129,6 +148,14 @@ class Inbox:
                 request = self._read(path)
             except (OSError, DesksideError, ValueError) as exc:
                 logger.warning("dropped the inbox file %s: %s", name, exc)
+                request = None
+            if request is not None and not self._allowed(request.requester, time.monotonic()):
+                logger.warning(
+                    "dropped help request %s: %s handed over %d in the last hour already",
+                    request.request_id,
+                    request.requester,
+                    self._per_hour,
+                )
                 request = None
             if request is not None:
                 try:

@@ -34,6 +34,20 @@ def test_requests_move_to_the_spool_in_the_owners_name(tmp_path: Path) -> None:
     assert taken.requester == getpass.getuser()  # the file's owner, not what it claimed
 
 
+def test_one_user_cannot_flood_the_help_desk(tmp_path: Path) -> None:
+    inbox_dir = tmp_path / "inbox"
+    inbox_dir.mkdir()
+    spool = Spool(tmp_path / "spool")
+    inbox = Inbox(inbox_dir, spool, per_hour=3)
+    for i in range(5):
+        hand_over(inbox_dir, build_help_request(f"request {i}"))
+    assert inbox.collect() == 3
+    assert list(inbox_dir.iterdir()) == []  # the rest are dropped, not left to pile up
+    assert len(spool.pending()) == 3
+    hand_over(inbox_dir, build_help_request("one more"))
+    assert inbox.collect() == 0
+
+
 def test_bad_files_are_dropped(tmp_path: Path) -> None:
     inbox_dir = tmp_path / "inbox"
     inbox_dir.mkdir()
