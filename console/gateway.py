@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # How often buffered heartbeats are written to the database.
 HEARTBEAT_FLUSH_INTERVAL = 5.0
+# How long a command's start waits to be written with its exit (see _start_later).
+START_DELAY = 0.25
 
 
 class LitestarTransport:
@@ -156,6 +158,20 @@ class ShellRelay:
 
 
 @dataclass(eq=False)
+class _Start:
+    """A command's start, received and not yet written."""
+
+    device_id: str
+    consent: str
+    at: datetime.datetime
+    # Writes it after START_DELAY unless the exit comes first.
+    task: asyncio.Task[None] | None = None
+    # True once that write has begun (the exit then waits for it), and once it is done.
+    writing: bool = False
+    written: bool = False
+
+
+@dataclass(eq=False)
 class Session:
     """One connected agent channel."""
 
@@ -195,6 +211,8 @@ class Gateway:
         self.shells: dict[str, ShellRelay] = {}
         # Commands' output on its way to the store.
         self.output = OutputBuffers(store)
+        # Commands' starts on their way to the store: (device id, command id) -> start.
+        self._starts: dict[tuple[str, str], _Start] = {}
         # Live watchers of commands (API streams): command id -> their queues.
         self._watchers: dict[str, set[asyncio.Queue[CommandEvent]]] = {}
         # Heartbeats not yet written: device id -> (time, metrics).
@@ -222,6 +240,9 @@ class Gateway:
                 await self._flusher
         for task in self.runbook_runs.values():
             task.cancel()
+        for start in self._starts.values():  # the agents send them again
+            if start.task is not None and not start.writing:
+                start.task.cancel()
         sessions = [s for group in self.sessions.values() for s in group]
         await asyncio.gather(
             *(s.channel.close(CloseCode.GOING_AWAY, "console stopping") for s in sessions),
@@ -321,9 +342,7 @@ class Gateway:
             elif isinstance(message, m.HelpRequest):
                 await self._on_help_request(session, message)
             elif isinstance(message, m.CommandStarted):
-                view = await self.store.command_started(message.command_id, message.consent)
-                if view is not None and view.device_id == device_id:
-                    self._notify(message.command_id, CommandEvent("started", view=view))
+                self._start_later(device_id, message)
             elif isinstance(message, m.CommandOutput):
                 chunk = await self.output.add(
                     device_id, message.command_id, message.seq, str(message.stream), message.data
@@ -331,8 +350,9 @@ class Gateway:
                 if chunk is not None:
                     self._notify(message.command_id, CommandEvent("output", chunk=chunk))
             elif isinstance(message, m.CommandExit):
+                started = await self._take_start(device_id, message.command_id)
                 await self.output.finish(message.command_id)  # the output first, then the exit
-                view = await self.store.finish_command(device_id, message)
+                view = await self.store.finish_command(device_id, message, started=started)
                 if view is not None:
                     # Acknowledged once recorded: the agent may forget its spooled result.
                     await session.channel.send(m.Ack(request_id=message.command_id))
@@ -630,6 +650,52 @@ class Gateway:
         """Ask the device to end a running command's process tree."""
         session = self._daemon_session(view.device_id)
         await session.channel.send(m.CommandCancel(command_id=view.id))
+
+    def _start_later(self, device_id: str, message: m.CommandStarted) -> None:
+        """Record a command's start in a moment, or with its exit if that comes first:
+        a short command costs one transaction instead of two, and its exit is not held
+        up behind the first. Nothing is lost if the console stops meanwhile: the agent
+        sends the start again until the console acknowledges the exit."""
+        key = (device_id, message.command_id)  # another device cannot stand in its way
+        if key in self._starts:
+            return  # sent again after a reconnect
+        start = _Start(device_id, message.consent, utcnow())
+        self._starts[key] = start
+        start.task = asyncio.create_task(
+            self._record_start(message.command_id, start), name="deskside-command-start"
+        )
+
+    async def _record_start(self, command_id: str, start: _Start) -> None:
+        await asyncio.sleep(START_DELAY)
+        start.writing = True
+        try:
+            view = await self.store.command_started(
+                command_id, start.consent, start.at, device_id=start.device_id
+            )
+            start.written = True
+        except Exception:
+            logger.exception("recording the start of command %s failed", command_id)
+            return  # the agent sends it again with the exit after a reconnect
+        finally:
+            if self._starts.get((start.device_id, command_id)) is start:
+                del self._starts[(start.device_id, command_id)]
+        if view is not None:
+            self._notify(command_id, CommandEvent("started", view=view))
+
+    async def _take_start(
+        self, device_id: str, command_id: str
+    ) -> tuple[str, datetime.datetime] | None:
+        """The start of a command not written yet, to be written with its exit."""
+        start = self._starts.pop((device_id, command_id), None)
+        if start is None:
+            return None
+        if start.writing:
+            assert start.task is not None
+            await asyncio.shield(start.task)
+            return None if start.written else (start.consent, start.at)
+        if start.task is not None:
+            start.task.cancel()
+        return start.consent, start.at
 
     def watch(self, command_id: str) -> asyncio.Queue[CommandEvent]:
         """A queue of the command's events from now on; give it back with ``unwatch``."""

@@ -1284,23 +1284,21 @@ class Store:
                 raise NotFound(f"no terminal session {session_id}")
             return row.transcript
 
-    async def command_started(self, command_id: str, consent: str) -> CommandView | None:
-        """The agent started the command; None if the command is unknown."""
+    async def command_started(
+        self,
+        command_id: str,
+        consent: str,
+        at: datetime.datetime | None = None,
+        *,
+        device_id: str | None = None,
+    ) -> CommandView | None:
+        """The agent started the command (at ``at``); None if the command is unknown (or
+        not ``device_id``'s)."""
         async with self._transaction() as session:
             row = await session.get(Command, command_id, with_for_update=True)
-            if row is None:
+            if row is None or (device_id is not None and row.device_id != device_id):
                 return None
-            if row.status == "pending":
-                row.status = "running"
-                row.started_at = utcnow()
-                row.consent = consent[:32]
-                await audit.append(
-                    session,
-                    actor=f"agent:{row.device_id}",
-                    action="command.consented",
-                    data={"command": command_id, "consent": row.consent},
-                    at=row.started_at,
-                )
+            await _mark_started(session, row, consent, at or utcnow())
             return _command_view(row)
 
     async def output_state(self, command_id: str) -> tuple[str, int] | None:
@@ -1348,8 +1346,18 @@ class Store:
                 await session.execute(insert(CommandOutput), rows)
             return new
 
-    async def finish_command(self, device_id: str, result: m.CommandExit) -> CommandView | None:
-        """The command ended (or was refused by the agent); recorded once on the ticket."""
+    async def finish_command(
+        self,
+        device_id: str,
+        result: m.CommandExit,
+        *,
+        started: tuple[str, datetime.datetime] | None = None,
+    ) -> CommandView | None:
+        """The command ended (or was refused by the agent); recorded once on the ticket.
+
+        ``started`` is (consent, time) of a start not recorded yet: both are written
+        in this one transaction.
+        """
         now = utcnow()
         async with self._transaction() as session:
             row = await session.get(Command, result.command_id, with_for_update=True)
@@ -1357,6 +1365,8 @@ class Store:
                 return None
             if row.finished_at is not None:
                 return _command_view(row)  # a duplicate after a reconnect
+            if started is not None:
+                await _mark_started(session, row, *started)
             if result.refused:
                 row.status = "refused"
             elif result.timed_out:
@@ -1586,6 +1596,24 @@ def _ticket_view(row: Ticket) -> TicketView:
         resolved_at=row.resolved_at,
         closed_at=row.closed_at,
         reopen_count=row.reopen_count,
+    )
+
+
+async def _mark_started(
+    session: AsyncSession, row: Command, consent: str, at: datetime.datetime
+) -> None:
+    """A pending command started, allowed by ``consent``; audited once."""
+    if row.status != "pending":
+        return
+    row.status = "running"
+    row.started_at = at
+    row.consent = consent[:32]
+    await audit.append(
+        session,
+        actor=f"agent:{row.device_id}",
+        action="command.consented",
+        data={"command": row.id, "consent": row.consent},
+        at=at,
     )
 
 

@@ -174,6 +174,29 @@ async def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bo
     return False
 
 
+async def test_a_start_is_recorded_on_its_own_when_no_exit_follows(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    command = (
+        await post(api, f"/api/v1/tickets/{ticket}/commands", json={"argv": ["sleep", "600"]})
+    ).json()
+    await agent.next_request()
+    other = await enroll(console, host="intruder")  # not this command's device
+    await other[1].send(m.CommandStarted(command_id=command["id"], consent="policy"))
+    await agent.channel.send(m.CommandStarted(command_id=command["id"], consent="user"))
+
+    def view() -> dict[str, object]:
+        return api.get(f"/api/v1/commands/{command['id']}").json()  # type: ignore[no-any-return]
+
+    assert await _eventually(lambda: view()["status"] == "running")
+    assert view()["consent"] == "user"
+    await other[1].close()
+    await agent.channel.send(m.CommandExit(command_id=command["id"], exit_code=0, duration=9.0))
+    assert await _eventually(lambda: view()["status"] == "finished")
+    assert view()["consent"] == "user"
+
+
 async def test_refusal_by_the_agent_is_recorded(api: httpx.Client, agent: PlayedAgent) -> None:
     ticket = new_ticket(api, agent.id)
     command = (
