@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -56,19 +57,19 @@ class Console:
         return f"ws://127.0.0.1:{self.port}/agent"
 
 
-@pytest.fixture
-async def console() -> AsyncIterator[Console]:
+@contextlib.asynccontextmanager
+async def listening(config: ChannelConfig) -> AsyncIterator[Console]:
+    """A console listening on 127.0.0.1 with this channel configuration."""
     state = Console()
-    server = await serve(
-        state.handle,
-        "127.0.0.1",
-        0,
-        CONSOLE_KEY,
-        state.authorize,
-        config=ChannelConfig(keepalive_interval=0.2, idle_timeout=1.0),
-    )
+    server = await serve(state.handle, "127.0.0.1", 0, CONSOLE_KEY, state.authorize, config=config)
     state.port = next(iter(server.sockets)).getsockname()[1]
     async with server:
+        yield state
+
+
+@pytest.fixture
+async def console() -> AsyncIterator[Console]:
+    async with listening(ChannelConfig(keepalive_interval=0.2, idle_timeout=1.0)) as state:
         yield state
 
 
@@ -261,7 +262,6 @@ async def test_tampering_proxy_is_detected(console: Console) -> None:
 
 async def test_an_agent_keeps_below_the_rate_the_console_announces() -> None:
     """A burst far above the console's limit is paced, not cut off (4007)."""
-    state = Console()
     received: list[m.Heartbeat] = []
 
     async def collect(channel: Channel) -> None:
@@ -269,17 +269,8 @@ async def test_an_agent_keeps_below_the_rate_the_console_announces() -> None:
             assert isinstance(message, m.Heartbeat)
             received.append(message)
 
-    state.handler = collect
-    server = await serve(
-        state.handle,
-        "127.0.0.1",
-        0,
-        CONSOLE_KEY,
-        state.authorize,
-        config=ChannelConfig(max_receive_rate=100.0, receive_burst=10),
-    )
-    state.port = next(iter(server.sockets)).getsockname()[1]
-    async with server:
+    async with listening(ChannelConfig(max_receive_rate=100.0, receive_burst=10)) as state:
+        state.handler = collect
         channel = await connect(state.uri, AGENT_KEY, CONSOLE_PUB)
         beats = [m.Heartbeat(sent_at=float(i)) for i in range(120)]
         await asyncio.gather(*(channel.send(beat) for beat in beats))  # all at once
