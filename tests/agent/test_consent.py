@@ -3,67 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from collections.abc import AsyncIterator
-
-import pytest
 
 from deskside.agent.consent import TITLE
 from deskside.agent.policy import ConsentMode
 from deskside.protocol import messages as m
 from tests.agent.conftest import Agent
 from tests.agent.fake_console import FakeConsole
-
-# Xvfb and xdotool come from scripts/test.sh, which installs them: never skipped.
-assert shutil.which("Xvfb"), "run scripts/test.sh: it installs xvfb"
-assert shutil.which("xdotool"), "run scripts/test.sh: it installs xdotool"
-
-
-@pytest.fixture
-async def display() -> AsyncIterator[str]:
-    """A fresh X server; its DISPLAY value."""
-    read_end, write_end = os.pipe()
-    server = await asyncio.create_subprocess_exec(
-        "Xvfb",
-        "-displayfd",
-        str(write_end),
-        "-screen",
-        "0",
-        "1024x768x24",
-        "-nolisten",
-        "tcp",
-        pass_fds=(write_end,),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    try:
-        number = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 32), 10)
-        yield f":{number.decode().strip()}"
-    finally:
-        os.close(read_end)
-        server.terminate()
-        await server.wait()
-
-
-async def xdotool(display: str, *args: str, timeout: float = 10.0) -> str:
-    """Run xdotool on ``display``; its output."""
-    process = await asyncio.create_subprocess_exec(
-        "xdotool",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "DISPLAY": display},
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"xdotool {' '.join(args)} did not finish") from None
-    assert process.returncode == 0, stderr.decode()
-    return stdout.decode()
+from tests.agent.screen.xserver import display, xdotool  # noqa: F401 (a fixture)
 
 
 async def dialog(display: str) -> str:
