@@ -46,9 +46,10 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
@@ -369,8 +370,8 @@ class Daemon:
             )
             self._commands.attach(channel)
             helpers = [
-                asyncio.create_task(self._guarded(channel, self._heartbeats(channel))),
-                asyncio.create_task(self._guarded(channel, self._deliver_spool(channel))),
+                asyncio.create_task(self._guarded(channel, self._heartbeats, channel)),
+                asyncio.create_task(self._guarded(channel, self._deliver_spool, channel)),
             ]
             while True:
                 message = await channel.recv()
@@ -392,10 +393,15 @@ class Daemon:
         with contextlib.suppress(TimeoutError, DesksideError):
             await asyncio.wait_for(channel.close(code, reason), self._settings.stop_timeout)
 
-    async def _guarded(self, channel: Channel, work: Awaitable[None]) -> None:
-        """Run a session's side task; a bug in it closes the channel instead of hanging."""
+    async def _guarded(
+        self, channel: Channel, work: Callable[..., Awaitable[None]], *args: Any
+    ) -> None:
+        """Run a session's side task; a bug in it closes the channel instead of hanging.
+
+        ``work(*args)`` is called here, so a task cancelled before it starts leaves no
+        coroutine that was never awaited."""
         try:
-            await work
+            await work(*args)
         except ConnectionClosed:
             pass  # the receive loop sees it too and ends the session
         except Exception:
@@ -481,7 +487,7 @@ class Daemon:
                 )
             )
             return
-        task = asyncio.create_task(self._guarded(channel, self._send_snapshot(channel, request)))
+        task = asyncio.create_task(self._guarded(channel, self._send_snapshot, channel, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
