@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Real components the tests start themselves: PostgreSQL (tests/postgres.py), an X
 # server and xdotool for the consent dialogs (Tk: python3-tk for Debian's Python).
-need_debs postgresql xvfb xdotool python3-tk
+# Chromium for the screen viewer tests (Playwright drives it; it never downloads one).
+need_debs postgresql xvfb xdotool python3-tk chromium
 ensure_venv test
 
 .venv/bin/ruff check .
