@@ -14,7 +14,8 @@ answers with its exit code:
 
 The window, "Help desk request", is always on top and says who asks
 (``requested_by``), for which ticket (number and reason), and exactly what: the
-argv, quoted as a shell would need it, or "an interactive terminal". Deny has the
+argv, quoted as a shell would need it, "an interactive terminal", or to see the
+screen (``screen = "view"``). Deny has the
 keyboard focus and Escape denies; Allow needs a deliberate click (or Tab and
 Return), and is enabled only after a short moment, so a click or a keystroke meant
 for another window cannot approve a request that popped up under it. A countdown
@@ -96,8 +97,15 @@ class ConsentRequest:
     timeout: float = 60.0
     """Seconds before the dialog gives up (a Deny) or, for notify, closes."""
 
+    screen: str | None = None
+    """For a screen session, what is asked: "view" (see the screen); None otherwise."""
+
     def what(self) -> str:
-        """The request in words: the quoted command or "an interactive terminal"."""
+        """The request in words: the quoted command, "an interactive terminal", the screen."""
+        if self.screen == "view":
+            return "to see your screen (view only: they cannot click or type)"
+        if self.screen is not None:
+            return f"your screen: {self.screen}"
         if self.argv is None:
             return "an interactive terminal"
         text = shlex.join(self.argv)
@@ -234,7 +242,9 @@ def _dialog(mode: str, request: ConsentRequest) -> Answer:
     frame = tk.Frame(root, padx=16, pady=12)
     frame.pack(fill="both", expand=True)
     who = request.requested_by or "Your help desk"
-    if request.argv is None:
+    if request.screen is not None:
+        headline = f"{who} from your help desk wants to see your screen"
+    elif request.argv is None:
         headline = f"{who} from your help desk wants to open an interactive terminal"
     else:
         headline = f"{who} from your help desk wants to run a command"
@@ -314,6 +324,7 @@ def _parse(data: bytes) -> ConsentRequest:
         argv=tuple(str(a) for a in argv) if isinstance(argv, list) else None,
         run_as=document.get("run_as"),
         timeout=float(document.get("timeout", 60.0)),
+        screen=str(document["screen"])[:64] if document.get("screen") else None,
     )
 
 
