@@ -26,6 +26,7 @@ from deskside.protocol import messages as m
 
 from .capture import Capturer, Frame, MonitorInfo
 from .cursor import CursorState, CursorTracker
+from .damage import DamageWatcher
 from .pacing import Pacer, PacerSettings
 from .tiles import EncodedFrame, Encoder, TileEncoder
 
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 PART_BUDGET: Final = 2 << 20
 # Longest the loop waits for an acknowledgement before it assumes them lost.
 _ACK_TIMEOUT: Final = 5.0
+# With X DAMAGE saying nothing changed, the screen is still grabbed this often.
+SAFETY_GRAB: Final = 3.0
 
 _T = TypeVar("_T")
 
@@ -119,6 +122,12 @@ class ScreenSession:
         )
         self._capturer: Capturer | None = None
         self._cursor: CursorTracker | None = None
+        self._damage: DamageWatcher | None = None
+        # The last frame grabbed, and when (monotonic), for the damage shortcut.
+        self._last_frame: Frame | None = None
+        self._last_grab = 0.0
+        # Frames not grabbed because X DAMAGE said nothing changed.
+        self.grabs_avoided = 0
         self._encoder: Encoder | None = None
         # Set by acks, keyframe requests, settings and stop: the loop looks again.
         self._wake = asyncio.Event()
@@ -144,6 +153,7 @@ class ScreenSession:
         def open_all() -> list[MonitorInfo]:
             self._capturer = Capturer(self._monitor)
             self._cursor = CursorTracker()
+            self._damage = DamageWatcher()
             self._encoder = self._encoder_factory(self._pacer.quality)
             return self._capturer.monitors()
 
@@ -196,6 +206,7 @@ class ScreenSession:
             "bytes": self.bytes_sent,
             "quality": self._pacer.quality,
             "fps": round(self._pacer.fps, 2),
+            "grabs_avoided": self.grabs_avoided,
         }
 
     async def run(self) -> None:
@@ -230,7 +241,7 @@ class ScreenSession:
                     encoded,
                     frame.width,
                     frame.height,
-                    frame.captured_at,
+                    encoded.captured_at if encoded is not None else time.time(),
                     wire_cursor,
                 )
                 size = encoded.size if encoded is not None else 0
@@ -256,9 +267,21 @@ class ScreenSession:
         if keyframe and self._cursor is not None:
             self._cursor.resend_shape()
         self._encoder.quality = quality
-        frame = self._capturer.grab()
-        encoded = self._encoder.encode(frame, keyframe=keyframe)
         cursor = self._cursor.poll() if self._cursor is not None else None
+        now = time.monotonic()
+        damaged = self._damage.changed() if self._damage is not None else True
+        last = self._last_frame
+        if (
+            last is not None
+            and not keyframe
+            and not damaged
+            and now - self._last_grab < SAFETY_GRAB
+        ):
+            self.grabs_avoided += 1
+            return None, last, cursor
+        frame = self._capturer.grab()
+        self._last_frame, self._last_grab = frame, now
+        encoded = self._encoder.encode(frame, keyframe=keyframe)
         return encoded, frame, cursor
 
     def _wire_cursor(self, cursor: CursorState | None, frame: Frame) -> m.ScreenCursor | None:
@@ -291,6 +314,9 @@ class ScreenSession:
             if self._cursor is not None:
                 self._cursor.close()
                 self._cursor = None
+            if self._damage is not None:
+                self._damage.close()
+                self._damage = None
 
         with contextlib.suppress(RuntimeError):  # the executor is shut down already
             await self._on_thread(close_all)

@@ -151,3 +151,34 @@ def test_the_idle_daemon_does_not_load_the_screen_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+async def test_damage_tells_when_something_was_drawn(on_display: str) -> None:
+    from deskside.agent.screen.damage import DamageWatcher
+
+    watcher = DamageWatcher()
+    painter = Painter(on_display)
+    try:
+        assert watcher.available
+        watcher.changed()  # whatever happened before
+        assert not watcher.changed()
+        painter.rect(10, 10, 50, 50, (1, 2, 3))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not watcher.changed():
+            assert loop.time() < deadline, "no damage reported"
+            await asyncio.sleep(0.01)
+        assert not watcher.changed()  # reported once, then quiet again
+    finally:
+        painter.close()
+        watcher.close()
+
+
+async def test_a_static_screen_is_not_grabbed_again(
+    session: tuple[ScreenSession, Collector],
+) -> None:
+    screen, collector = session
+    await collector.next()  # the keyframe
+    while screen.grabs_avoided < 10:
+        await asyncio.sleep(0.05)
+    assert collector.frames.empty()  # nothing changed, nothing sent
