@@ -1,9 +1,12 @@
 """The pointer's position and shape, sent apart from the image (X11: XFixes).
 
 XFixes' ``GetCursorImage`` gives the position, the hot spot, a serial that changes
-with the shape, and the image (premultiplied ARGB). The shape is sent as a PNG only
-when the serial changes (or when asked, after a keyframe). Without XFixes, the
-position alone comes from ``QueryPointer`` and the viewer draws its own arrow.
+with the shape, and the image (premultiplied ARGB). Fetching and parsing the image
+costs about ten times a plain ``QueryPointer``, so it is fetched only when XFixes
+reports a new shape (``DisplayCursorNotify``) or the viewer needs it again; the
+position comes from ``QueryPointer`` otherwise. The shape goes to the viewer as a
+PNG only when it changed. Without XFixes, the position alone is sent and the
+viewer draws its own arrow.
 """
 
 from __future__ import annotations
@@ -58,14 +61,25 @@ class CursorTracker:
         # The X connection, None if it could not be opened (no pointer then).
         self._display: Any = None
         self.has_shape = False
+        # The shape serial the viewer has (-1: it needs one), and the last one seen.
         self._sent_serial = -1
+        self._serial = 0
+        self._hot = (0, 0)
+        # The event code of XFixes' cursor notifications.
+        self._notify = -1
         try:
             self._display = display.Display()
         except Exception:
             return
         try:
             if self._display.has_extension("XFIXES"):
+                from Xlib.ext import xfixes  # type: ignore[import-untyped]
+
                 self._display.xfixes_query_version()
+                root = self._display.screen().root
+                self._display.xfixes_select_cursor_input(root, xfixes.XFixesDisplayCursorNotifyMask)
+                info = self._display.query_extension("XFIXES")
+                self._notify = info.first_event + xfixes.XFixesCursorNotify
                 self.has_shape = True
         except Exception:
             self.has_shape = False
@@ -80,13 +94,25 @@ class CursorTracker:
             return None
         try:
             root = self._display.screen().root
-            if not self.has_shape:
+            new_shape = False
+            while self._display.pending_events():
+                if self._display.next_event().type == self._notify:
+                    new_shape = True
+            if not self.has_shape or not (new_shape or self._sent_serial < 0):
                 pointer = root.query_pointer()
-                return CursorState(x=int(pointer.root_x), y=int(pointer.root_y))
+                return CursorState(
+                    x=int(pointer.root_x),
+                    y=int(pointer.root_y),
+                    serial=self._serial,
+                    hot_x=self._hot[0],
+                    hot_y=self._hot[1],
+                )
             image = self._display.xfixes_get_cursor_image(root)
         except Exception:
             return None
         serial = int(image.cursor_serial)
+        self._serial = serial
+        self._hot = (min(int(image.xhot), 1024), min(int(image.yhot), 1024))
         shape = None
         width, height = int(image.width), int(image.height)
         if serial != self._sent_serial and 0 < width <= 256 and 0 < height <= 256:

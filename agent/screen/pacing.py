@@ -3,7 +3,10 @@
 * At most ``max_in_flight`` frames are sent and not yet acknowledged: a slow
   viewer or a slow link makes the agent wait instead of queueing frames, so what
   the viewer sees is never more than a few frames old.
-* Frames are at least ``1 / fps`` apart.
+* Frames are at least ``1 / fps`` apart, counted from the start of a capture;
+  after ``idle_after`` seconds with nothing to send, the screen is looked at only
+  every ``idle_interval`` seconds (a static screen costs next to nothing), until
+  something changes again.
 * Each acknowledgement measures a round trip (send to ack of that frame); a
   smoothed delay above ``target_delay`` lowers the frame rate and then the JPEG
   quality, a delay well under it raises them back towards what the technician
@@ -37,6 +40,12 @@ class PacerSettings:
     adjust_interval: float = 0.5
     """Seconds between two adjustments."""
 
+    idle_after: float = 1.0
+    """Seconds without a frame to send after which the screen counts as idle."""
+
+    idle_interval: float = 0.2
+    """While idle, the screen is looked at this often (at most the frame rate)."""
+
 
 class Pacer:
     """Decides when the next frame may go, and at which quality."""
@@ -55,8 +64,10 @@ class Pacer:
         self._in_flight: OrderedDict[int, tuple[float, int]] = OrderedDict()
         # Smoothed round trip, None before the first acknowledgement.
         self.srtt: float | None = None
-        # When the last frame went, and when the rates were last adjusted.
+        # When the last frame's capture began (the frame interval counts from there),
+        # when a frame was last sent, and when the rates were last adjusted.
         self._last_sent = -1e9
+        self._last_frame = now
         self._last_adjust = now
         # Recent (time, bytes) of sent frames, for the bandwidth estimate.
         self._history: deque[tuple[float, int]] = deque(maxlen=256)
@@ -77,17 +88,21 @@ class Pacer:
         """Seconds until the next frame may go; None while the window is full."""
         if len(self._in_flight) >= self.settings.max_in_flight:
             return None
-        return max(0.0, self._last_sent + 1.0 / self.fps - now)
+        interval = 1.0 / self.fps
+        if now - self._last_frame > self.settings.idle_after:
+            interval = max(interval, self.settings.idle_interval)
+        return max(0.0, self._last_sent + interval - now)
 
-    def sent(self, seq: int, size: int, now: float) -> None:
-        """Frame ``seq`` of ``size`` bytes went out."""
+    def sent(self, seq: int, size: int, now: float, started: float | None = None) -> None:
+        """Frame ``seq`` of ``size`` bytes went out; its capture began at ``started``."""
         self._in_flight[seq] = (now, size)
-        self._last_sent = now
+        self._last_sent = now if started is None else started
+        self._last_frame = now
         self._history.append((now, size))
 
-    def skipped(self, now: float) -> None:
+    def skipped(self, now: float, started: float | None = None) -> None:
         """Nothing changed this time: wait a frame interval before looking again."""
-        self._last_sent = now
+        self._last_sent = now if started is None else started
 
     def acknowledged(self, seq: int, now: float) -> None:
         """The viewer drew frame ``seq`` and every one before it."""

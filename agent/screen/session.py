@@ -39,7 +39,7 @@ PART_BUDGET: Final = 2 << 20
 # Longest the loop waits for an acknowledgement before it assumes them lost.
 _ACK_TIMEOUT: Final = 5.0
 # With X DAMAGE saying nothing changed, the screen is still grabbed this often.
-SAFETY_GRAB: Final = 3.0
+SAFETY_GRAB: Final = 5.0
 
 _T = TypeVar("_T")
 
@@ -226,6 +226,7 @@ class ScreenSession:
                     continue
                 keyframe = self._keyframe_due
                 self._keyframe_due = False
+                started = time.monotonic()
                 quality = self._pacer.quality
                 encoded, frame, cursor = await self._on_thread(
                     functools.partial(self._capture, keyframe, quality)
@@ -233,7 +234,7 @@ class ScreenSession:
                 now = time.monotonic()
                 wire_cursor = self._wire_cursor(cursor, frame)
                 if encoded is None and wire_cursor is None:
-                    self._pacer.skipped(now)
+                    self._pacer.skipped(now, started)
                     continue
                 messages = split_frame(
                     self.session_id,
@@ -247,7 +248,7 @@ class ScreenSession:
                 size = encoded.size if encoded is not None else 0
                 for message in messages:
                     await self._send(message)
-                self._pacer.sent(self._seq, size, time.monotonic())
+                self._pacer.sent(self._seq, size, time.monotonic(), started)
                 self._seq += 1
                 self.frames_sent += 1
                 self.bytes_sent += size

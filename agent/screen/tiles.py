@@ -110,10 +110,15 @@ def changed_tiles(previous: Any, current: Any, tile: int = TILE) -> Any:
     # Compare whole pixels (4 bytes as one 32-bit word), not bytes.
     diff = previous.view(np.uint32)[..., 0] != current.view(np.uint32)[..., 0]
     rows, cols = -(-height // tile), -(-width // tile)
-    padded_h, padded_w = rows * tile, cols * tile
-    if (padded_h, padded_w) != (height, width):
-        diff = np.pad(diff, ((0, padded_h - height), (0, padded_w - width)))
-    return diff.reshape(rows, tile, cols, tile).any(axis=(1, 3))
+    # Reduce the tile rows first (contiguous: fast), then the columns of each.
+    whole = height // tile
+    by_row = np.zeros((rows, width), dtype=bool)
+    by_row[:whole] = diff[: whole * tile].reshape(whole, tile, width).any(axis=1)
+    if whole < rows:
+        by_row[whole] = diff[whole * tile :].any(axis=0)
+    if cols * tile != width:
+        by_row = np.pad(by_row, ((0, 0), (0, cols * tile - width)))
+    return by_row.reshape(rows, cols, tile).any(axis=2)
 
 
 def merge_tiles(

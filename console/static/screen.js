@@ -55,6 +55,15 @@ function send(obj) {
 }
 
 function connect() {
+  // Settings may come in the fragment too: #ticket=7&token=...&quality=60&fps=30
+  if (params.get("quality")) $("quality").value = params.get("quality");
+  if (params.get("fps")) {
+    const fps = $("fps");
+    if (![...fps.options].some((o) => o.value === params.get("fps"))) {
+      fps.append(new Option(params.get("fps")));
+    }
+    fps.value = params.get("fps");
+  }
   if (!ticket || !token) {
     setStatus("error", "Open this page as screen.html#ticket=N&token=API_TOKEN");
     return;

@@ -77,3 +77,22 @@ def test_a_pointer_only_frame_has_no_rects() -> None:
     (part,) = split_frame("s1", 0, None, 10, 10, 1.0, None)
     assert part.rects == []
     assert part.final
+
+
+def test_an_idle_screen_is_looked_at_less_often() -> None:
+    settings = PacerSettings(idle_after=1.0, idle_interval=0.25)
+    pacer = Pacer(quality=70, max_fps=20, now=0.0, settings=settings)
+    pacer.sent(0, 10, 0.0)
+    pacer.acknowledged(0, 0.01)
+    pacer.skipped(0.5)
+    assert abs((pacer.wait_time(0.5) or 0) - 0.05) < 1e-9  # busy: every 1/20 s
+    pacer.skipped(2.0)
+    assert pacer.wait_time(2.0) == 0.25  # nothing sent for a second: idle
+    pacer.sent(1, 10, 2.25)
+    assert abs((pacer.wait_time(2.25) or 0) - 0.05) < 1e-9  # changed again: busy again
+
+
+def test_the_interval_counts_from_the_start_of_the_capture() -> None:
+    pacer = Pacer(quality=70, max_fps=10, now=0.0)
+    pacer.sent(0, 10, 0.08, started=0.0)  # capturing and encoding took 80 ms
+    assert abs((pacer.wait_time(0.08) or 0) - 0.02) < 1e-9

@@ -139,6 +139,26 @@ async def test_the_pointer_comes_apart_from_the_image(
             break
     assert frame.rects == []  # the image did not change: the pointer alone
     assert frame.cursor.shape is None  # the same shape is not sent again
+    arrow = frame.cursor.shape_id
+
+    # Over a window with another pointer shape, the new shape comes along.
+    painter = Painter(on_display)
+    try:
+        window = painter.rect(600, 400, 100, 100, (0, 0, 0))
+        painter.cursor(window, 150)  # a watch
+        subprocess.run(
+            ["xdotool", "mousemove", "650", "450"],
+            env={**os.environ, "DISPLAY": on_display},
+            check=True,
+        )
+        while True:
+            frame = await collector.next()
+            if frame.cursor is not None and frame.cursor.shape is not None:
+                break
+        assert frame.cursor.shape_id != arrow
+        assert (frame.cursor.x, frame.cursor.y) == (650, 450)
+    finally:
+        painter.close()
 
 
 def test_the_idle_daemon_does_not_load_the_screen_libraries() -> None:

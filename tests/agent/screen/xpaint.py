@@ -43,6 +43,13 @@ class Painter:
         self.display.sync()
         return window
 
+    def cursor(self, window: Any, glyph: int) -> None:
+        """Give the rectangle a pointer shape from the X cursor font (150: a watch)."""
+        font = self.display.open_font("cursor")
+        shape = font.create_glyph_cursor(font, glyph, glyph + 1, (0, 0, 0), (65535, 65535, 65535))
+        window.change_attributes(cursor=shape)
+        self.display.sync()
+
     def recolor(self, window: Any, rgb: tuple[int, int, int]) -> None:
         """Give the rectangle another colour."""
         window.change_attributes(background_pixel=pixel(rgb))
