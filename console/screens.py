@@ -24,7 +24,7 @@ Once authenticated, text messages are JSON both ways; frames are binary (layout 
                         {"type": "error", "status": 403, "detail": "..."}
 
 Query parameters: ``device`` (default: the ticket's), ``monitor`` (0 = all,
-default 1), ``quality`` (1..100, default 70), ``fps`` (0.5..60, default 15).
+default 1), ``quality`` (1..100, default 70), ``fps`` (0.5..30, default 15).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class _Control(msgspec.Struct, frozen=True):
     token: Annotated[str, msgspec.Meta(max_length=256)] = ""
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
     quality: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    max_fps: Annotated[float, msgspec.Meta(ge=0.5, le=60.0)] | None = None
+    max_fps: Annotated[float, msgspec.Meta(ge=0.5, le=30.0)] | None = None
     monitor: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
 
 
@@ -104,7 +104,7 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
         query = socket.query_params
         monitor = int(_number(query.get("monitor"), 1, 0, 64, "monitor"))
         quality = int(_number(query.get("quality"), 70, 1, 100, "quality"))
-        max_fps = _number(query.get("fps"), 15.0, 0.5, 60.0, "fps")
+        max_fps = _number(query.get("fps"), 15.0, 0.5, 30.0, "fps")
         device = query.get("device")
         if device is None:
             device = (await store.get_ticket(ticket_id)).ticket.device_id

@@ -536,7 +536,8 @@ ScreenCoord = Annotated[int, Meta(ge=-32768, le=32768)]
 # One encoded rectangle (or cursor image): under the 1 MiB chunk bound.
 ScreenData = Annotated[bytes, Meta(max_length=1 << 20)]
 Quality = Annotated[int, Meta(ge=1, le=100)]
-FrameRate = Annotated[float, Meta(ge=0.5, le=60.0)]
+# At most 30: frames and acknowledgements stay under the console's per-agent message rate.
+FrameRate = Annotated[float, Meta(ge=0.5, le=30.0)]
 
 
 class ScreenEndReason(enum.StrEnum):
