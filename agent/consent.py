@@ -100,10 +100,14 @@ class ConsentRequest:
     screen: str | None = None
     """For a screen session, what is asked: "view" (see the screen); None otherwise."""
 
+    recorded: bool = False
+    """For a screen session: the help desk records it."""
+
     def what(self) -> str:
         """The request in words: the quoted command, "an interactive terminal", the screen."""
         if self.screen == "view":
-            return "to see your screen (view only: they cannot click or type)"
+            text = "to see your screen (view only: they cannot click or type)"
+            return text + "; the session is recorded" if self.recorded else text
         if self.screen is not None:
             return f"your screen: {self.screen}"
         if self.argv is None:
@@ -325,6 +329,7 @@ def _parse(data: bytes) -> ConsentRequest:
         run_as=document.get("run_as"),
         timeout=float(document.get("timeout", 60.0)),
         screen=str(document["screen"])[:64] if document.get("screen") else None,
+        recorded=bool(document.get("recorded", False)),
     )
 
 

@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from .api import ApiV1
 from .errors import ConsoleError
 from .gateway import Gateway
-from .screens import screen_socket, viewer_files
+from .screens import screen_recording, screen_socket, viewer_files
 from .shells import shell_socket, shell_transcript, shell_view
 from .store import Store
 
@@ -77,6 +77,7 @@ def build_app(store: Store, gateway: Gateway) -> Litestar:
             shell_view,
             shell_transcript,
             screen_socket,
+            screen_recording,
             viewer_files(),
         ],
         exception_handlers={ConsoleError: _console_error},

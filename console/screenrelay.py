@@ -33,12 +33,24 @@ The binary frame sent to viewers (little-endian; ``static/screen.js`` reads it):
     34  shape id          u32
     38  shape length      u32, then the shape (PNG)
     ..  each rect: x, y, width, height (u16 each), length (u32), then the data
+
+A session opened with ``record`` is recorded as relayed (the JPEG rects are not
+decoded or re-encoded) and kept with its ticket when it ends::
+
+    "DSR1", header length (u32), header (JSON: the "started" message, ticket,
+    device, requested_by, started_at), then per frame part: length (u32),
+    seconds since the start (f64), the binary frame above
+
+``static/replay.html`` plays it back. A recording stops growing at
+``RECORDING_CAP`` bytes (and says so: ``truncated``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import json
 import logging
 import struct
 import time
@@ -55,6 +67,10 @@ logger = logging.getLogger(__name__)
 MAGIC: Final = b"DSF1"
 _HEADER = struct.Struct("<4sIHHBBHdHhhHHII")
 _RECT = struct.Struct("<HHHHI")
+RECORDING_MAGIC: Final = b"DSR1"
+# Largest recording kept per session; frames beyond it are relayed, not recorded.
+RECORDING_CAP: Final = 64 << 20
+_RECORD = struct.Struct("<Id")
 # Items a viewer may have waiting before it is dropped as too slow.
 VIEWER_QUEUE: Final = 512
 _ENCODINGS: Final = {m.ScreenEncoding.JPEG: 0, m.ScreenEncoding.H264: 1}
@@ -127,6 +143,22 @@ class Timeline(Protocol):
         """Record one step on the ticket and in the audit log."""
         ...
 
+    async def save_screen_recording(
+        self,
+        session_id: str,
+        *,
+        ticket_id: int,
+        device_id: str,
+        requested_by: str,
+        started_at: datetime.datetime,
+        reason: str,
+        frames: int,
+        data: bytes,
+        truncated: bool,
+    ) -> None:
+        """Keep a session's recording with its ticket."""
+        ...
+
 
 @dataclass(eq=False)
 class ScreenViewer:
@@ -167,9 +199,23 @@ class ScreenRelay:
     last_seq: int = -1
     agent_acked: int = -1
     frames: int = 0
-    bytes: int = 0
+    size: int = 0  # bytes of image data relayed
     opened_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
+    # The recording so far, if the session is recorded; whether it hit the cap.
+    recording: bytearray | None = None
+    truncated: bool = False
+    started_wall: datetime.datetime | None = None
+
+    def record(self, packed: bytes) -> None:
+        """Add a frame (part) to the recording, if there is one."""
+        if self.recording is None or self.truncated or self.started_at is None:
+            return
+        if len(self.recording) + _RECORD.size + len(packed) > RECORDING_CAP:
+            self.truncated = True
+            return
+        self.recording += _RECORD.pack(len(packed), time.monotonic() - self.started_at)
+        self.recording += packed
 
 
 class ScreenHub:
@@ -207,6 +253,7 @@ class ScreenHub:
         monitor: int,
         quality: int,
         max_fps: float,
+        record: bool = False,
     ) -> ScreenRelay:
         """Start a session: the agent is asked (and asks its user)."""
         relay = ScreenRelay(
@@ -215,6 +262,7 @@ class ScreenHub:
             device_id=agent.device_id,
             actor=viewer.actor,
             agent=agent,
+            recording=bytearray() if record else None,
         )
         relay.viewers.add(viewer)
         self.relays[session_id] = relay
@@ -229,6 +277,7 @@ class ScreenHub:
                     monitor=monitor,
                     quality=quality,
                     max_fps=max_fps,
+                    recorded=record,
                 )
             )
         except ConnectionClosed:
@@ -294,7 +343,8 @@ class ScreenHub:
             if relay.state != "started":
                 return
             packed = pack_frame(message)
-            relay.bytes += sum(len(r.data) for r in message.rects)
+            relay.record(packed)
+            relay.size += sum(len(r.data) for r in message.rects)
             if message.final:
                 relay.last_seq = max(relay.last_seq, message.seq)
                 relay.frames += 1
@@ -328,7 +378,23 @@ class ScreenHub:
                 "consent": message.consent,
             }
             self._broadcast(relay, relay.started)
-            await self._record(relay, "screen_started", {"consent": message.consent})
+            if relay.recording is not None:
+                relay.started_wall = datetime.datetime.now(datetime.UTC)
+                header = json.dumps(
+                    {
+                        **relay.started,
+                        "ticket": relay.ticket_id,
+                        "device": relay.device_id,
+                        "requested_by": relay.actor,
+                        "started_at": relay.started_wall.isoformat(),
+                    }
+                ).encode()
+                relay.recording += RECORDING_MAGIC + struct.pack("<I", len(header)) + header
+            await self._record(
+                relay,
+                "screen_started",
+                {"consent": message.consent, "recorded": relay.recording is not None},
+            )
         elif isinstance(message, m.ScreenRefused):
             await self._end(relay, "screen_refused", message.reason, message.error)
         elif isinstance(message, m.ScreenEnded):
@@ -375,8 +441,25 @@ class ScreenHub:
             data.update(
                 duration=round(time.monotonic() - relay.started_at, 3),
                 frames=relay.frames,
-                bytes=relay.bytes,
+                bytes=relay.size,
             )
+            if relay.recording is not None and relay.started_wall is not None:
+                data.update(recording_bytes=len(relay.recording), truncated=relay.truncated)
+                try:
+                    await self._timeline.save_screen_recording(
+                        relay.session_id,
+                        ticket_id=relay.ticket_id,
+                        device_id=relay.device_id,
+                        requested_by=relay.actor,
+                        started_at=relay.started_wall,
+                        reason=str(reason),
+                        frames=relay.frames,
+                        data=bytes(relay.recording),
+                        truncated=relay.truncated,
+                    )
+                except Exception:
+                    logger.exception("cannot keep the recording of %s", relay.session_id)
+                relay.recording = None
         await self._record(relay, kind, data)
 
     async def _record(self, relay: ScreenRelay, kind: str, data: dict[str, Any]) -> None:

@@ -24,7 +24,12 @@ Once authenticated, text messages are JSON both ways; frames are binary (layout 
                         {"type": "error", "status": 403, "detail": "..."}
 
 Query parameters: ``device`` (default: the ticket's), ``monitor`` (0 = all,
-default 1), ``quality`` (1..100, default 70), ``fps`` (0.5..30, default 15).
+default 1), ``quality`` (1..100, default 70), ``fps`` (0.5..30, default 15),
+``record`` (1: record the session; the user is told when asked).
+
+``GET /api/v1/screens/{session_id}/recording`` (``tickets:read``) gives the
+recording of a recorded session ("DSR1", see ``deskside.console.screenrelay``);
+``/viewer/replay.html#session=ID&token=...`` plays it.
 """
 
 from __future__ import annotations
@@ -36,18 +41,19 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import msgspec
-from litestar import WebSocket, websocket
+from litestar import Request, Response, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.params import Parameter
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
-from .api import provide_identity
+from .api import _require, provide_identity
 from .errors import Conflict, ConsoleError, InvalidRequest, Unauthorized
 from .gateway import Gateway
 from .screenrelay import ScreenRelay, ScreenViewer
 from .store import ApiIdentity, Store
 
-__all__ = ["STATIC_DIR", "screen_socket", "viewer_files"]
+__all__ = ["STATIC_DIR", "screen_recording", "screen_socket", "viewer_files"]
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 # Seconds a client has to send its token.
@@ -105,6 +111,7 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
         monitor = int(_number(query.get("monitor"), 1, 0, 64, "monitor"))
         quality = int(_number(query.get("quality"), 70, 1, 100, "quality"))
         max_fps = _number(query.get("fps"), 15.0, 0.5, 30.0, "fps")
+        record = query.get("record", "0") not in ("", "0", "false", "no")
         device = query.get("device")
         if device is None:
             device = (await store.get_ticket(ticket_id)).ticket.device_id
@@ -139,6 +146,7 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
                 monitor=monitor,
                 quality=quality,
                 max_fps=max_fps,
+                record=record,
             )
     except ConsoleError as exc:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
@@ -199,6 +207,18 @@ async def _from_viewer(
     except WebSocketDisconnect:
         pass
     viewer.put(None)
+
+
+@get("/api/v1/screens/{session_id:str}/recording")
+async def screen_recording(
+    request: Request,  # type: ignore[type-arg]
+    session_id: Annotated[str, Parameter(max_length=64)],
+) -> Response[bytes]:
+    """A recorded screen session, as relayed ("DSR1"); ``replay.html`` plays it."""
+    identity = await provide_identity(request)
+    _require(identity, "tickets:read")
+    store: Store = request.app.state.store
+    return Response(await store.screen_recording(session_id), media_type="application/octet-stream")
 
 
 def viewer_files() -> Router:

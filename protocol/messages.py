@@ -608,6 +608,8 @@ class ScreenOpen(_Message, frozen=True, tag="screen_open"):
     monitor: Annotated[int, Meta(ge=0, le=64)] = 1
     quality: Quality = 70
     max_fps: FrameRate = 15.0
+    # The console records the session (the user is told so when asked).
+    recorded: bool = False
 
 
 class ScreenStarted(_Message, frozen=True, tag="screen_started"):

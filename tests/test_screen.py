@@ -97,13 +97,18 @@ def online(console: ConsoleProcess, device: str) -> bool:
 
 
 async def ticket_on_device(
-    console: ConsoleProcess, agent: Agent, token: str, display: str, timeout: float = 30.0
+    console: ConsoleProcess,
+    agent: Agent,
+    token: str,
+    display: str,
+    timeout: float = 30.0,
+    consent: ConsentMode = ConsentMode.PROMPT,
 ) -> int:
     """Enroll the agent with a [screen] policy, run it on ``display``; a ticket for it."""
     device = await enroll(agent, console)
     config = load_config(agent.paths)
     assert config is not None
-    policy = ScreenPolicy(consent=ConsentMode.PROMPT, consent_timeout=timeout)
+    policy = ScreenPolicy(consent=consent, consent_timeout=timeout)
     save_config(agent.paths, dataclasses.replace(config, screen=policy))
     await agent.start_daemon(DISPLAY=display)
     await eventually(lambda: online(console, device), 20)
@@ -116,12 +121,14 @@ async def ticket_on_device(
     return int(created.json()["id"])
 
 
-async def open_viewer(browser: Browser, console: ConsoleProcess, ticket: int, token: str) -> Page:
+async def open_viewer(
+    browser: Browser, console: ConsoleProcess, ticket: int, token: str, extra: str = ""
+) -> Page:
     context = await browser.new_context(
         ignore_https_errors=True, viewport={"width": 1280, "height": 900}
     )
     page = await context.new_page()
-    await page.goto(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token={token}")
+    await page.goto(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token={token}{extra}")
     return page
 
 
@@ -338,6 +345,58 @@ async def test_a_technician_who_may_not_act_on_the_ticket_is_refused(
     page = await open_viewer(browser, console, ticket, "dsk_not-a-token-at-all")
     await wait_page(page, "window.deskside.screen.phase === 'error'", 10)
     with httpx.Client(verify=console.ssl_context()) as client:
-        served = client.get(f"{console.base_url}/viewer/screen.js")
+        served = client.get(f"{console.base_url}/viewer/frames.js")
     assert served.status_code == 200
     assert "DSF1" in served.text
+
+
+async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
+    console: ConsoleProcess,
+    token: str,
+    agent: Agent,
+    display: str,
+    painter: Painter,
+    browser: Browser,
+) -> None:
+    ticket = await ticket_on_device(console, agent, token, display, consent=ConsentMode.NONE)
+    page = await open_viewer(browser, console, ticket, token, "&record=1")
+    await wait_page(page, "window.deskside.screen.phase === 'started'")
+    await wait_canvas_matches(page, display)
+    green = painter.rect(400, 300, 200, 150, GREEN)
+    painter.recolor(green, YELLOW)
+    await wait_canvas_matches(page, display)
+    await page.click("#stop")
+    events = []
+    for _ in range(100):
+        events = timeline(console, token, ticket)
+        if events and events[-1]["kind"] == "screen_ended":
+            break
+        await asyncio.sleep(0.1)
+    started, ended = events[-2], events[-1]
+    assert started["data"]["consent"] == "policy"
+    assert started["data"]["recorded"] is True
+    assert ended["data"]["reason"] == "viewer_left"
+    assert ended["data"]["recording_bytes"] > 1000
+    assert ended["data"]["truncated"] is False
+    session = ended["data"]["screen_session"]
+    entries = await agent.wait_audit(lambda e: any(x["event"] == "screen_ended" for x in e))
+    assert entries[0]["recorded"] is True  # the agent knew, and so did its user
+
+    # The replay draws the recorded frames: it ends on the screen as it was last.
+    context = await browser.new_context(ignore_https_errors=True)
+    replay = await context.new_page()
+    await replay.goto(
+        f"{console.base_url}/viewer/replay.html#session={session}&token={token}&autoplay=1&"
+    )
+    await wait_page(replay, "window.deskside.replay.done === true", 30)
+    await wait_canvas_matches(replay, display)
+    canvas = await canvas_samples(replay)
+    assert np.abs(canvas[375 // STEP, 500 // STEP] - YELLOW).max() < 25
+
+    # Without the rights to read tickets, no recording.
+    with httpx.Client(verify=console.ssl_context()) as client:
+        refused = client.get(
+            f"{console.base_url}/api/v1/screens/{session}/recording",
+            headers={"Authorization": f"Bearer {console.api_token('devices:read')}"},
+        )
+    assert refused.status_code == 403

@@ -40,7 +40,7 @@ class Indicator:
         self.process = process
 
     @classmethod
-    async def show(cls, requested_by: str, ticket_id: int) -> Indicator:
+    async def show(cls, requested_by: str, ticket_id: int, *, recorded: bool = False) -> Indicator:
         """Start the window (``OSError`` if the process cannot start)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -54,7 +54,9 @@ class Indicator:
         assert process.stdin is not None
         with contextlib.suppress(ConnectionError):
             process.stdin.write(
-                json.dumps({"requested_by": requested_by, "ticket_id": ticket_id}).encode()
+                json.dumps(
+                    {"requested_by": requested_by, "ticket_id": ticket_id, "recorded": recorded}
+                ).encode()
             )
             await process.stdin.drain()
         process.stdin.close()
@@ -77,7 +79,7 @@ class Indicator:
                 await self.process.wait()
 
 
-def _window(requested_by: str, ticket_id: int) -> int:
+def _window(requested_by: str, ticket_id: int, recorded: bool) -> int:
     import tkinter as tk
 
     try:
@@ -93,7 +95,8 @@ def _window(requested_by: str, ticket_id: int) -> int:
     who = requested_by or "Your help desk"
     tk.Label(
         frame,
-        text=f"{who} is viewing your screen\n(ticket #{ticket_id})",
+        text=f"{who} is viewing your screen\n(ticket #{ticket_id}"
+        + (", recorded)" if recorded else ")"),
         fg="white",
         bg="#b00020",
         justify="left",
@@ -120,10 +123,11 @@ def main(args: Sequence[str] | None = None) -> int:
         document = json.loads(sys.stdin.buffer.read(1 << 16))
         requested_by = str(document.get("requested_by", ""))[:256]
         ticket_id = int(document["ticket_id"])
+        recorded = bool(document.get("recorded", False))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"bad input: {exc}", file=sys.stderr)
         return 64
-    return _window(requested_by, ticket_id)
+    return _window(requested_by, ticket_id, recorded)
 
 
 if __name__ == "__main__":

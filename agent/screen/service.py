@@ -184,6 +184,7 @@ class ScreenService:
             reason=request.reason,
             timeout=policy.consent_timeout,
             screen="view",
+            recorded=request.recorded,
         )
         if policy.consent is ConsentMode.NONE:
             return "policy"
@@ -226,6 +227,7 @@ class ScreenService:
                 requested_by=request.requested_by,
                 what="view",
                 monitor=request.monitor,
+                recorded=request.recorded,
             )
             decision = await self._decide(policy, request)
             if isinstance(decision, _Refusal):
@@ -250,7 +252,9 @@ class ScreenService:
                 await self._refuse(channel, request, _Reason.ERROR, str(exc))
                 return
             try:
-                indicator = await Indicator.show(request.requested_by, request.ticket_id)
+                indicator = await Indicator.show(
+                    request.requested_by, request.ticket_id, recorded=request.recorded
+                )
             except OSError as exc:
                 logger.warning("cannot show the screen indicator: %s", exc)
                 if decision != "policy":

@@ -3,15 +3,15 @@
 // deskside/console/screenrelay.py. The token comes from the URL fragment
 // (#ticket=7&token=dsk_...), which the browser never sends to any server.
 
+import { Painter, parseFrame } from "./frames.js";
+
 const params = new URLSearchParams(location.hash.slice(1));
 const ticket = params.get("ticket");
 const token = params.get("token");
 
 const $ = (id) => document.getElementById(id);
 const screen = $("screen");
-const ctx = screen.getContext("2d");
-const pointer = $("pointer");
-const pctx = pointer.getContext("2d");
+const painter = new Painter(screen, $("pointer"));
 
 // What tests and the next modules (guidance, control) can look at.
 const state = {
@@ -32,9 +32,6 @@ const state = {
 };
 window.deskside = { screen: state, canvas: screen, send: (o) => send(o) };
 
-const MAGIC = 0x31465344; // "DSF1" little-endian
-const shapes = new Map(); // pointer shape id -> { bitmap, hotX, hotY }
-let cursor = null;
 let chain = Promise.resolve();
 const recent = []; // [time, bytes] of frames drawn in the last second or two
 
@@ -72,7 +69,7 @@ function connect() {
     quality: $("quality").value,
     fps: $("fps").value,
   });
-  for (const key of ["device", "monitor"]) {
+  for (const key of ["device", "monitor", "record"]) {
     if (params.get(key)) query.set(key, params.get(key));
   }
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -129,81 +126,21 @@ function onControl(msg) {
 }
 
 async function onFrame(buffer) {
-  const view = new DataView(buffer);
-  if (buffer.byteLength < 42 || view.getUint32(0, true) !== MAGIC) return;
-  const seq = view.getUint32(4, true);
-  const width = view.getUint16(8, true);
-  const height = view.getUint16(10, true);
-  const flags = view.getUint8(12);
-  const encoding = view.getUint8(13);
-  const capturedAt = view.getFloat64(16, true);
-  const count = view.getUint16(24, true);
-  let offset = 42;
-  const shapeLength = view.getUint32(38, true);
-  let shape = null;
-  if (flags & 16) shape = new Uint8Array(buffer, offset, shapeLength);
-  offset += shapeLength;
-  if (width !== state.width || height !== state.height) {
-    state.width = screen.width = pointer.width = width;
-    state.height = screen.height = pointer.height = height;
-  }
-  if (encoding !== 0) {
-    // Video frames are for the video module (WebCodecs); ask for tiles meanwhile.
-    return;
-  }
-  const rects = [];
-  for (let i = 0; i < count; i++) {
-    const x = view.getUint16(offset, true);
-    const y = view.getUint16(offset + 2, true);
-    const length = view.getUint32(offset + 8, true);
-    offset += 12;
-    rects.push({ x, y, blob: new Blob([new Uint8Array(buffer, offset, length)], { type: "image/jpeg" }) });
-    offset += length;
-  }
-  const bitmaps = await Promise.all(rects.map((r) => createImageBitmap(r.blob)));
-  bitmaps.forEach((bitmap, i) => {
-    ctx.drawImage(bitmap, rects[i].x, rects[i].y);
-    bitmap.close();
-  });
-  if (flags & 4) {
-    const shapeId = view.getUint32(34, true);
-    if (shape !== null) {
-      const bitmap = await createImageBitmap(new Blob([shape], { type: "image/png" }));
-      shapes.set(shapeId, { bitmap, hotX: view.getUint16(30, true), hotY: view.getUint16(32, true) });
-    }
-    cursor = { x: view.getInt16(26, true), y: view.getInt16(28, true), visible: !!(flags & 8), shapeId };
-    drawPointer();
-  }
-  if (flags & 2) {
+  const frame = parseFrame(buffer);
+  if (frame === null) return;
+  state.width = frame.width;
+  state.height = frame.height;
+  await painter.paint(frame);
+  if (frame.final) {
     const now = Date.now() / 1000;
     state.frames += 1;
-    state.delay = Math.max(0, now - capturedAt);
+    state.delay = Math.max(0, now - frame.capturedAt);
     state.delays.push(state.delay);
     if (state.delays.length > 500) state.delays.shift();
-    send({ type: "ack", seq });
+    send({ type: "ack", seq: frame.seq });
   }
   state.bytes += buffer.byteLength;
-  recent.push([performance.now(), buffer.byteLength, (flags & 2) ? 1 : 0]);
-}
-
-function drawPointer() {
-  pctx.clearRect(0, 0, pointer.width, pointer.height);
-  if (!cursor || !cursor.visible) return;
-  const shape = shapes.get(cursor.shapeId);
-  if (shape) {
-    pctx.drawImage(shape.bitmap, cursor.x - shape.hotX, cursor.y - shape.hotY);
-  } else {
-    // No shape from the agent: a plain arrow.
-    pctx.fillStyle = "white";
-    pctx.strokeStyle = "black";
-    pctx.beginPath();
-    pctx.moveTo(cursor.x, cursor.y);
-    pctx.lineTo(cursor.x, cursor.y + 16);
-    pctx.lineTo(cursor.x + 11, cursor.y + 11);
-    pctx.closePath();
-    pctx.fill();
-    pctx.stroke();
-  }
+  recent.push([performance.now(), buffer.byteLength, frame.final ? 1 : 0]);
 }
 
 function updateStats() {

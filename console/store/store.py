@@ -77,6 +77,7 @@ from .models import (
     Device,
     EnrollmentToken,
     Role,
+    ScreenRecording,
     ShellSession,
     Snapshot,
     Ticket,
@@ -1280,6 +1281,44 @@ class Store:
                 data={"ticket": ticket_id, **data},
                 at=now,
             )
+
+    async def save_screen_recording(
+        self,
+        session_id: str,
+        *,
+        ticket_id: int,
+        device_id: str,
+        requested_by: str,
+        started_at: datetime.datetime,
+        reason: str,
+        frames: int,
+        data: bytes,
+        truncated: bool,
+    ) -> None:
+        """Keep a screen session's recording with its ticket."""
+        async with self._transaction() as session:
+            session.add(
+                ScreenRecording(
+                    id=session_id,
+                    ticket_id=ticket_id,
+                    device_id=device_id,
+                    requested_by=requested_by,
+                    started_at=started_at,
+                    ended_at=utcnow(),
+                    reason=reason[:32],
+                    frames=frames,
+                    data=data,
+                    truncated=truncated,
+                )
+            )
+
+    async def screen_recording(self, session_id: str) -> bytes:
+        """A screen session's recording ("DSR1"); ``NotFound`` if it was not recorded."""
+        async with self._transaction() as session:
+            row = await session.get(ScreenRecording, session_id)
+            if row is None:
+                raise NotFound(f"no recording of screen session {session_id}")
+            return row.data
 
     async def get_shell(self, session_id: str) -> ShellView:
         """A terminal session (without its transcript)."""
