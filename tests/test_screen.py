@@ -183,6 +183,7 @@ def mismatch(canvas: Any, screen: Any) -> tuple[float, float]:
 async def wait_canvas_matches(page: Page, name: str, timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    await wait_page(page, "window.deskside.canvas.width === 1024", timeout)  # a first frame
     while True:
         mean, p99 = mismatch(await canvas_samples(page), x_samples(name))
         if mean < 3 and p99 < 40:
@@ -229,6 +230,19 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
     canvas = await canvas_samples(page)
     assert np.abs(canvas[375 // STEP, 500 // STEP] - YELLOW).max() < 25
 
+    # The technician's second window joins the session without asking the user again.
+    second = await open_viewer(browser, console, ticket, token)
+    await wait_page(second, "window.deskside.screen.phase === 'started'")
+    await wait_canvas_matches(second, display)
+
+    # The viewer's settings reach the agent: all monitors (here the same one).
+    frames = await page.evaluate("window.deskside.screen.frames")
+    await page.select_option("#monitor", "0")
+    await page.fill("#quality", "40")
+    await page.dispatch_event("#quality", "change")
+    await wait_page(page, f"window.deskside.screen.frames > {frames}")
+    await wait_canvas_matches(page, display)
+
     # The user presses Stop on the indicator: the session ends at once.
     window = (await xdotool(display, "search", "--sync", "--name", INDICATOR)).split()[0]
     geometry = dict(
@@ -239,6 +253,7 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
     await xdotool(display, "mousemove", "--window", window, str(x), str(y), "click", "1")
     await wait_page(page, "window.deskside.screen.phase === 'ended'", 10)
     assert await page.evaluate("window.deskside.screen.reason") == "user_stopped"
+    await wait_page(second, "window.deskside.screen.phase === 'ended'", 10)
 
     kinds = [
         (e["kind"], e["data"].get("reason"), e["data"].get("consent"))
@@ -247,6 +262,7 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
     assert kinds == [
         ("screen_requested", None, None),
         ("screen_started", None, "user"),
+        ("screen_viewer_joined", None, None),
         ("screen_ended", "user_stopped", None),
     ]
     entries = await agent.wait_audit(lambda e: any(x["event"] == "screen_ended" for x in e))
@@ -259,6 +275,7 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
     ended = entries[-1]
     assert ended["frames"] >= 2
     assert ended["ticket"] == ticket
+    assert ended["quality"] <= 40  # the viewer's setting reached the agent
 
 
 async def test_a_denial_and_a_time_out_prevent_the_session(
