@@ -59,6 +59,7 @@ from typing import Any, Final, Protocol
 
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed
+from deskside.protocol.ratelimit import TokenBucket
 
 __all__ = ["ScreenHub", "ScreenRelay", "ScreenViewer", "pack_frame"]
 
@@ -71,6 +72,9 @@ RECORDING_MAGIC: Final = b"DSR1"
 # Largest recording kept per session; frames beyond it are relayed, not recorded.
 RECORDING_CAP: Final = 64 << 20
 _RECORD = struct.Struct("<Id")
+# Keyframe requests and settings changes forwarded per second (and at once), at most.
+REQUEST_RATE: Final = 4.0
+REQUEST_BURST: Final = 8
 # Items a viewer may have waiting before it is dropped as too slow.
 VIEWER_QUEUE: Final = 512
 _ENCODINGS: Final = {m.ScreenEncoding.JPEG: 0, m.ScreenEncoding.H264: 1}
@@ -202,6 +206,10 @@ class ScreenRelay:
     size: int = 0  # bytes of image data relayed
     opened_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
+    # Keyframe requests and settings forwarded to the agent: a viewer cannot flood it.
+    requests: TokenBucket = field(
+        default_factory=lambda: TokenBucket(REQUEST_RATE, REQUEST_BURST, time.monotonic())
+    )
     # The recording so far, if the session is recorded; whether it hit the cap.
     recording: bytearray | None = None
     truncated: bool = False
@@ -318,13 +326,16 @@ class ScreenHub:
             await self._ack(relay)
 
     async def keyframe(self, relay: ScreenRelay) -> None:
-        """A viewer needs a whole frame."""
-        await self._send(relay, m.ScreenKeyframeRequest(session_id=relay.session_id))
+        """A viewer needs a whole frame (dropped beyond ``REQUEST_RATE``)."""
+        if relay.requests.consume(time.monotonic()):
+            await self._send(relay, m.ScreenKeyframeRequest(session_id=relay.session_id))
 
     async def settings(
         self, relay: ScreenRelay, *, quality: int | None, max_fps: float | None, monitor: int | None
     ) -> None:
-        """A viewer changed the settings."""
+        """A viewer changed the settings (dropped beyond ``REQUEST_RATE``)."""
+        if not relay.requests.consume(time.monotonic()):
+            return
         await self._send(
             relay,
             m.ScreenSettings(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -190,7 +191,7 @@ class ScreenService:
             return "policy"
         if policy.consent is ConsentMode.NOTIFY:
             shown = await consent.notify(
-                consent.ConsentRequest(**{**question.__dict__, "timeout": consent.NOTIFY_SECONDS})
+                dataclasses.replace(question, timeout=consent.NOTIFY_SECONDS)
             )
             return "notify" if shown else "policy"
         async with self._consent_lock:

@@ -180,3 +180,15 @@ async def test_the_recording_holds_the_header_and_each_frame() -> None:
     assert kind == "screen_ended"
     assert ended["reason"] == "user_stopped"
     assert ended["recording_bytes"] == len(data)
+
+
+async def test_keyframe_requests_and_settings_are_limited() -> None:
+    hub, link, _, _, relay = await open_hub()
+    await hub.from_agent(link, started())
+    for _ in range(100):
+        await hub.keyframe(relay)
+        await hub.settings(relay, quality=50, max_fps=None, monitor=None)
+    forwarded = [
+        x for x in link.channel.sent if isinstance(x, m.ScreenKeyframeRequest | m.ScreenSettings)
+    ]
+    assert 8 <= len(forwarded) < 20  # the burst, and what the rate refilled meanwhile
