@@ -20,6 +20,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from deskside.agent.config import load_config, save_config
+from deskside.agent.consent import TITLE
 from deskside.agent.policy import ConsentMode
 from deskside.agent.screen.indicator import TITLE as INDICATOR
 from deskside.agent.screen.policy import ScreenPolicy
@@ -308,19 +309,34 @@ async def test_a_denial_and_a_time_out_prevent_the_session(
     assert await page.evaluate("window.deskside.screen.reason") == "timed_out"
     assert await page.evaluate("window.deskside.screen.frames") == 0
 
+    # The technician gives up while the user is asked: the prompt goes away.
+    await page.close()
+    page = await open_viewer(browser, console, ticket, token)
+    await wait_page(page, "window.deskside.screen.phase === 'asking'")
+    await dialog(display)
+    await page.close()
+    entries = await agent.wait_audit(lambda e: len(e) >= 6)
+    search = await asyncio.create_subprocess_exec(
+        "xdotool", "search", "--name", TITLE, env={"DISPLAY": display, "PATH": "/usr/bin"}
+    )
+    assert await search.wait() == 1  # no consent dialog any more
+
     kinds = [(e["kind"], e["data"].get("reason")) for e in timeline(console, token, ticket)]
     assert kinds == [
         ("screen_requested", None),
         ("screen_refused", "denied"),
         ("screen_requested", None),
         ("screen_refused", "timed_out"),
+        ("screen_requested", None),
+        ("screen_ended", "viewer_left"),
     ]
-    entries = await agent.wait_audit(lambda e: len(e) >= 4)
     assert [(e["event"], e.get("reason")) for e in entries] == [
         ("screen_requested", None),
         ("screen_refused", "denied"),
         ("screen_requested", None),
         ("screen_refused", "timed_out"),
+        ("screen_requested", None),
+        ("screen_refused", "viewer_left"),
     ]
 
 

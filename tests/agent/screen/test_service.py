@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 
 from deskside.agent.config import load_config, save_config
 from deskside.agent.policy import ConsentMode, Unattended
@@ -14,6 +15,12 @@ from tests.agent.conftest import Agent
 from tests.agent.fake_console import FakeConsole
 from tests.agent.screen.xpaint import Painter
 from tests.agent.test_consent import display  # noqa: F401 (a fixture)
+
+
+def heavy_libraries(pid: int) -> set[str]:
+    """Which of numpy and simplejpeg the process has loaded (from /proc/PID/maps)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {name for name in ("numpy", "simplejpeg") if f"/{name}/" in maps}
 
 
 def set_screen(agent: Agent, **fields: object) -> None:
@@ -71,8 +78,10 @@ async def test_one_session_at_a_time_settings_and_the_end(
 ) -> None:
     device = await agent.enroll(console)
     set_screen(agent, consent=ConsentMode.NONE)
-    await agent.start_daemon(DISPLAY=display)
+    daemon = await agent.start_daemon(DISPLAY=display)
     await console.wait_for(lambda: console.connected(device))
+    # The idle daemon has not loaded numpy or libjpeg-turbo (their shared objects).
+    assert heavy_libraries(daemon.pid) == set()
     await console.send(
         device, m.ScreenOpen(session_id="s1", ticket_id=3, requested_by="tech", quality=50)
     )
@@ -82,6 +91,7 @@ async def test_one_session_at_a_time_settings_and_the_end(
     assert started.consent == "policy"
     assert [mon.index for mon in started.monitors] == [0, 1]
     await console.wait_for(lambda: bool(frames(console, device, "s1")))
+    assert heavy_libraries(daemon.pid) == {"numpy", "simplejpeg"}  # now it has
     first = frames(console, device, "s1")[0]
     assert first.keyframe
     assert (first.width, first.height) == (1024, 768)
