@@ -101,8 +101,21 @@ class Pacer:
         self._history.append((now, size))
 
     def skipped(self, now: float, started: float | None = None) -> None:
-        """Nothing changed this time: wait a frame interval before looking again."""
+        """Nothing changed this time: wait a frame interval before looking again.
+
+        While the screen is idle nothing measures the delay, and nothing loads the
+        link: the quality climbs back towards the ceiling, so that the encoder's
+        refinement sends the still picture sharp.
+        """
         self._last_sent = now if started is None else started
+        idle = now - self._last_frame > self.settings.idle_after
+        if (
+            idle
+            and self.quality < self.max_quality
+            and now - self._last_adjust >= self.settings.adjust_interval
+        ):
+            self._last_adjust = now
+            self.quality = min(self.max_quality, self.quality + 10)
 
     def acknowledged(self, seq: int, now: float) -> None:
         """The viewer drew frame ``seq`` and every one before it."""

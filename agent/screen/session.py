@@ -279,11 +279,19 @@ class ScreenSession:
             and now - self._last_grab < SAFETY_GRAB
         ):
             self.grabs_avoided += 1
-            return None, last, cursor
+            return self._refine(), last, cursor
         frame = self._capturer.grab()
         self._last_frame, self._last_grab = frame, now
         encoded = self._encoder.encode(frame, keyframe=keyframe)
+        if encoded is None:
+            encoded = self._refine()
         return encoded, frame, cursor
+
+    def _refine(self) -> EncodedFrame | None:
+        """The screen is still: tiles sent at a lower quality, sent again (if the
+        encoder can)."""
+        refine = getattr(self._encoder, "refine", None)
+        return refine() if refine is not None else None
 
     def _wire_cursor(self, cursor: CursorState | None, frame: Frame) -> m.ScreenCursor | None:
         """The pointer for the wire, relative to the monitor; None if not news."""

@@ -13,8 +13,14 @@
   asked for, the whole frame is sent as one rectangle instead (a "keyframe"):
   cheaper than many small ones, and it resets the viewer.
 
+* Refinement: the pacer lowers the quality when the link is slow; tiles sent at
+  a lower quality than the current one are sent again, at most
+  ``REFINE_TILES`` at a time, by ``refine()`` when the screen is still, so a
+  page read after a burst of motion ends up sharp.
+
 An ``Encoder`` is anything with ``encode(frame, keyframe)``, ``reset()`` and a
-``quality``; the session does not care whether it sends tiles or video.
+``quality`` (``refine()`` is optional); the session does not care whether it
+sends tiles or video.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ __all__ = [
 TILE: Final = 64
 # A rectangle's encoded bytes must stay under the wire bound of one rect (1 MiB).
 MAX_RECT_BYTES: Final = 1 << 20
+# Tiles sent again at a better quality per refine() call, at most.
+REFINE_TILES: Final = 48
 
 
 @dataclass(frozen=True)
@@ -194,10 +202,50 @@ class TileEncoder:
         self.keyframe_fraction = keyframe_fraction
         # The last frame encoded; None: the next one is a keyframe.
         self._previous: Frame | None = None
+        # The JPEG quality each tile was last sent at (rows x cols).
+        self._sent_quality: Any = None
 
     def reset(self) -> None:
         """Forget the previous frame: the next one is a keyframe."""
         self._previous = None
+        self._sent_quality = None
+
+    def _mark(self, rects: list[EncodedRect], height: int, width: int) -> None:
+        """Remember the quality the tiles under ``rects`` were sent at."""
+        rows, cols = -(-height // TILE), -(-width // TILE)
+        if self._sent_quality is None or self._sent_quality.shape != (rows, cols):
+            self._sent_quality = np.zeros((rows, cols), dtype=np.int16)
+        for piece in rects:
+            r = piece.rect
+            self._sent_quality[
+                r.y // TILE : -(-(r.y + r.height) // TILE),
+                r.x // TILE : -(-(r.x + r.width) // TILE),
+            ] = self.quality
+
+    def refine(self) -> EncodedFrame | None:
+        """Tiles of the last frame sent below the current quality, sent again; None if
+        there are none."""
+        frame, sent = self._previous, self._sent_quality
+        if frame is None or sent is None:
+            return None
+        below = sent < self.quality
+        if not below.any():
+            return None
+        # The first REFINE_TILES of them, top to bottom.
+        chosen = np.zeros_like(below)
+        flat = np.flatnonzero(below)[:REFINE_TILES]
+        chosen.flat[flat] = True
+        image = pixels(frame)
+        rects = merge_tiles(chosen, frame.width, frame.height)
+        encoded = [piece for rect in rects for piece in encode_rect(image, rect, self.quality)]
+        self._mark(encoded, frame.height, frame.width)
+        return EncodedFrame(
+            width=frame.width,
+            height=frame.height,
+            captured_at=frame.captured_at,
+            keyframe=False,
+            rects=encoded,
+        )
 
     def encode(self, frame: Frame, keyframe: bool = False) -> EncodedFrame | None:
         """The frame's changes since the last one; None if nothing changed."""
@@ -224,6 +272,7 @@ class TileEncoder:
                 rects = merge_tiles(grid, frame.width, frame.height)
         encoded = [piece for rect in rects for piece in encode_rect(image, rect, self.quality)]
         self._previous = frame
+        self._mark(encoded, frame.height, frame.width)
         return EncodedFrame(
             width=frame.width,
             height=frame.height,

@@ -96,3 +96,20 @@ def test_the_interval_counts_from_the_start_of_the_capture() -> None:
     pacer = Pacer(quality=70, max_fps=10, now=0.0)
     pacer.sent(0, 10, 0.08, started=0.0)  # capturing and encoding took 80 ms
     assert abs((pacer.wait_time(0.08) or 0) - 0.02) < 1e-9
+
+
+def test_an_idle_screen_gets_its_quality_back() -> None:
+    settings = PacerSettings(target_delay=0.1, adjust_interval=0.5, idle_after=1.0)
+    pacer = Pacer(quality=80, max_fps=10, now=0.0, settings=settings)
+    pacer.sent(0, 10, 0.0)
+    pacer.acknowledged(0, 0.9)  # a slow link: the quality drops
+    pacer.fps = settings.min_fps
+    pacer.sent(1, 10, 1.0)
+    pacer.acknowledged(1, 1.9)
+    low = pacer.quality
+    assert low < 80
+    now = 2.0
+    while now < 10.0:  # nothing to send for a while
+        pacer.skipped(now)
+        now += 0.2
+    assert pacer.quality == 80

@@ -145,3 +145,28 @@ def test_a_rect_too_big_for_one_message_is_split() -> None:
     assert all(len(p.data) <= MAX_RECT_BYTES for p in pieces)
     assert sum(p.rect.height for p in pieces) == 1024
     assert all(decode(p.data).shape == (p.rect.height, 1024, 3) for p in pieces)
+
+
+def test_tiles_sent_at_a_lower_quality_are_refined_when_still() -> None:
+    rng = np.random.default_rng(3)
+    image = np.repeat(np.repeat(rng.integers(0, 256, (12, 20, 4), dtype=np.uint8), 16, 0), 16, 1)
+    encoder = TileEncoder(quality=20)
+    first = encoder.encode(frame_of(image))
+    assert first is not None
+    assert encoder.refine() is None  # nothing below the current quality
+    encoder.quality = 90
+    canvas = np.zeros((192, 320, 3), dtype=int)
+    for piece in first.rects:
+        r = piece.rect
+        canvas[r.y : r.y + r.height, r.x : r.x + r.width] = decode(piece.data)
+    before = np.abs(canvas - image[..., :3].astype(int)).mean()
+    calls = 0
+    while (refined := encoder.refine()) is not None:
+        calls += 1
+        assert not refined.keyframe
+        for piece in refined.rects:
+            r = piece.rect
+            canvas[r.y : r.y + r.height, r.x : r.x + r.width] = decode(piece.data)
+    assert calls == 1  # 15 tiles: within one call's budget
+    after = np.abs(canvas - image[..., :3].astype(int)).mean()
+    assert after < 0.8 * before
