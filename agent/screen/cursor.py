@@ -56,8 +56,6 @@ class CursorTracker:
     """Polls the X pointer; opened and used on one thread."""
 
     def __init__(self) -> None:
-        from Xlib import display  # type: ignore[import-untyped]
-
         # The X connection, None if it could not be opened (no pointer then).
         self._display: Any = None
         self.has_shape = False
@@ -68,8 +66,10 @@ class CursorTracker:
         # The event code of XFixes' cursor notifications.
         self._notify = -1
         try:
+            from Xlib import display  # type: ignore[import-untyped]
+
             self._display = display.Display()
-        except Exception:
+        except Exception:  # not X11 (python-xlib is installed on Linux only), no display
             return
         try:
             if self._display.has_extension("XFIXES"):

@@ -23,14 +23,14 @@ class DamageWatcher:
     """Tells whether the screen may have changed; opened and used on one thread."""
 
     def __init__(self) -> None:
-        from Xlib import display  # type: ignore[import-untyped]
-        from Xlib.ext import damage  # type: ignore[import-untyped]
-
         # The X connection and the damage object; None without the extension.
         self._display: Any = None
         self._damage: Any = None
         self._notify = 0
         try:
+            from Xlib import display  # type: ignore[import-untyped]
+            from Xlib.ext import damage  # type: ignore[import-untyped]
+
             self._display = display.Display()
             if not self._display.has_extension(damage.extname):
                 self.close()
