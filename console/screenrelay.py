@@ -75,8 +75,9 @@ _RECORD = struct.Struct("<Id")
 # Keyframe requests and settings changes forwarded per second (and at once), at most.
 REQUEST_RATE: Final = 4.0
 REQUEST_BURST: Final = 8
-# Items a viewer may have waiting before it is dropped as too slow.
+# Items, and bytes, a viewer may have waiting before it is dropped as too slow.
 VIEWER_QUEUE: Final = 512
+VIEWER_QUEUE_BYTES: Final = 64 << 20
 _ENCODINGS: Final = {m.ScreenEncoding.JPEG: 0, m.ScreenEncoding.H264: 1}
 
 
@@ -175,14 +176,27 @@ class ScreenViewer:
     )
     # The last frame it drew.
     acked: int = -1
+    # Bytes of frames waiting in the queue.
+    queued_bytes: int = 0
 
     def put(self, item: dict[str, Any] | bytes | None) -> bool:
         """Queue an item; False if the viewer is too far behind."""
+        size = len(item) if isinstance(item, bytes) else 0
+        if size and self.queued_bytes + size > VIEWER_QUEUE_BYTES:
+            return False
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             return False
+        self.queued_bytes += size
         return True
+
+    async def get(self) -> dict[str, Any] | bytes | None:
+        """The next item to send to the viewer."""
+        item = await self.queue.get()
+        if isinstance(item, bytes):
+            self.queued_bytes -= len(item)
+        return item
 
 
 @dataclass(eq=False)
@@ -363,8 +377,9 @@ class ScreenHub:
                 if not viewer.put(packed):
                     logger.warning("screen %s: a viewer fell behind; dropped", session_id)
                     relay.viewers.discard(viewer)
-                    with contextlib.suppress(asyncio.QueueFull):
+                    while not viewer.queue.empty():  # what it has not read is moot
                         viewer.queue.get_nowait()
+                    viewer.queued_bytes = 0
                     viewer.put(None)
             if not relay.viewers:
                 await self.leave(relay, ScreenViewer(actor=relay.actor))

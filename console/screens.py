@@ -160,7 +160,7 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
     reader = asyncio.create_task(_from_viewer(socket, hub, relay, viewer))
     try:
         while True:
-            item = await viewer.queue.get()
+            item = await viewer.get()
             if item is None:
                 break
             if isinstance(item, bytes):

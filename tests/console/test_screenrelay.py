@@ -9,6 +9,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from deskside.console.screenrelay import (
     RECORDING_MAGIC,
     ScreenHub,
@@ -137,7 +139,16 @@ async def test_a_viewer_that_falls_behind_is_dropped() -> None:
     items = []
     while not viewer.queue.empty():
         items.append(viewer.queue.get_nowait())
-    assert items[-1] is None  # told to go
+    assert items == [None]  # told to go; the frames it did not read are dropped
+
+
+async def test_a_viewer_is_dropped_when_its_frames_take_too_much_memory() -> None:
+    hub, link, _, viewer, relay = await open_hub()
+    await hub.from_agent(link, started())
+    big = m.ScreenRect(x=0, y=0, width=64, height=64, data=bytes(1 << 20))
+    for seq in range(70):
+        await hub.from_agent(link, msgspec.structs.replace(frame(seq), rects=[big]))
+    assert viewer not in relay.viewers
 
 
 async def test_frames_from_another_agent_are_ignored() -> None:
