@@ -444,10 +444,35 @@ def _describe(kind: str, data: dict[str, Any]) -> str:
             f"{data.get('transcript_bytes', 0)} bytes recorded "
             f"(shell-replay {data.get('shell_session')})"
         )
+    if kind.startswith("screen_"):
+        return _describe_screen(kind, data)
     return ", ".join(
         f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
         for k, v in data.items()
     )
+
+
+def _describe_screen(kind: str, data: dict[str, Any]) -> str:
+    """A screen session's step (``deskside.console.screenrelay``), in words."""
+    session = data.get("screen_session")
+    if kind == "screen_requested":
+        return f"screen view asked of the user (session {session})"
+    if kind == "screen_viewer_joined":
+        return f"another viewer joined (session {session})"
+    if kind == "screen_started":
+        recorded = ", recorded" if data.get("recorded") else ""
+        return f"screen shared (consent: {data.get('consent')}{recorded})"
+    error = f" ({data['error']})" if data.get("error") else ""
+    if kind == "screen_refused":
+        return f"screen refused: {data.get('reason')}{error}"
+    if kind == "screen_ended":
+        text = f"screen session ended: {data.get('reason')}{error}"
+        if "frames" in data:
+            text += f", {data['frames']} frames in {data.get('duration', 0):.0f} s"
+        if data.get("recording_bytes"):
+            text += f", recording of {data['recording_bytes']} bytes"
+        return text
+    return ", ".join(f"{k} {v}" for k, v in data.items())
 
 
 def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:

@@ -266,6 +266,9 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
         ("screen_viewer_joined", None, None),
         ("screen_ended", "user_stopped", None),
     ]
+    shown = console.cli("ticket", "show", str(ticket)).stdout
+    assert "screen shared (consent: user)" in shown
+    assert "screen session ended: user_stopped (the user pressed Stop)," in shown
     entries = await agent.wait_audit(lambda e: any(x["event"] == "screen_ended" for x in e))
     screen = [(e["event"], e.get("consent"), e.get("reason")) for e in entries]
     assert screen == [
