@@ -91,6 +91,12 @@ async def browser() -> AsyncIterator[Browser]:
             await the_browser.close()
 
 
+def agent_device(agent: Agent) -> str:
+    config = load_config(agent.paths)
+    assert config is not None
+    return str(config.device_id)
+
+
 def online(console: ConsoleProcess, device: str) -> bool:
     """Whether ``deskside-console devices`` lists the device as online."""
     lines = console.cli("devices").stdout.splitlines()
@@ -395,7 +401,12 @@ async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     browser: Browser,
 ) -> None:
     ticket = await ticket_on_device(console, agent, token, display, consent=ConsentMode.NONE)
-    page = await open_viewer(browser, console, ticket, token, "&record=1")
+    # The CLI's link: a short-lived token of the technician in the fragment.
+    link = console.cli("screen", "--ticket", str(ticket), "--as", "admin", "--record").stdout
+    assert link.startswith(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token=dsk_")
+    context = await browser.new_context(ignore_https_errors=True)
+    page = await context.new_page()
+    await page.goto(link.strip())
     await wait_page(page, "window.deskside.screen.phase === 'started'")
     await wait_canvas_matches(page, display)
     green = painter.rect(400, 300, 200, 150, GREEN)
@@ -411,6 +422,8 @@ async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     started, ended = events[-2], events[-1]
     assert started["data"]["consent"] == "policy"
     assert started["data"]["recorded"] is True
+    assert started["actor"] == f"agent:{agent_device(agent)}"
+    assert events[-3]["actor"] == "user:admin"  # screen_requested: who asked
     assert ended["data"]["reason"] == "viewer_left"
     assert ended["data"]["recording_bytes"] > 1000
     assert ended["data"]["truncated"] is False
@@ -419,11 +432,9 @@ async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     assert entries[0]["recorded"] is True  # the agent knew, and so did its user
 
     # The replay draws the recorded frames: it ends on the screen as it was last.
-    context = await browser.new_context(ignore_https_errors=True)
+    link = console.cli("screen", "--replay", session, "--as", "admin").stdout.strip()
     replay = await context.new_page()
-    await replay.goto(
-        f"{console.base_url}/viewer/replay.html#session={session}&token={token}&autoplay=1&"
-    )
+    await replay.goto(link + "&autoplay=1")
     await wait_page(replay, "window.deskside.replay.done === true", 30)
     await wait_canvas_matches(replay, display)
     canvas = await canvas_samples(replay)
