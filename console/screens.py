@@ -129,12 +129,24 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
             relay = existing
             await hub.join(relay, viewer)
         else:
-            busy = hub.busy(device) if device else None
-            if busy is not None:
-                raise Conflict(f"the screen of {device} is being viewed by {busy.actor}")
             session_id, device = await store.request_screen(
                 ticket_id, device_id=device, identity=identity, online=gateway.online
             )
+            busy = hub.busy(device)
+            if busy is not None:
+                refusal = Conflict(f"the screen of {device} is being viewed by {busy.actor}")
+                await store.record_screen_event(
+                    ticket_id,
+                    "screen_refused",
+                    actor=identity.actor,
+                    data={
+                        "screen_session": session_id,
+                        "device": device,
+                        "reason": "busy",
+                        "error": str(refusal),
+                    },
+                )
+                raise refusal
             detail = await store.get_ticket(ticket_id)
             relay = await hub.open(
                 gateway.daemon_session(device),

@@ -363,6 +363,14 @@ async def test_closing_the_viewer_ends_the_session_and_its_indicator(
     await click_allow(display, await dialog(display))
     await wait_page(page, "window.deskside.screen.frames > 0")
     await xdotool(display, "search", "--sync", "--name", INDICATOR)
+
+    # Another technician cannot watch along: the user agreed to the first one.
+    other = await open_viewer(browser, console, ticket, console.api_token(*SCOPES))
+    await wait_page(other, "window.deskside.screen.phase === 'error'", 10)
+    assert "is being viewed by" in await other.evaluate("window.deskside.screen.reason")
+    refusals = [e for e in timeline(console, token, ticket) if e["kind"] == "screen_refused"]
+    assert [e["data"]["reason"] for e in refusals] == ["busy"]
+
     await page.close()
     entries = await agent.wait_audit(lambda e: any(x["event"] == "screen_ended" for x in e))
     assert entries[-1]["reason"] == "viewer_left"
