@@ -261,7 +261,13 @@ def _dialog(mode: str, request: ConsentRequest) -> Answer:
     tk.Label(frame, text=ticket, wraplength=width, justify="left").pack(anchor="w", pady=(6, 0))
     tk.Label(frame, text="What:", wraplength=width, justify="left").pack(anchor="w", pady=(8, 0))
     text = request.what()
-    box = tk.Text(frame, height=min(8, 1 + len(text) // 60), width=64, wrap="char", relief="sunken")
+    box = tk.Text(
+        frame,
+        height=min(8, 1 + len(text) // 60),
+        width=64,
+        wrap="word" if request.screen is not None else "char",
+        relief="sunken",
+    )
     box.insert("1.0", text)
     box.configure(state="disabled")
     box.pack(fill="x")

@@ -154,7 +154,7 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
                 session_id=session_id,
                 ticket_id=ticket_id,
                 requested_by=identity.username or identity.actor,
-                reason=f"#{ticket_id} {detail.ticket.title}",
+                reason=detail.ticket.title,
                 monitor=monitor,
                 quality=quality,
                 max_fps=max_fps,
