@@ -28,6 +28,10 @@ Theory of operation::
   Command results outlive a session: they are spooled and delivered after the
   next connect (``recover()`` at start picks up those of an earlier run);
   terminals end with their session.
+* Screen sessions (``ScreenOpen``, ``ScreenAck``, ``ScreenKeyframeRequest``,
+  ``ScreenSettings``, ``ScreenEnded``) go to the ``ScreenService``
+  (``deskside.agent.screen.service``), under the ``[screen]`` policy; the capture
+  and codec libraries are imported only when a session is allowed.
 * SIGTERM / SIGINT set the stop event: running commands' process trees and open
   terminals are ended and recorded (audit log, result spool, sent if the channel
   is still open), the channel is closed with 1001 "agent stopping",
@@ -65,6 +69,11 @@ from deskside.protocol.messages import (
     Heartbeat,
     Message,
     Metrics,
+    ScreenAck,
+    ScreenEnded,
+    ScreenKeyframeRequest,
+    ScreenOpen,
+    ScreenSettings,
     ShellClosed,
     ShellData,
     ShellOpen,
@@ -79,6 +88,7 @@ from .config import AgentConfig, AgentPaths, Identity, load_enrolled
 from .help_request import PERMANENT_ERRORS
 from .inbox import Inbox
 from .policy import CommandPolicy
+from .screen.service import ScreenService
 from .spool import Spool, valid_request_id
 from .state import DaemonStatus, StatusRecorder, record_ticket
 from .system import make_hello
@@ -204,6 +214,9 @@ class Daemon:
         self._terminals = TerminalService(
             paths.shells_dir, self._audit, self._policy, consent_lock=consent_lock
         )
+        self._screens = ScreenService(
+            self._audit, lambda: self._config.screen, consent_lock=consent_lock
+        )
 
     @property
     def status(self) -> DaemonStatus:
@@ -246,6 +259,7 @@ class Daemon:
             # recorded; what went wrong is logged, not allowed to end it early.
             for step, work in (
                 ("ending terminals", self._terminals.shutdown),
+                ("ending screen sessions", self._screens.shutdown),
                 ("ending commands", self._commands.shutdown),
                 ("closing the audit log", self._audit.close),
             ):
@@ -385,6 +399,7 @@ class Daemon:
             self._channel = None
             self._commands.detach(channel)
             self._terminals.detach(channel)
+            self._screens.detach(channel)
             if not channel.closed and not self._stop.is_set():
                 await self._close_now(channel, CloseCode.INTERNAL_ERROR, "agent error")
 
@@ -468,6 +483,16 @@ class Daemon:
             self._terminals.resize(message)
         elif isinstance(message, ShellClosed):
             self._terminals.close(message)
+        elif isinstance(message, ScreenAck):
+            self._screens.acknowledged(message)
+        elif isinstance(message, ScreenOpen):
+            await self._screens.open(channel, message)
+        elif isinstance(message, ScreenKeyframeRequest):
+            self._screens.keyframe(message)
+        elif isinstance(message, ScreenSettings):
+            self._screens.settings(message)
+        elif isinstance(message, ScreenEnded):
+            self._screens.ended(message)
         else:
             logger.debug("ignored a %s from the console", type(message).__name__)
 
