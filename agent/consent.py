@@ -98,7 +98,8 @@ class ConsentRequest:
     """Seconds before the dialog gives up (a Deny) or, for notify, closes."""
 
     screen: str | None = None
-    """For a screen session, what is asked: "view" (see the screen); None otherwise."""
+    """For a screen session, what is asked: "view" (see the screen) or "control" (take
+    control of the mouse and keyboard); None otherwise."""
 
     recorded: bool = False
     """For a screen session: the help desk records it."""
@@ -108,6 +109,12 @@ class ConsentRequest:
         if self.screen == "view":
             text = "to see your screen (view only: they cannot click or type)"
             return text + "; the session is recorded" if self.recorded else text
+        if self.screen == "control":
+            return (
+                "to take control of your mouse and keyboard: they can click and type as if"
+                " they were you. Moving your own mouse pauses them for 3 seconds; Stop on"
+                ' the red "Screen shared" window ends everything at once.'
+            )
         if self.screen is not None:
             return f"your screen: {self.screen}"
         if self.argv is None:
@@ -246,7 +253,9 @@ def _dialog(mode: str, request: ConsentRequest) -> Answer:
     frame = tk.Frame(root, padx=16, pady=12)
     frame.pack(fill="both", expand=True)
     who = request.requested_by or "Your help desk"
-    if request.screen is not None:
+    if request.screen == "control":
+        headline = f"{who} from your help desk wants to take control of your mouse and keyboard"
+    elif request.screen is not None:
         headline = f"{who} from your help desk wants to see your screen"
     elif request.argv is None:
         headline = f"{who} from your help desk wants to open an interactive terminal"

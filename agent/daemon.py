@@ -66,10 +66,17 @@ from deskside.protocol.messages import (
     DiagnosticsSnapshot,
     Error,
     ErrorCode,
+    GuideClear,
+    GuideDraw,
+    GuidePointer,
     Heartbeat,
+    InputKey,
+    InputPointer,
     Message,
     Metrics,
     ScreenAck,
+    ScreenControlEnded,
+    ScreenControlRequest,
     ScreenEnded,
     ScreenKeyframeRequest,
     ScreenOpen,
@@ -493,6 +500,14 @@ class Daemon:
             self._screens.settings(message)
         elif isinstance(message, ScreenEnded):
             self._screens.ended(message)
+        elif isinstance(message, GuidePointer | GuideDraw | GuideClear):
+            await self._screens.guide(message)
+        elif isinstance(message, InputPointer | InputKey):
+            self._screens.input(message)
+        elif isinstance(message, ScreenControlRequest):
+            self._screens.control_request(message)
+        elif isinstance(message, ScreenControlEnded):
+            await self._screens.control_ended(message)
         else:
             logger.debug("ignored a %s from the console", type(message).__name__)
 

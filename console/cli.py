@@ -506,10 +506,20 @@ def _describe_screen(kind: str, data: dict[str, Any]) -> str:
     error = f" ({data['error']})" if data.get("error") else ""
     if kind == "screen_refused":
         return f"screen refused: {data.get('reason')}{error}"
+    if kind == "screen_control_requested":
+        return f"control of mouse and keyboard asked of the user (session {session})"
+    if kind == "screen_control_granted":
+        return f"control granted (consent: {data.get('consent')})"
+    if kind == "screen_control_refused":
+        return f"control refused: {data.get('reason')}{error}"
+    if kind == "screen_control_ended":
+        return f"control ended: {data.get('reason')}{error}"
     if kind == "screen_ended":
         text = f"screen session ended: {data.get('reason')}{error}"
         if "frames" in data:
             text += f", {data['frames']} frames in {data.get('duration', 0):.0f} s"
+        if data.get("drawings"):
+            text += f", {data['drawings']} drawings"
         if data.get("recording_bytes"):
             text += f", recording of {data['recording_bytes']} bytes"
         return text

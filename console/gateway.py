@@ -355,7 +355,16 @@ class Gateway:
                 if relay is not None and relay.session is session:
                     await self._end_shell(relay, message)
             elif isinstance(
-                message, m.ScreenFrame | m.ScreenStarted | m.ScreenRefused | m.ScreenEnded
+                message,
+                m.ScreenFrame
+                | m.ScreenStarted
+                | m.ScreenRefused
+                | m.ScreenEnded
+                | m.ScreenGuideStatus
+                | m.ScreenControlGranted
+                | m.ScreenControlRefused
+                | m.ScreenControlEnded
+                | m.ScreenControlPaused,
             ):
                 await self.screens.from_agent(session, message)
             elif isinstance(message, m.Error):

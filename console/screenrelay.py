@@ -61,6 +61,9 @@ from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed
 from deskside.protocol.ratelimit import TokenBucket
 
+from . import screenremote
+from .screenremote import RemoteRelay
+
 __all__ = ["ScreenHub", "ScreenRelay", "ScreenViewer", "pack_frame"]
 
 logger = logging.getLogger(__name__)
@@ -228,6 +231,8 @@ class ScreenRelay:
     recording: bytearray | None = None
     truncated: bool = False
     started_wall: datetime.datetime | None = None
+    # Guidance and control (screenremote.py).
+    remote: RemoteRelay = field(default_factory=RemoteRelay)
 
     def record(self, packed: bytes) -> None:
         """Add a frame (part) to the recording, if there is one."""
@@ -313,6 +318,8 @@ class ScreenHub:
         viewer.put({"type": "asking", "session": relay.session_id})
         if relay.started is not None:
             viewer.put(relay.started)
+            for item in relay.remote.replay():
+                viewer.put(item)
             await self._send(relay, m.ScreenKeyframeRequest(session_id=relay.session_id))
 
     async def leave(self, relay: ScreenRelay, viewer: ScreenViewer) -> None:
@@ -421,10 +428,19 @@ class ScreenHub:
                 "screen_started",
                 {"consent": message.consent, "recorded": relay.recording is not None},
             )
+        elif isinstance(message, screenremote.AGENT_MESSAGES):
+            if relay.state == "started":
+                await screenremote.from_agent(relay, message, self._timeline)
         elif isinstance(message, m.ScreenRefused):
             await self._end(relay, "screen_refused", message.reason, message.error)
         elif isinstance(message, m.ScreenEnded):
             await self._end(relay, "screen_ended", message.reason, message.error)
+
+    async def from_viewer(
+        self, relay: ScreenRelay, viewer: ScreenViewer, kind: str, text: str
+    ) -> None:
+        """Guidance, control and input from a viewer (``screenremote``)."""
+        await screenremote.from_viewer(relay, viewer, kind, text, self._timeline)
 
     async def agent_gone(self, agent: AgentLink) -> None:
         """The agent's channel closed: its sessions end."""
@@ -463,6 +479,8 @@ class ScreenHub:
         for viewer in relay.viewers:
             viewer.put(None)
         data: dict[str, Any] = {"reason": str(reason), "error": error}
+        if relay.started_at is not None:
+            data.update(await screenremote.session_ended(relay, self._timeline))
         if kind == "screen_ended" and relay.started_at is not None:
             data.update(
                 duration=round(time.monotonic() - relay.started_at, 3),

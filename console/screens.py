@@ -17,6 +17,7 @@ Once authenticated, text messages are JSON both ways; frames are binary (layout 
                         {"type": "keyframe"}
                         {"type": "settings", "quality": 60, "max_fps": 10, "monitor": 1}
                         {"type": "close"}
+                        guidance, control and input: see deskside.console.screenremote
     console -> client   {"type": "asking", "session": "<id>"}   the user is asked
                         {"type": "started", "session": ..., "monitors": [...],
                          "monitor": 1, "consent": "user"}
@@ -51,6 +52,7 @@ from .api import _require, provide_identity
 from .errors import Conflict, ConsoleError, InvalidRequest, Unauthorized
 from .gateway import Gateway
 from .screenrelay import ScreenRelay, ScreenViewer
+from .screenremote import VIEWER_TYPES
 from .store import ApiIdentity, Store
 
 __all__ = ["STATIC_DIR", "screen_recording", "screen_socket", "viewer_files"]
@@ -214,6 +216,8 @@ async def _from_viewer(
                 await hub.settings(
                     relay, quality=control.quality, max_fps=control.max_fps, monitor=control.monitor
                 )
+            elif control.type in VIEWER_TYPES:
+                await hub.from_viewer(relay, viewer, control.type, str(event.get("text")))
             elif control.type == "close":
                 break
     except WebSocketDisconnect:

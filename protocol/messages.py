@@ -77,11 +77,18 @@ __all__ = [
     "ReachabilityCheck",
     "RequestId",
     "ScreenAck",
+    "ScreenControlEnded",
+    "ScreenControlGranted",
+    "ScreenControlPaused",
+    "ScreenControlReason",
+    "ScreenControlRefused",
+    "ScreenControlRequest",
     "ScreenCursor",
     "ScreenEncoding",
     "ScreenEndReason",
     "ScreenEnded",
     "ScreenFrame",
+    "ScreenGuideStatus",
     "ScreenKeyframeRequest",
     "ScreenMonitor",
     "ScreenOpen",
@@ -842,6 +849,69 @@ class VideoFrame(_Message, frozen=True, tag="video_frame"):
     description: Annotated[bytes, Meta(max_length=4096)] | None = None
 
 
+class ScreenGuideStatus(_Message, frozen=True, tag="screen_guide_status"):
+    """Whether the technician's guidance can be shown on the user's screen.
+
+    Sent once by the agent after a session started: without a display that can
+    show the overlay, guidance is unavailable and the session goes on without it.
+    """
+
+    session_id: Id
+    available: bool
+    error: Line = ""
+
+
+class ScreenControlReason(enum.StrEnum):
+    """Why control was refused or ended."""
+
+    DENIED = "denied"  # the user clicked Deny
+    TIMED_OUT = "timed_out"  # nobody answered the control prompt in time
+    POLICY = "policy"  # the owner's policy does not allow control
+    NO_DESKTOP = "no_desktop"  # nobody to ask
+    UNAVAILABLE = "unavailable"  # input cannot be injected here
+    BUSY = "busy"  # already asked, or already granted
+    RELEASED = "released"  # the technician gave control back
+    SESSION_ENDED = "session_ended"  # the screen session ended (Stop included)
+    ERROR = "error"
+
+
+class ScreenControlRequest(_Message, frozen=True, tag="screen_control_request"):
+    """The technician asks to control the pointer and keyboard (a second consent)."""
+
+    session_id: Id
+
+
+class ScreenControlGranted(_Message, frozen=True, tag="screen_control_granted"):
+    """Control is on: the agent injects ``InputPointer`` and ``InputKey`` from now on."""
+
+    session_id: Id
+    consent: Name = ""  # "user" or "policy"
+    takeback_seconds: Annotated[float, Meta(ge=0.0, le=60.0)] = 3.0
+
+
+class ScreenControlRefused(_Message, frozen=True, tag="screen_control_refused"):
+    """Control was not granted."""
+
+    session_id: Id
+    reason: ScreenControlReason
+    error: Line = ""
+
+
+class ScreenControlEnded(_Message, frozen=True, tag="screen_control_ended"):
+    """Control is off again (either side may send it; the session goes on)."""
+
+    session_id: Id
+    reason: ScreenControlReason
+    error: Line = ""
+
+
+class ScreenControlPaused(_Message, frozen=True, tag="screen_control_paused"):
+    """The user moved their own mouse: injection is paused for ``seconds``."""
+
+    session_id: Id
+    seconds: Annotated[float, Meta(ge=0.0, le=60.0)]
+
+
 Message: TypeAlias = (
     ClientParams
     | ServerParams
@@ -879,6 +949,12 @@ Message: TypeAlias = (
     | InputPointer
     | InputKey
     | VideoFrame
+    | ScreenGuideStatus
+    | ScreenControlRequest
+    | ScreenControlGranted
+    | ScreenControlRefused
+    | ScreenControlEnded
+    | ScreenControlPaused
 )
 """Every message that may appear on the wire."""
 
@@ -900,6 +976,11 @@ AgentMessage: TypeAlias = (
     | ScreenFrame
     | Error
     | VideoFrame
+    | ScreenGuideStatus
+    | ScreenControlGranted
+    | ScreenControlRefused
+    | ScreenControlEnded
+    | ScreenControlPaused
 )
 ConsoleMessage: TypeAlias = (
     SnapshotRequest
@@ -921,6 +1002,8 @@ ConsoleMessage: TypeAlias = (
     | GuideClear
     | InputPointer
     | InputKey
+    | ScreenControlRequest
+    | ScreenControlEnded
 )
 
 # Every message type, for code that iterates over them (tests, documentation).

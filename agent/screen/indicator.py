@@ -11,7 +11,9 @@ whole session; it kills it when the session ends. The window's exit code:
 ====  ===========================================================
 
 The window, titled "Screen shared", sits in the top right corner, above every
-other window, and says who watches for which ticket.
+other window, and says who watches for which ticket. The first line of stdin is
+the session; later lines (``{"control": true}``) say whether the technician has
+control of the mouse and keyboard, which the window then says too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import queue
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Final
 
@@ -57,10 +62,19 @@ class Indicator:
                 json.dumps(
                     {"requested_by": requested_by, "ticket_id": ticket_id, "recorded": recorded}
                 ).encode()
+                + b"\n"
             )
             await process.stdin.drain()
-        process.stdin.close()
         return cls(process)
+
+    async def set_control(self, on: bool) -> None:
+        """Say on the window whether the technician controls the mouse and keyboard."""
+        stdin = self.process.stdin
+        if stdin is None or stdin.is_closing() or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            stdin.write(json.dumps({"control": on}).encode() + b"\n")
+            await stdin.drain()
 
     async def wait(self) -> int:
         """Wait until the window closes; its exit code."""
@@ -68,6 +82,8 @@ class Indicator:
 
     async def close(self) -> None:
         """Take the window away (the session ended)."""
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.terminate()
@@ -93,15 +109,40 @@ def _window(requested_by: str, ticket_id: int, recorded: bool) -> int:
     frame = tk.Frame(root, padx=10, pady=6, bg="#b00020")
     frame.pack(fill="both", expand=True)
     who = requested_by or "Your help desk"
-    tk.Label(
-        frame,
-        text=f"{who} is viewing your screen\n(ticket #{ticket_id}"
-        + (", recorded)" if recorded else ")"),
-        fg="white",
-        bg="#b00020",
-        justify="left",
-    ).pack(side="left")
+    viewing = f"{who} is viewing your screen\n(ticket #{ticket_id}" + (
+        ", recorded)" if recorded else ")"
+    )
+    label = tk.Label(frame, text=viewing, fg="white", bg="#b00020", justify="left")
+    label.pack(side="left")
     tk.Button(frame, text="Stop", command=root.destroy).pack(side="right", padx=(10, 0))
+    updates: queue.SimpleQueue[bool] = queue.SimpleQueue()
+
+    def read_updates() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read at exit
+        # would make the interpreter abort.
+        pending = b""
+        while chunk := os.read(0, 4096):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                with contextlib.suppress(ValueError, AttributeError):
+                    updates.put(bool(json.loads(line).get("control")))
+
+    threading.Thread(target=read_updates, daemon=True).start()
+
+    def show_updates() -> None:
+        control = None
+        while not updates.empty():
+            control = updates.get()
+        if control is not None:
+            text = viewing.replace("is viewing your screen", "controls your mouse and keyboard")
+            label.configure(text=text if control else viewing)
+            root.update_idletasks()
+            x = root.winfo_screenwidth() - root.winfo_reqwidth() - 8
+            root.geometry(f"+{max(0, x)}+8")
+        root.after(200, show_updates)
+
+    show_updates()
 
     def keep_on_top() -> None:
         root.lift()
@@ -116,11 +157,19 @@ def _window(requested_by: str, ticket_id: int, recorded: bool) -> int:
     return STOPPED
 
 
+def _first_line() -> bytes:
+    """The first line of stdin, read unbuffered (the rest is for the window's thread)."""
+    line = b""
+    while len(line) < 1 << 16 and (byte := os.read(0, 1)) and byte != b"\n":
+        line += byte
+    return line
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """``python -m deskside.agent.screen.indicator`` with the session on stdin."""
     del args
     try:
-        document = json.loads(sys.stdin.buffer.read(1 << 16))
+        document = json.loads(_first_line())
         requested_by = str(document.get("requested_by", ""))[:256]
         ticket_id = int(document["ticket_id"])
         recorded = bool(document.get("recorded", False))

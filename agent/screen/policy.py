@@ -7,6 +7,8 @@
     consent = "prompt"       # "prompt" (ask), "notify" (tell, then show), "none"
     unattended = "refuse"    # with "prompt" and nobody to ask: "refuse" or "allow"
     consent_timeout = 60.0   # seconds before an unanswered prompt counts as Deny
+    control = true           # may the technician ask to take control (mouse, keyboard)
+    control_consent = "prompt"  # control's own, second consent: "prompt", "notify", "none"
 
 Whatever the policy, a session shows the indicator with its Stop button where a
 desktop exists, and every request, answer and end goes to the audit log.
@@ -24,7 +26,9 @@ from deskside.protocol.errors import ConfigError
 
 __all__ = ["ScreenPolicy"]
 
-_KEYS: Final = frozenset({"view", "consent", "unattended", "consent_timeout"})
+_KEYS: Final = frozenset(
+    {"view", "consent", "unattended", "consent_timeout", "control", "control_consent"}
+)
 _TIMEOUT_RANGE: Final = (5.0, 600.0)
 
 
@@ -43,6 +47,12 @@ class ScreenPolicy:
 
     consent_timeout: float = 60.0
     """Seconds the prompt waits for an answer; then it counts as Deny."""
+
+    control: bool = True
+    """Whether the technician may ask to control the pointer and keyboard."""
+
+    control_consent: ConsentMode = ConsentMode.PROMPT
+    """How control is consented to, apart from viewing: always asked unless set otherwise."""
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], source: str) -> ScreenPolicy:
@@ -69,11 +79,19 @@ class ScreenPolicy:
             or not low <= timeout <= high
         ):
             raise ConfigError(f"{where} consent_timeout must be between {low:g} and {high:g}")
+        control = table.get("control", True)
+        if not isinstance(control, bool):
+            raise ConfigError(f"{where} control must be true or false")
+        control_consent = table.get("control_consent", ConsentMode.PROMPT.value)
+        if control_consent not in [c.value for c in ConsentMode]:
+            raise ConfigError(f"{where} control_consent must be 'prompt', 'notify' or 'none'")
         return cls(
             view=view,
             consent=ConsentMode(consent),
             unattended=Unattended(unattended),
             consent_timeout=float(timeout),
+            control=control,
+            control_consent=ConsentMode(control_consent),
         )
 
     def toml_lines(self, quote: Callable[[str], str]) -> list[str]:
@@ -85,4 +103,6 @@ class ScreenPolicy:
             f"consent = {quote(self.consent.value)}",
             f"unattended = {quote(self.unattended.value)}",
             f"consent_timeout = {self.consent_timeout!r}",
+            f"control = {'true' if self.control else 'false'}",
+            f"control_consent = {quote(self.control_consent.value)}",
         ]

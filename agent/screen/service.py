@@ -37,10 +37,12 @@ from deskside.channel import Channel
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed, DesksideError
 
+from .framemap import FrameMap
 from .indicator import NO_DESKTOP, Indicator
 from .policy import ScreenPolicy
 
 if TYPE_CHECKING:
+    from .remote import RemoteInput
     from .session import ScreenSession
 
 __all__ = ["ScreenService"]
@@ -63,6 +65,8 @@ class _Running:
     ending: m.ScreenEndReason | None = None
     error: str = ""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    # Guidance and control (remote.py), once the session runs.
+    remote: RemoteInput | None = None
 
 
 class ScreenService:
@@ -127,6 +131,32 @@ class ScreenService:
             logger.info("screen %s: no monitor %d; ignored", message.session_id, monitor)
             monitor = None
         running.session.configure(quality=message.quality, max_fps=message.max_fps, monitor=monitor)
+        if monitor is not None and running.remote is not None:
+            running.remote.set_frame_map(_frame_map(running.session, monitor))
+
+    async def guide(self, message: m.GuidePointer | m.GuideDraw | m.GuideClear) -> None:
+        """The technician's pointer or drawing, for the user's screen."""
+        running = self._find(message.session_id)
+        if running is not None and running.remote is not None:
+            await running.remote.guide(message)
+
+    def control_request(self, message: m.ScreenControlRequest) -> None:
+        """The technician asks for control: the user is asked a second time."""
+        running = self._find(message.session_id)
+        if running is not None and running.remote is not None:
+            running.remote.request_control(message)
+
+    async def control_ended(self, message: m.ScreenControlEnded) -> None:
+        """The technician gave control back."""
+        running = self._find(message.session_id)
+        if running is not None and running.remote is not None:
+            await running.remote.release_control(message)
+
+    def input(self, message: m.InputPointer | m.InputKey) -> None:
+        """A pointer or key event of the technician (injected only under control)."""
+        running = self._find(message.session_id)
+        if running is not None and running.remote is not None:
+            running.remote.input(message)
 
     def ended(self, message: m.ScreenEnded) -> None:
         """The console ended the session (the technician left)."""
@@ -289,6 +319,8 @@ class ScreenService:
                 requested_by=request.requested_by,
                 consent=decision,
             )
+            running.remote = self._remote(running, session, policy, indicator)
+            running.remote.begin()
             logger.info(
                 "screen session %s started for %s (ticket #%d, consent: %s)",
                 request.session_id,
@@ -308,6 +340,9 @@ class ScreenService:
             logger.exception("screen session %s failed", request.session_id)
             self._end(running, _Reason.ERROR, f"{type(exc).__name__}: {exc}")
         finally:
+            if running.remote is not None:
+                with contextlib.suppress(Exception):
+                    await running.remote.close()
             if indicator is not None:
                 await indicator.close()
             if running.session is not None:
@@ -315,6 +350,30 @@ class ScreenService:
             elif session is not None:
                 await session.close()
             self._current = None
+
+    def _remote(
+        self,
+        running: _Running,
+        session: ScreenSession,
+        policy: ScreenPolicy,
+        indicator: Indicator | None,
+    ) -> RemoteInput:
+        """Guidance and control for the session (started by the caller)."""
+        from .remote import RemoteInput
+
+        async def show_control(on: bool) -> None:
+            if indicator is not None:
+                await indicator.set_control(on)
+
+        return RemoteInput(
+            running.request,
+            running.channel.send,
+            audit=self._audit,
+            policy=policy,
+            consent_lock=self._consent_lock,
+            frame_map=_frame_map(session, session.monitor),
+            on_control=show_control,
+        )
 
     async def _stream(
         self,
@@ -368,7 +427,9 @@ class ScreenService:
                 await running.channel.send(
                     m.ScreenEnded(session_id=request.session_id, reason=reason, error=running.error)
                 )
-        stats = session.stats() if session is not None else {}
+        stats: dict[str, float | bool] = dict(session.stats()) if session is not None else {}
+        if running.remote is not None:
+            stats.update(running.remote.summary())
         logger.info("screen session %s ended: %s", request.session_id, reason)
         await self._audit.append(
             "screen_ended",
@@ -379,6 +440,14 @@ class ScreenService:
             duration=round(duration, 3),
             **stats,
         )
+
+
+def _frame_map(session: ScreenSession, monitor: int) -> FrameMap:
+    """How frames of ``monitor`` map to the screen (frames are the monitor's size)."""
+    for info in session.monitors:
+        if info.index == monitor:
+            return FrameMap.identity(info.width, info.height, info.left, info.top)
+    return FrameMap.identity(1, 1)
 
 
 @dataclass(frozen=True)

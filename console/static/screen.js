@@ -41,6 +41,7 @@ function setStatus(phase, text) {
   el.dataset.state = phase;
   el.textContent = text;
   const live = phase === "started";
+  window.dispatchEvent(new CustomEvent("deskside:phase", { detail: phase }));
   $("monitor").disabled = !live;
   $("refresh").disabled = !live;
 }
@@ -94,6 +95,8 @@ function connect() {
 }
 
 function onControl(msg) {
+  // Guidance and control (guide.js, control.js) listen too.
+  window.dispatchEvent(new CustomEvent("deskside:message", { detail: msg }));
   if (msg.type === "asking") {
     state.session = msg.session;
     setStatus("asking", "Waiting for the user to allow viewing...");
