@@ -80,6 +80,7 @@ from deskside.protocol.messages import (
     ScreenEnded,
     ScreenKeyframeRequest,
     ScreenOpen,
+    ScreenSetMode,
     ScreenSettings,
     ShellClosed,
     ShellData,
@@ -508,6 +509,8 @@ class Daemon:
             self._screens.control_request(message)
         elif isinstance(message, ScreenControlEnded):
             await self._screens.control_ended(message)
+        elif isinstance(message, ScreenSetMode):
+            self._screens.set_mode(message)
         else:
             logger.debug("ignored a %s from the console", type(message).__name__)
 

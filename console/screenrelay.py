@@ -325,6 +325,7 @@ class ScreenHub:
     async def leave(self, relay: ScreenRelay, viewer: ScreenViewer) -> None:
         """A viewer went away; the last one ends the session."""
         relay.viewers.discard(viewer)
+        relay.remote.video_ok.pop(viewer, None)
         if relay.state == "ended":
             return
         if relay.viewers:

@@ -12,6 +12,8 @@ Theory of operation::
     viewer: input_pointer / input_key ──> only while the agent has granted control
         (rate-limited) ──> InputPointer / InputKey; else {"type": "input_refused"}
     viewer: control_release ──> ScreenControlEnded(released) to the agent
+    viewer: mode (tiles / video / auto, and whether it decodes H.264) ──> ScreenSetMode:
+        the mode asked for if every viewer can decode H.264, else tiles
 
 Viewers send the wire messages' own fields as JSON, ``type`` being the message's
 tag (``{"type": "guide_draw", "session_id": ..., "shape_id": ..., "kind": "arrow",
@@ -41,6 +43,7 @@ __all__ = [
     "AGENT_MESSAGES",
     "VIEWER_TYPES",
     "RemoteRelay",
+    "apply_mode",
     "from_agent",
     "from_viewer",
     "session_ended",
@@ -60,7 +63,7 @@ CONTROL_BURST: Final = 3
 
 _GUIDE_TYPES: Final = frozenset({"guide_pointer", "guide_draw", "guide_clear"})
 _INPUT_TYPES: Final = frozenset({"input_pointer", "input_key"})
-VIEWER_TYPES: Final = _GUIDE_TYPES | _INPUT_TYPES | {"control_request", "control_release"}
+VIEWER_TYPES: Final = _GUIDE_TYPES | _INPUT_TYPES | {"control_request", "control_release", "mode"}
 """The ``type`` of the viewer messages this module handles."""
 
 AGENT_MESSAGES: Final = (
@@ -72,6 +75,17 @@ AGENT_MESSAGES: Final = (
 )
 """The agent messages this module handles."""
 
+
+class _ModeChoice(msgspec.Struct, frozen=True):
+    """A viewer's ``{"type": "mode", "mode": "auto", "video": true}``: the encoding it
+    wants, and whether it can decode H.264 (WebCodecs)."""
+
+    type: str
+    mode: m.ScreenMode = m.ScreenMode.TILES
+    video: bool = False
+
+
+_mode_decoder: Final = msgspec.json.Decoder(_ModeChoice)
 _guide_decoder: Final = msgspec.json.Decoder(m.GuidePointer | m.GuideDraw | m.GuideClear)
 _input_decoder: Final = msgspec.json.Decoder(m.InputPointer | m.InputKey)
 
@@ -97,6 +111,10 @@ class RemoteRelay:
     inputs_refused: int = 0
     # When a viewer was last told its input was refused (monotonic).
     refused_told: float = 0.0
+    # The encoding asked for, which viewers can decode H.264, and what the agent uses.
+    mode: m.ScreenMode = m.ScreenMode.TILES
+    video_ok: dict[Any, bool] = field(default_factory=dict)
+    agent_mode: m.ScreenMode = m.ScreenMode.TILES
 
     def replay(self) -> list[dict[str, Any]]:
         """What a viewer joining now needs to know."""
@@ -157,6 +175,15 @@ async def from_viewer(
             return
         remote.inputs_relayed += 1
         await _send(relay, event)
+    elif kind == "mode":
+        try:
+            choice = _mode_decoder.decode(text)
+        except msgspec.MsgspecError as exc:
+            viewer.put({"type": "error", "status": 400, "detail": f"bad mode: {exc}"[:300]})
+            return
+        remote.video_ok[viewer] = choice.video
+        remote.mode = choice.mode
+        await apply_mode(relay)
     elif kind == "control_request":
         if remote.control != "off":
             viewer.put({"type": "control", "state": remote.control})
@@ -184,6 +211,17 @@ async def from_viewer(
         _broadcast(relay, {"type": "control", "state": "off", "reason": "released"})
         kind_ = "screen_control_ended" if was == "on" else "screen_control_refused"
         await _record(timeline, relay, kind_, relay.actor, {"reason": "released"})
+
+
+async def apply_mode(relay: ScreenRelay) -> None:
+    """Tell the agent the mode: the one asked for if every viewer decodes H.264, else tiles."""
+    remote = relay.remote
+    capable = all(remote.video_ok.get(v, False) for v in relay.viewers)
+    mode = remote.mode if capable else m.ScreenMode.TILES
+    if mode is not remote.agent_mode:
+        remote.agent_mode = mode
+        await _send(relay, m.ScreenSetMode(session_id=relay.session_id, mode=mode))
+    _broadcast(relay, {"type": "mode", "mode": str(mode)})
 
 
 async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline) -> None:

@@ -90,10 +90,12 @@ __all__ = [
     "ScreenFrame",
     "ScreenGuideStatus",
     "ScreenKeyframeRequest",
+    "ScreenMode",
     "ScreenMonitor",
     "ScreenOpen",
     "ScreenRect",
     "ScreenRefused",
+    "ScreenSetMode",
     "ScreenSettings",
     "ScreenStarted",
     "ServerParams",
@@ -912,6 +914,21 @@ class ScreenControlPaused(_Message, frozen=True, tag="screen_control_paused"):
     seconds: Annotated[float, Meta(ge=0.0, le=60.0)]
 
 
+class ScreenMode(enum.StrEnum):
+    """How the agent encodes frames."""
+
+    TILES = "tiles"  # JPEG tiles of what changed
+    VIDEO = "video"  # H.264 (the viewer decodes it with WebCodecs)
+    AUTO = "auto"  # tiles, video while most of the screen keeps changing
+
+
+class ScreenSetMode(_Message, frozen=True, tag="screen_set_mode"):
+    """The viewers' choice of encoding (``tiles`` unless every viewer can decode H.264)."""
+
+    session_id: Id
+    mode: ScreenMode
+
+
 Message: TypeAlias = (
     ClientParams
     | ServerParams
@@ -955,6 +972,7 @@ Message: TypeAlias = (
     | ScreenControlRefused
     | ScreenControlEnded
     | ScreenControlPaused
+    | ScreenSetMode
 )
 """Every message that may appear on the wire."""
 
@@ -1004,6 +1022,7 @@ ConsoleMessage: TypeAlias = (
     | InputKey
     | ScreenControlRequest
     | ScreenControlEnded
+    | ScreenSetMode
 )
 
 # Every message type, for code that iterates over them (tests, documentation).

@@ -24,9 +24,11 @@ from tests.agent.test_consent import click_allow, dialog, display, xdotool
 from tests.consoleproc import ConsoleProcess
 from tests.test_screen import (
     BACKGROUND,
+    YELLOW,
     agent,
     browser,
     console,
+    open_viewer,
     painter,
     ticket_on_device,
     timeline,
@@ -333,3 +335,44 @@ async def test_a_denied_control_prompt_leaves_injection_off(
     kinds = [(e["kind"], e["data"].get("reason")) for e in timeline(console, token, ticket)]
     assert ("screen_control_refused", "denied") in kinds
     assert "screen_control_granted" not in [k for k, _ in kinds]
+
+
+async def test_video_mode_shows_a_moving_scene(
+    console: ConsoleProcess,
+    token: str,
+    agent: Agent,
+    display: str,
+    painter: Painter,
+    browser: Browser,
+) -> None:
+    ticket = await ticket_on_device(console, agent, token, display, timeout=8.0)
+    page = await open_viewer(browser, console, ticket, token, "&mode=video&fps=30")
+    await wait_page(page, "window.deskside.screen.phase === 'asking'")
+    await click_allow(display, await dialog(display))
+    await wait_page(page, "window.deskside.screen.phase === 'started'")
+    assert await page.evaluate("window.deskside.video.supported") is True
+    await wait_page(page, "window.deskside.video.mode === 'video'")
+
+    # A yellow square slides across the screen; the canvas follows, decoded by WebCodecs.
+    square = painter.rect(100, 100, 150, 150, YELLOW)
+    for step in range(30):
+        square.configure(x=100 + step * 20, y=100 + step * 5)
+        painter.display.sync()
+        await asyncio.sleep(0.05)
+    await wait_page(page, "window.deskside.video.decoded > 10")
+    await wait_canvas_matches(page, display)
+    assert await page.evaluate("window.deskside.video.errors") == 0
+    assert await page.evaluate("window.deskside.video.codec") is not None
+
+    # Back to tiles from the page's setting: JPEG again, still matching.
+    await page.select_option("#mode", "tiles")
+    await wait_page(page, "window.deskside.video.mode === 'tiles'")
+    square.configure(x=200, y=400)
+    painter.display.sync()
+    await wait_canvas_matches(page, display)
+
+    await page.click("#stop")
+    entries = await agent.wait_audit(lambda e: any(x["event"] == "screen_ended" for x in e))
+    assert entries[-1]["video_frames"] > 10
+    assert entries[-1]["mode"] == "tiles"
+    del ticket

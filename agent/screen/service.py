@@ -44,6 +44,7 @@ from .policy import ScreenPolicy
 if TYPE_CHECKING:
     from .remote import RemoteInput
     from .session import ScreenSession
+    from .videomode import ModeEncoder
 
 __all__ = ["ScreenService"]
 
@@ -67,6 +68,8 @@ class _Running:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     # Guidance and control (remote.py), once the session runs.
     remote: RemoteInput | None = None
+    # The session's encoder (videomode.py: tiles or H.264), once made.
+    encoder: ModeEncoder | None = None
 
 
 class ScreenService:
@@ -133,6 +136,15 @@ class ScreenService:
         running.session.configure(quality=message.quality, max_fps=message.max_fps, monitor=monitor)
         if monitor is not None and running.remote is not None:
             running.remote.set_frame_map(_frame_map(running.session, monitor))
+
+    def set_mode(self, message: m.ScreenSetMode) -> None:
+        """Tiles, video or auto, as the viewers asked: a keyframe of the new kind."""
+        running = self._find(message.session_id)
+        if running is None or running.session is None or running.encoder is None:
+            return
+        if running.encoder.mode is not message.mode:
+            running.encoder.set_mode(message.mode)
+            running.session.request_keyframe()
 
     async def guide(self, message: m.GuidePointer | m.GuideDraw | m.GuideClear) -> None:
         """The technician's pointer or drawing, for the user's screen."""
@@ -268,6 +280,11 @@ class ScreenService:
                 await self._refuse(channel, request, running.ending, running.error)
                 return
             from .session import ScreenSession  # the heavy imports, only now
+            from .videomode import ModeEncoder
+
+            def make_encoder(quality: int) -> ModeEncoder:
+                running.encoder = ModeEncoder(quality)
+                return running.encoder
 
             session = ScreenSession(
                 request.session_id,
@@ -275,6 +292,7 @@ class ScreenService:
                 monitor=request.monitor,
                 quality=request.quality,
                 max_fps=request.max_fps,
+                encoder_factory=make_encoder,
             )
             try:
                 monitors = await session.start()
@@ -309,7 +327,7 @@ class ScreenService:
                     ],
                     monitor=session.monitor,
                     consent=decision,
-                    encodings=[m.ScreenEncoding.JPEG],
+                    encodings=[m.ScreenEncoding.JPEG, m.ScreenEncoding.H264],
                 )
             )
             await self._audit.append(
@@ -427,9 +445,15 @@ class ScreenService:
                 await running.channel.send(
                     m.ScreenEnded(session_id=request.session_id, reason=reason, error=running.error)
                 )
-        stats: dict[str, float | bool] = dict(session.stats()) if session is not None else {}
+        stats: dict[str, float | bool | str] = dict(session.stats()) if session is not None else {}
         if running.remote is not None:
             stats.update(running.remote.summary())
+        if running.encoder is not None:
+            stats.update(
+                mode=str(running.encoder.mode),
+                video_frames=running.encoder.video_frames,
+                mode_switches=running.encoder.switches,
+            )
         logger.info("screen session %s ended: %s", request.session_id, reason)
         await self._audit.append(
             "screen_ended",

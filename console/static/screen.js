@@ -134,6 +134,11 @@ async function onFrame(buffer) {
   state.width = frame.width;
   state.height = frame.height;
   await painter.paint(frame);
+  if (frame.encoding !== 0) {
+    // H.264 (video.js decodes it); then the pointer, which travels apart.
+    if (window.deskside.video) await window.deskside.video.paint(frame);
+    if (frame.cursor) await painter.paint({ ...frame, encoding: 0, rects: [] });
+  }
   if (frame.final) {
     const now = Date.now() / 1000;
     state.frames += 1;
