@@ -11,7 +11,9 @@ picture panning). For each scene, in the same run:
 * full JPEG: every frame grabbed and JPEG-encoded whole, at the same frame-rate
   cap as the pipeline (the naive approach);
 * deskside: the real ``ScreenSession`` (X DAMAGE, byte compare, 64x64 tiles,
-  JPEG rects, pointer), acknowledged at once by a loopback sender.
+  JPEG rects, pointer), acknowledged at once by a loopback sender;
+* video H.264 (motion only): the same session in the video mode (libx264,
+  zero-latency, Baseline, capped at 3 Mbit/s), the way the viewer asks for it.
 
 Columns: frames per second, agent CPU milliseconds per frame (this process, all
 threads), CPU share of one core, bytes per second, and for typing bytes per
@@ -44,6 +46,7 @@ import mss
 import simplejpeg
 
 from deskside.agent.screen.session import ScreenSession
+from deskside.agent.screen.videomode import ModeEncoder
 from deskside.protocol import messages as m
 
 WIDTH, HEIGHT = 1920, 1080
@@ -184,7 +187,9 @@ def pixels_of(shot: Any) -> Any:
     return np.frombuffer(shot.raw, dtype=np.uint8).reshape(shot.height, shot.width, 4)
 
 
-async def deskside(display: str, seconds: float, fps: float, quality: int) -> Result:
+async def deskside(
+    display: str, seconds: float, fps: float, quality: int, video: bool = False
+) -> Result:
     os.environ["DISPLAY"] = display
     sizes: list[int] = []
     frames = [0]
@@ -198,7 +203,14 @@ async def deskside(display: str, seconds: float, fps: float, quality: int) -> Re
             seq = message.seq
             asyncio.get_running_loop().call_soon(holder[0].acknowledged, seq)
 
-    session = ScreenSession("bench", send, monitor=1, quality=quality, max_fps=fps)
+    def make_encoder(quality: int) -> ModeEncoder:
+        encoder = ModeEncoder(quality)
+        encoder.set_mode(m.ScreenMode.VIDEO if video else m.ScreenMode.TILES)
+        return encoder
+
+    session = ScreenSession(
+        "bench", send, monitor=1, quality=quality, max_fps=fps, encoder_factory=make_encoder
+    )
     holder.append(session)
     await session.start()
     task = asyncio.create_task(session.run())
@@ -252,6 +264,19 @@ def main() -> None:
                     f"{'':<8} {'ratio':<12} deskside/full JPEG: bytes {ours_rate / naive_rate:.3f}"
                     f", CPU {ours_share / naive_share:.3f}; deskside fps / bare {fps_ratio:.3f}"
                 )
+                if name == "motion":  # the video mode is for this one
+                    video = asyncio.run(
+                        deskside(display, args.seconds, args.fps, args.quality, video=True)
+                    )
+                    print(video.row(name, "video H.264", chars))
+                    video_rate = video.size / video.wall
+                    print(
+                        f"{'':<8} {'ratio':<12} video/full JPEG: bytes "
+                        f"{video_rate / naive_rate:.3f}, CPU "
+                        f"{(video.cpu / video.wall) / naive_share:.3f}; video/deskside tiles: "
+                        f"bytes {video_rate / ours_rate:.3f}, fps "
+                        f"{(video.frames / video.wall) / (ours.frames / ours.wall):.3f}"
+                    )
             finally:
                 scene.terminate()
                 scene.wait()
