@@ -29,7 +29,8 @@ Theory of operation::
   next connect (``recover()`` at start picks up those of an earlier run);
   terminals end with their session.
 * Screen sessions (``ScreenOpen``, ``ScreenAck``, ``ScreenKeyframeRequest``,
-  ``ScreenSettings``, ``ScreenEnded``) go to the ``ScreenService``
+  ``ScreenSettings``, ``ScreenEnded``, ``ScreenSetMode``, guidance, control and
+  input) go to the ``ScreenService``
   (``deskside.agent.screen.service``), under the ``[screen]`` policy; the capture
   and codec libraries are imported only when a session is allowed.
 * SIGTERM / SIGINT set the stop event: running commands' process trees and open

@@ -15,8 +15,12 @@ Theory of operation::
     Stop on the indicator, ScreenEnded from the console, the channel lost
         ──> the session ends, ScreenEnded is sent, the audit log records it
 
-The guidance overlay (overlay.py, own process), remote control input (control.py,
-pynput) and the H.264 encoder (video.py, PyAV) are leaf modules a session uses.
+    GuidePointer / GuideDraw / GuideClear, ScreenControlRequest, InputPointer /
+    InputKey ──> remote.py: the guidance overlay (overlay.py, own process) started
+        with the session; control after a second consent, injected by control.py
+        (pynput, XTest), paused 3 s when the user moves their own mouse
+    ScreenSetMode ──> videomode.py: the session's encoder, JPEG tiles or H.264
+        (video.py, PyAV) by the viewers' choice (tiles, video, auto)
 
 This package's ``__init__`` and ``service``/``policy``/``indicator`` modules import
 nothing heavy: numpy, simplejpeg, mss, PyAV, pynput and Xlib are imported by ``session``,

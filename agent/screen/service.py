@@ -7,6 +7,8 @@ Theory of operation::
               ├─ denied, timed out, nobody to ask ──> audit screen_refused, ScreenRefused
               └─ allowed ──> open the display (ScreenSession.start) ──> indicator
                    ──> ScreenStarted (monitors) ──> audit screen_started ──> frames
+                   ──> guidance overlay and control (remote.py), tiles or video
+                       (videomode.py)
     Stop on the indicator ──────────┐
     ScreenEnded from the console ───┼──> the session stops ──> indicator closed
     channel lost, agent stopping ───┘      ──> ScreenEnded(reason) ──> audit screen_ended
