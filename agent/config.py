@@ -51,6 +51,7 @@ from deskside.protocol.messages import DeviceId
 
 from .files import ensure_private_dir, write_atomic
 from .policy import CommandPolicy
+from .screen.policy import ScreenPolicy
 
 __all__ = [
     "APP_NAME",
@@ -212,6 +213,9 @@ class AgentConfig:
     commands: CommandPolicy = field(default_factory=CommandPolicy)
     """The owner's policy for remote commands and terminals (``[commands]``)."""
 
+    screen: ScreenPolicy = field(default_factory=ScreenPolicy)
+    """The owner's policy for screen sessions (``[screen]``)."""
+
     def to_toml(self) -> str:
         """The TOML text of this configuration."""
         lines = [
@@ -229,6 +233,7 @@ class AgentConfig:
         if self.heartbeat_interval is not None:
             lines.append(f"heartbeat_interval = {self.heartbeat_interval!r}")
         lines += ["", *self.commands.toml_lines(_toml_string)]
+        lines += ["", *self.screen.toml_lines(_toml_string)]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -241,11 +246,15 @@ class AgentConfig:
         reader = _TableReader(document, source)
         console = reader.table("console", {"url", "public_key", "tls_fingerprint"})
         agent = reader.table("agent", {"device_id", "log_level", "heartbeat_interval"})
-        reader.no_other_tables({"console", "agent", "commands"})
+        reader.no_other_tables({"console", "agent", "commands", "screen"})
         commands_table = document.get("commands", {})
         if not isinstance(commands_table, dict):
             raise ConfigError(f"{source}: commands must be a table")
         commands = CommandPolicy.from_table(commands_table, source)
+        screen_table = document.get("screen", {})
+        if not isinstance(screen_table, dict):
+            raise ConfigError(f"{source}: screen must be a table")
+        screen = ScreenPolicy.from_table(screen_table, source)
 
         url = console.string("url")
         try:
@@ -288,6 +297,7 @@ class AgentConfig:
             heartbeat_interval=heartbeat,
             log_level=level,
             commands=commands,
+            screen=screen,
         )
 
 

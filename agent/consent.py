@@ -14,7 +14,8 @@ answers with its exit code:
 
 The window, "Help desk request", is always on top and says who asks
 (``requested_by``), for which ticket (number and reason), and exactly what: the
-argv, quoted as a shell would need it, or "an interactive terminal". Deny has the
+argv, quoted as a shell would need it, "an interactive terminal", or to see the
+screen (``screen = "view"``). Deny has the
 keyboard focus and Escape denies; Allow needs a deliberate click (or Tab and
 Return), and is enabled only after a short moment, so a click or a keystroke meant
 for another window cannot approve a request that popped up under it. A countdown
@@ -96,8 +97,26 @@ class ConsentRequest:
     timeout: float = 60.0
     """Seconds before the dialog gives up (a Deny) or, for notify, closes."""
 
+    screen: str | None = None
+    """For a screen session, what is asked: "view" (see the screen) or "control" (take
+    control of the mouse and keyboard); None otherwise."""
+
+    recorded: bool = False
+    """For a screen session: the help desk records it."""
+
     def what(self) -> str:
-        """The request in words: the quoted command or "an interactive terminal"."""
+        """The request in words: the quoted command, "an interactive terminal", the screen."""
+        if self.screen == "view":
+            text = "to see your screen (view only: they cannot click or type)"
+            return text + "; the session is recorded" if self.recorded else text
+        if self.screen == "control":
+            return (
+                "to take control of your mouse and keyboard: they can click and type as if"
+                " they were you. Moving your own mouse pauses them for 3 seconds; Stop on"
+                ' the red "Screen shared" window ends everything at once.'
+            )
+        if self.screen is not None:
+            return f"your screen: {self.screen}"
         if self.argv is None:
             return "an interactive terminal"
         text = shlex.join(self.argv)
@@ -234,7 +253,11 @@ def _dialog(mode: str, request: ConsentRequest) -> Answer:
     frame = tk.Frame(root, padx=16, pady=12)
     frame.pack(fill="both", expand=True)
     who = request.requested_by or "Your help desk"
-    if request.argv is None:
+    if request.screen == "control":
+        headline = f"{who} from your help desk wants to take control of your mouse and keyboard"
+    elif request.screen is not None:
+        headline = f"{who} from your help desk wants to see your screen"
+    elif request.argv is None:
         headline = f"{who} from your help desk wants to open an interactive terminal"
     else:
         headline = f"{who} from your help desk wants to run a command"
@@ -247,7 +270,13 @@ def _dialog(mode: str, request: ConsentRequest) -> Answer:
     tk.Label(frame, text=ticket, wraplength=width, justify="left").pack(anchor="w", pady=(6, 0))
     tk.Label(frame, text="What:", wraplength=width, justify="left").pack(anchor="w", pady=(8, 0))
     text = request.what()
-    box = tk.Text(frame, height=min(8, 1 + len(text) // 60), width=64, wrap="char", relief="sunken")
+    box = tk.Text(
+        frame,
+        height=min(8, 1 + len(text) // 60),
+        width=64,
+        wrap="word" if request.screen is not None else "char",
+        relief="sunken",
+    )
     box.insert("1.0", text)
     box.configure(state="disabled")
     box.pack(fill="x")
@@ -314,6 +343,8 @@ def _parse(data: bytes) -> ConsentRequest:
         argv=tuple(str(a) for a in argv) if isinstance(argv, list) else None,
         run_as=document.get("run_as"),
         timeout=float(document.get("timeout", 60.0)),
+        screen=str(document["screen"])[:64] if document.get("screen") else None,
+        recorded=bool(document.get("recorded", False)),
     )
 
 

@@ -28,6 +28,11 @@ Theory of operation::
   Command results outlive a session: they are spooled and delivered after the
   next connect (``recover()`` at start picks up those of an earlier run);
   terminals end with their session.
+* Screen sessions (``ScreenOpen``, ``ScreenAck``, ``ScreenKeyframeRequest``,
+  ``ScreenSettings``, ``ScreenEnded``, ``ScreenSetMode``, guidance, control and
+  input) go to the ``ScreenService``
+  (``deskside.agent.screen.service``), under the ``[screen]`` policy; the capture
+  and codec libraries are imported only when a session is allowed.
 * SIGTERM / SIGINT set the stop event: running commands' process trees and open
   terminals are ended and recorded (audit log, result spool, sent if the channel
   is still open), the channel is closed with 1001 "agent stopping",
@@ -63,9 +68,22 @@ from deskside.protocol.messages import (
     DiagnosticsSnapshot,
     Error,
     ErrorCode,
+    GuideClear,
+    GuideDraw,
+    GuidePointer,
     Heartbeat,
+    InputKey,
+    InputPointer,
     Message,
     Metrics,
+    ScreenAck,
+    ScreenControlEnded,
+    ScreenControlRequest,
+    ScreenEnded,
+    ScreenKeyframeRequest,
+    ScreenOpen,
+    ScreenSetMode,
+    ScreenSettings,
     ShellClosed,
     ShellData,
     ShellOpen,
@@ -80,6 +98,7 @@ from .config import AgentConfig, AgentPaths, Identity, load_enrolled
 from .help_request import PERMANENT_ERRORS
 from .inbox import Inbox
 from .policy import CommandPolicy
+from .screen.service import ScreenService
 from .spool import Spool, valid_request_id
 from .state import DaemonStatus, StatusRecorder, record_ticket
 from .system import make_hello
@@ -205,6 +224,9 @@ class Daemon:
         self._terminals = TerminalService(
             paths.shells_dir, self._audit, self._policy, consent_lock=consent_lock
         )
+        self._screens = ScreenService(
+            self._audit, lambda: self._config.screen, consent_lock=consent_lock
+        )
 
     @property
     def status(self) -> DaemonStatus:
@@ -247,6 +269,7 @@ class Daemon:
             # recorded; what went wrong is logged, not allowed to end it early.
             for step, work in (
                 ("ending terminals", self._terminals.shutdown),
+                ("ending screen sessions", self._screens.shutdown),
                 ("ending commands", self._commands.shutdown),
                 ("closing the audit log", self._audit.close),
             ):
@@ -386,6 +409,7 @@ class Daemon:
             self._channel = None
             self._commands.detach(channel)
             self._terminals.detach(channel)
+            self._screens.detach(channel)
             if not channel.closed and not self._stop.is_set():
                 await self._close_now(channel, CloseCode.INTERNAL_ERROR, "agent error")
 
@@ -474,6 +498,26 @@ class Daemon:
             self._terminals.resize(message)
         elif isinstance(message, ShellClosed):
             self._terminals.close(message)
+        elif isinstance(message, ScreenAck):
+            self._screens.acknowledged(message)
+        elif isinstance(message, ScreenOpen):
+            await self._screens.open(channel, message)
+        elif isinstance(message, ScreenKeyframeRequest):
+            self._screens.keyframe(message)
+        elif isinstance(message, ScreenSettings):
+            self._screens.settings(message)
+        elif isinstance(message, ScreenEnded):
+            self._screens.ended(message)
+        elif isinstance(message, GuidePointer | GuideDraw | GuideClear):
+            await self._screens.guide(message)
+        elif isinstance(message, InputPointer | InputKey):
+            self._screens.input(message)
+        elif isinstance(message, ScreenControlRequest):
+            self._screens.control_request(message)
+        elif isinstance(message, ScreenControlEnded):
+            await self._screens.control_ended(message)
+        elif isinstance(message, ScreenSetMode):
+            self._screens.set_mode(message)
         else:
             logger.debug("ignored a %s from the console", type(message).__name__)
 

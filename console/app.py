@@ -14,6 +14,7 @@ from .api import ApiV1
 from .downloads import install_file, wheel_cache
 from .errors import ConsoleError
 from .gateway import Gateway
+from .screens import screen_recording, screen_socket, viewer_files
 from .shells import shell_socket, shell_transcript, shell_view
 from .store import Store
 
@@ -78,6 +79,9 @@ def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> L
             shell_view,
             shell_transcript,
             install_file,
+            screen_socket,
+            screen_recording,
+            viewer_files(),
         ],
         exception_handlers={ConsoleError: _console_error},
         openapi_config=OpenAPIConfig(

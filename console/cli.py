@@ -485,10 +485,45 @@ def _describe(kind: str, data: dict[str, Any]) -> str:
             f"{data.get('transcript_bytes', 0)} bytes recorded "
             f"(shell-replay {data.get('shell_session')})"
         )
+    if kind.startswith("screen_"):
+        return _describe_screen(kind, data)
     return ", ".join(
         f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
         for k, v in data.items()
     )
+
+
+def _describe_screen(kind: str, data: dict[str, Any]) -> str:
+    """A screen session's step (``deskside.console.screenrelay``), in words."""
+    session = data.get("screen_session")
+    if kind == "screen_requested":
+        return f"screen view asked of the user (session {session})"
+    if kind == "screen_viewer_joined":
+        return f"another viewer joined (session {session})"
+    if kind == "screen_started":
+        recorded = ", recorded" if data.get("recorded") else ""
+        return f"screen shared (consent: {data.get('consent')}{recorded})"
+    error = f" ({data['error']})" if data.get("error") else ""
+    if kind == "screen_refused":
+        return f"screen refused: {data.get('reason')}{error}"
+    if kind == "screen_control_requested":
+        return f"control of mouse and keyboard asked of the user (session {session})"
+    if kind == "screen_control_granted":
+        return f"control granted (consent: {data.get('consent')})"
+    if kind == "screen_control_refused":
+        return f"control refused: {data.get('reason')}{error}"
+    if kind == "screen_control_ended":
+        return f"control ended: {data.get('reason')}{error}"
+    if kind == "screen_ended":
+        text = f"screen session ended: {data.get('reason')}{error}"
+        if "frames" in data:
+            text += f", {data['frames']} frames in {data.get('duration', 0):.0f} s"
+        if data.get("drawings"):
+            text += f", {data['drawings']} drawings"
+        if data.get("recording_bytes"):
+            text += f", recording of {data['recording_bytes']} bytes"
+        return text
+    return ", ".join(f"{k} {v}" for k, v in data.items())
 
 
 def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:
@@ -760,6 +795,40 @@ def shell(ctx: Context, ticket_id: int, device_id: str | None, username: str | N
         click.get_current_context().exit(126 if result.get("refused") else 1)
     code = result.get("exit_code")
     click.get_current_context().exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)
+
+
+@main.command()
+@click.option("--ticket", "ticket_id", type=click.IntRange(1, 2**31 - 1), default=None)
+@click.option("--replay", "session_id", default=None, help="A recorded session to play back.")
+@click.option("--as", "username", default=None, help="The technician [default: your login name].")
+@click.option("--ttl", type=duration, default="2h", show_default=True, help="The link works for.")
+@click.option("--record", is_flag=True, help="Record the session (the user is told).")
+@pass_context
+def screen(
+    ctx: Context,
+    ticket_id: int | None,
+    session_id: str | None,
+    username: str | None,
+    ttl: datetime.timedelta,
+    record: bool,
+) -> None:
+    """Print a link to view a ticket's device's screen (or to replay a recording).
+
+    The link carries a new API token for the technician, valid for --ttl, in its
+    fragment (never sent to a server). The device's user is asked when it opens.
+    """
+    if (ticket_id is None) == (session_id is None):
+        raise click.UsageError("give --ticket N, or --replay SESSION")
+    config = ctx.config()
+    scopes = ["tickets:read"] if session_id is not None else ["commands:run", "tickets:read"]
+    created = _mint_token(ctx, username, scopes, ttl)
+    base = config.agent_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+    base = base.removesuffix("/agent")
+    if session_id is not None:
+        click.echo(f"{base}/viewer/replay.html#session={session_id}&token={created.token}")
+    else:
+        extra = "&record=1" if record else ""
+        click.echo(f"{base}/viewer/screen.html#ticket={ticket_id}&token={created.token}{extra}")
 
 
 @main.command("shell-replay")

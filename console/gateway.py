@@ -43,6 +43,7 @@ from .errors import Conflict, ConsoleError, EnrollmentRefused, GatewayTimeout
 from .output import OutputBuffers
 from .runbooks import Runbook
 from .schemas import CommandView, NewCommand, NewTicket, OutputChunk, ShellView, SnapshotInfo
+from .screenrelay import ScreenHub
 from .store import ApiIdentity, Store, utcnow
 
 __all__ = ["Gateway", "LitestarTransport"]
@@ -213,6 +214,8 @@ class Gateway:
         self.output = OutputBuffers(store)
         # Commands' starts on their way to the store: (device id, command id) -> start.
         self._starts: dict[tuple[str, str], _Start] = {}
+        # Screen sessions being relayed.
+        self.screens = ScreenHub(store)
         # Live watchers of commands (API streams): command id -> their queues.
         self._watchers: dict[str, set[asyncio.Queue[CommandEvent]]] = {}
         # Heartbeats not yet written: device id -> (time, metrics).
@@ -323,6 +326,8 @@ class Gateway:
                         relay,
                         m.ShellClosed(session_id=relay.view.id, error="the device disconnected"),
                     )
+            with contextlib.suppress(Exception):
+                await self.screens.agent_gone(session)
             if session.hello and not self.online(device_id):
                 with contextlib.suppress(Exception):
                     await self.store.set_online(device_id, False)
@@ -371,6 +376,19 @@ class Gateway:
                 relay = self.shells.get(message.session_id)
                 if relay is not None and relay.session is session:
                     await self._end_shell(relay, message)
+            elif isinstance(
+                message,
+                m.ScreenFrame
+                | m.ScreenStarted
+                | m.ScreenRefused
+                | m.ScreenEnded
+                | m.ScreenGuideStatus
+                | m.ScreenControlGranted
+                | m.ScreenControlRefused
+                | m.ScreenControlEnded
+                | m.ScreenControlPaused,
+            ):
+                await self.screens.from_agent(session, message)
             elif isinstance(message, m.Error):
                 self._on_error(session, message)
             else:
@@ -726,6 +744,10 @@ class Gateway:
             *(s.channel.close(CloseCode.UNKNOWN_PEER, reason) for s in sessions),
             return_exceptions=True,
         )
+
+    def daemon_session(self, device_id: str) -> Session:
+        """The device's daemon connection (the newest); ``Conflict`` if it has none."""
+        return self._daemon_session(device_id)
 
     def _daemon_session(self, device_id: str) -> Session:
         sessions = [s for s in self.sessions.get(device_id, []) if s.hello]

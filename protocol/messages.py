@@ -76,6 +76,28 @@ __all__ = [
     "ProcessInfo",
     "ReachabilityCheck",
     "RequestId",
+    "ScreenAck",
+    "ScreenControlEnded",
+    "ScreenControlGranted",
+    "ScreenControlPaused",
+    "ScreenControlReason",
+    "ScreenControlRefused",
+    "ScreenControlRequest",
+    "ScreenCursor",
+    "ScreenEncoding",
+    "ScreenEndReason",
+    "ScreenEnded",
+    "ScreenFrame",
+    "ScreenGuideStatus",
+    "ScreenKeyframeRequest",
+    "ScreenMode",
+    "ScreenMonitor",
+    "ScreenOpen",
+    "ScreenRect",
+    "ScreenRefused",
+    "ScreenSetMode",
+    "ScreenSettings",
+    "ScreenStarted",
     "ServerParams",
     "ServiceInfo",
     "ShellClosed",
@@ -533,6 +555,169 @@ class Error(_Message, frozen=True, tag="error"):
     request_id: Id | None = None
 
 
+# -- Screen session (view) ------------------------------------------------------------
+#
+# The technician's viewer asks, through the console, to see the device's screen:
+# ``ScreenOpen`` -> the user's consent -> ``ScreenStarted`` (the monitors) or
+# ``ScreenRefused``. Frames flow as ``ScreenFrame`` messages; the viewer acknowledges
+# each complete frame with ``ScreenAck`` (the agent keeps only a few unacknowledged
+# frames in flight), may ask for a keyframe or change settings, and either side ends
+# the session with ``ScreenEnded``. A frame larger than a message is split into
+# parts with the same ``seq``; the last one has ``final`` set.
+
+ScreenSize = Annotated[int, Meta(ge=1, le=32768)]
+ScreenCoord = Annotated[int, Meta(ge=-32768, le=32768)]
+# One encoded rectangle (or cursor image): under the 1 MiB chunk bound.
+ScreenData = Annotated[bytes, Meta(max_length=1 << 20)]
+Quality = Annotated[int, Meta(ge=1, le=100)]
+# At most 30: frames and acknowledgements stay under the console's per-agent message rate.
+FrameRate = Annotated[float, Meta(ge=0.5, le=30.0)]
+
+
+class ScreenEndReason(enum.StrEnum):
+    """Why a screen session ended (or never started)."""
+
+    DENIED = "denied"  # the user clicked Deny
+    TIMED_OUT = "timed_out"  # nobody answered the consent prompt in time
+    NO_DESKTOP = "no_desktop"  # nobody to ask and the policy refuses
+    POLICY = "policy"  # the agent's policy does not allow screen sessions
+    USER_STOPPED = "user_stopped"  # the user pressed Stop on the indicator
+    VIEWER_LEFT = "viewer_left"  # the technician closed the session
+    BUSY = "busy"  # another screen session is on
+    ERROR = "error"  # capture failed, or the agent is stopping
+    DISCONNECTED = "disconnected"  # the channel was lost
+
+
+class ScreenEncoding(enum.StrEnum):
+    """How the rectangles of a frame are encoded."""
+
+    JPEG = "jpeg"  # tiles: each rect a baseline JPEG (libjpeg-turbo)
+    H264 = "h264"  # video: one rect of the whole monitor, an Annex-B access unit
+
+
+class ScreenMonitor(msgspec.Struct, frozen=True, kw_only=True):
+    """One capturable monitor; index 0 is all monitors together (as mss numbers them)."""
+
+    index: Annotated[int, Meta(ge=0, le=64)]
+    left: ScreenCoord
+    top: ScreenCoord
+    width: ScreenSize
+    height: ScreenSize
+    primary: bool = False
+
+
+class ScreenRect(msgspec.Struct, frozen=True, kw_only=True):
+    """A changed rectangle of a frame, in pixels of the captured monitor."""
+
+    x: Annotated[int, Meta(ge=0, le=32768)]
+    y: Annotated[int, Meta(ge=0, le=32768)]
+    width: ScreenSize
+    height: ScreenSize
+    data: ScreenData
+
+
+class ScreenCursor(msgspec.Struct, frozen=True, kw_only=True):
+    """The pointer: position relative to the captured monitor, and its shape when new.
+
+    ``shape`` is an RGBA PNG sent only when the shape changed (``shape_id`` names it
+    so the viewer can keep it); ``visible`` is False when the pointer is elsewhere.
+    """
+
+    x: ScreenCoord
+    y: ScreenCoord
+    visible: bool = True
+    shape_id: Annotated[int, Meta(ge=0, le=2**32)] = 0
+    hot_x: Annotated[int, Meta(ge=0, le=1024)] = 0
+    hot_y: Annotated[int, Meta(ge=0, le=1024)] = 0
+    shape: Annotated[bytes, Meta(max_length=1 << 18)] | None = None
+
+
+class ScreenOpen(_Message, frozen=True, tag="screen_open"):
+    """The console asks to show the device's screen to a technician (view only)."""
+
+    session_id: Id
+    ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    requested_by: Name
+    reason: Line = ""
+    monitor: Annotated[int, Meta(ge=0, le=64)] = 1
+    quality: Quality = 70
+    max_fps: FrameRate = 15.0
+    # The console records the session (the user is told so when asked).
+    recorded: bool = False
+
+
+class ScreenStarted(_Message, frozen=True, tag="screen_started"):
+    """The user (or the policy) allowed the session; capture runs."""
+
+    session_id: Id
+    monitors: Annotated[list[ScreenMonitor], Meta(max_length=65)]
+    monitor: Annotated[int, Meta(ge=0, le=64)]
+    consent: Name = ""  # how it was allowed: "user", "notify", "policy"
+    encodings: Annotated[list[ScreenEncoding], Meta(max_length=8)] = []
+
+
+class ScreenRefused(_Message, frozen=True, tag="screen_refused"):
+    """The session was not allowed, or could not start."""
+
+    session_id: Id
+    reason: ScreenEndReason
+    error: Line = ""
+
+
+class ScreenEnded(_Message, frozen=True, tag="screen_ended"):
+    """A running session ended (either side may send it)."""
+
+    session_id: Id
+    reason: ScreenEndReason
+    error: Line = ""
+
+
+class ScreenFrame(_Message, frozen=True, tag="screen_frame"):
+    """(Part of) one frame: the changed rectangles and the pointer.
+
+    ``width`` and ``height`` are the captured monitor's size; a ``keyframe`` covers
+    all of it. ``captured_at`` is the agent's wall clock at capture, so the viewer
+    can tell the delay (clocks permitting) and the agent the round trip.
+    """
+
+    session_id: Id
+    seq: Count
+    width: ScreenSize
+    height: ScreenSize
+    captured_at: Timestamp
+    rects: Annotated[list[ScreenRect], Meta(max_length=4096)] = []
+    cursor: ScreenCursor | None = None
+    keyframe: bool = False
+    encoding: ScreenEncoding = ScreenEncoding.JPEG
+    part: Annotated[int, Meta(ge=0, le=4096)] = 0
+    final: bool = True
+
+
+class ScreenAck(_Message, frozen=True, tag="screen_ack"):
+    """The viewer has drawn frame ``seq`` (and every one before it)."""
+
+    session_id: Id
+    seq: Count
+
+
+class ScreenKeyframeRequest(_Message, frozen=True, tag="screen_keyframe_request"):
+    """The viewer needs a whole frame (it joined late, or lost track)."""
+
+    session_id: Id
+
+
+class ScreenSettings(_Message, frozen=True, tag="screen_settings"):
+    """The technician changed the session's settings; None leaves one as it is."""
+
+    session_id: Id
+    quality: Quality | None = None
+    max_fps: FrameRate | None = None
+    monitor: Annotated[int, Meta(ge=0, le=64)] | None = None
+
+
+# -- End of screen session (view) -----------------------------------------------------
+
+
 # -- Screen guidance and control -------------------------------------------------------
 #
 # The technician's pointer and drawings, shown on the user's screen, the pointer and
@@ -666,6 +851,84 @@ class VideoFrame(_Message, frozen=True, tag="video_frame"):
     description: Annotated[bytes, Meta(max_length=4096)] | None = None
 
 
+class ScreenGuideStatus(_Message, frozen=True, tag="screen_guide_status"):
+    """Whether the technician's guidance can be shown on the user's screen.
+
+    Sent once by the agent after a session started: without a display that can
+    show the overlay, guidance is unavailable and the session goes on without it.
+    """
+
+    session_id: Id
+    available: bool
+    error: Line = ""
+
+
+class ScreenControlReason(enum.StrEnum):
+    """Why control was refused or ended."""
+
+    DENIED = "denied"  # the user clicked Deny
+    TIMED_OUT = "timed_out"  # nobody answered the control prompt in time
+    POLICY = "policy"  # the owner's policy does not allow control
+    NO_DESKTOP = "no_desktop"  # nobody to ask
+    UNAVAILABLE = "unavailable"  # input cannot be injected here
+    BUSY = "busy"  # already asked, or already granted
+    RELEASED = "released"  # the technician gave control back
+    SESSION_ENDED = "session_ended"  # the screen session ended (Stop included)
+    ERROR = "error"
+
+
+class ScreenControlRequest(_Message, frozen=True, tag="screen_control_request"):
+    """The technician asks to control the pointer and keyboard (a second consent)."""
+
+    session_id: Id
+
+
+class ScreenControlGranted(_Message, frozen=True, tag="screen_control_granted"):
+    """Control is on: the agent injects ``InputPointer`` and ``InputKey`` from now on."""
+
+    session_id: Id
+    consent: Name = ""  # "user" or "policy"
+    takeback_seconds: Annotated[float, Meta(ge=0.0, le=60.0)] = 3.0
+
+
+class ScreenControlRefused(_Message, frozen=True, tag="screen_control_refused"):
+    """Control was not granted."""
+
+    session_id: Id
+    reason: ScreenControlReason
+    error: Line = ""
+
+
+class ScreenControlEnded(_Message, frozen=True, tag="screen_control_ended"):
+    """Control is off again (either side may send it; the session goes on)."""
+
+    session_id: Id
+    reason: ScreenControlReason
+    error: Line = ""
+
+
+class ScreenControlPaused(_Message, frozen=True, tag="screen_control_paused"):
+    """The user moved their own mouse: injection is paused for ``seconds``."""
+
+    session_id: Id
+    seconds: Annotated[float, Meta(ge=0.0, le=60.0)]
+
+
+class ScreenMode(enum.StrEnum):
+    """How the agent encodes frames."""
+
+    TILES = "tiles"  # JPEG tiles of what changed
+    VIDEO = "video"  # H.264 (the viewer decodes it with WebCodecs)
+    AUTO = "auto"  # tiles, video while most of the screen keeps changing
+
+
+class ScreenSetMode(_Message, frozen=True, tag="screen_set_mode"):
+    """The viewers' choice of encoding (``tiles`` unless every viewer can decode H.264)."""
+
+    session_id: Id
+    mode: ScreenMode
+
+
 Message: TypeAlias = (
     ClientParams
     | ServerParams
@@ -687,6 +950,14 @@ Message: TypeAlias = (
     | ShellData
     | ShellResize
     | ShellClosed
+    | ScreenOpen
+    | ScreenStarted
+    | ScreenRefused
+    | ScreenEnded
+    | ScreenFrame
+    | ScreenAck
+    | ScreenKeyframeRequest
+    | ScreenSettings
     | Ack
     | Error
     | GuidePointer
@@ -695,6 +966,13 @@ Message: TypeAlias = (
     | InputPointer
     | InputKey
     | VideoFrame
+    | ScreenGuideStatus
+    | ScreenControlRequest
+    | ScreenControlGranted
+    | ScreenControlRefused
+    | ScreenControlEnded
+    | ScreenControlPaused
+    | ScreenSetMode
 )
 """Every message that may appear on the wire."""
 
@@ -710,8 +988,17 @@ AgentMessage: TypeAlias = (
     | ShellStarted
     | ShellData
     | ShellClosed
+    | ScreenStarted
+    | ScreenRefused
+    | ScreenEnded
+    | ScreenFrame
     | Error
     | VideoFrame
+    | ScreenGuideStatus
+    | ScreenControlGranted
+    | ScreenControlRefused
+    | ScreenControlEnded
+    | ScreenControlPaused
 )
 ConsoleMessage: TypeAlias = (
     SnapshotRequest
@@ -721,6 +1008,11 @@ ConsoleMessage: TypeAlias = (
     | ShellData
     | ShellResize
     | ShellClosed
+    | ScreenOpen
+    | ScreenEnded
+    | ScreenAck
+    | ScreenKeyframeRequest
+    | ScreenSettings
     | Ack
     | Error
     | GuidePointer
@@ -728,6 +1020,9 @@ ConsoleMessage: TypeAlias = (
     | GuideClear
     | InputPointer
     | InputKey
+    | ScreenControlRequest
+    | ScreenControlEnded
+    | ScreenSetMode
 )
 
 # Every message type, for code that iterates over them (tests, documentation).

@@ -77,6 +77,7 @@ from .models import (
     Device,
     EnrollmentToken,
     Role,
+    ScreenRecording,
     ShellSession,
     Snapshot,
     Ticket,
@@ -1267,6 +1268,129 @@ class Store:
                     at=now,
                 )
             return _shell_view(row)
+
+    # -- Screen sessions ----------------------------------------------------------------------
+
+    async def request_screen(
+        self,
+        ticket_id: int,
+        *,
+        device_id: str | None,
+        identity: ApiIdentity,
+        online: Callable[[str], bool],
+        join: str | None = None,
+    ) -> tuple[str, str]:
+        """Check and record a request to view the device's screen: (session id, device).
+
+        The rules of commands apply (``commands:run`` scope, admin or assignee, open
+        ticket, device enrolled and online); a refusal is recorded too. ``join``: the
+        id of the technician's running session they open another viewer of.
+        """
+        now = utcnow()
+        session_id = join or uuid.uuid4().hex
+        async with self._transaction() as session:
+            ticket, device, refusal = await self._check_device_action(
+                session, ticket_id, device_id, identity, online
+            )
+            data = {"screen_session": session_id, "ticket": ticket_id, "device": device}
+            if refusal is not None:
+                await audit.append(
+                    session,
+                    actor=identity.actor,
+                    action="screen.refused",
+                    data={**data, "reason": str(refusal)},
+                    at=now,
+                )
+                if ticket is not None:
+                    session.add(
+                        TicketEvent(
+                            ticket_id=ticket.id,
+                            at=now,
+                            kind="screen_refused",
+                            actor=identity.actor,
+                            data={"screen_session": session_id, "reason": str(refusal)},
+                        )
+                    )
+            else:
+                assert ticket is not None
+                assert device is not None
+                ticket.updated_at = now
+                ticket.first_response_at = ticket.first_response_at or now
+                session.add(
+                    TicketEvent(
+                        ticket_id=ticket_id,
+                        at=now,
+                        kind="screen_viewer_joined" if join else "screen_requested",
+                        actor=identity.actor,
+                        data={"screen_session": session_id, "device": device, "what": "view"},
+                    )
+                )
+                await audit.append(
+                    session,
+                    actor=identity.actor,
+                    action="screen.joined" if join else "screen.requested",
+                    data=data,
+                    at=now,
+                )
+                return session_id, device
+        assert refusal is not None
+        raise refusal
+
+    async def record_screen_event(
+        self, ticket_id: int, kind: str, *, actor: str, data: dict[str, Any]
+    ) -> None:
+        """A screen session's step (started, refused, viewer joined, ended): on the
+        ticket's timeline and in the audit log."""
+        now = utcnow()
+        async with self._transaction() as session:
+            ticket = await _get(session, Ticket, ticket_id, lock=True)
+            ticket.updated_at = now
+            session.add(TicketEvent(ticket_id=ticket_id, at=now, kind=kind, actor=actor, data=data))
+            await audit.append(
+                session,
+                actor=actor,
+                action=kind.replace("_", ".", 1),
+                data={"ticket": ticket_id, **data},
+                at=now,
+            )
+
+    async def save_screen_recording(
+        self,
+        session_id: str,
+        *,
+        ticket_id: int,
+        device_id: str,
+        requested_by: str,
+        started_at: datetime.datetime,
+        reason: str,
+        frames: int,
+        data: bytes,
+        truncated: bool,
+    ) -> None:
+        """Keep a screen session's recording with its ticket."""
+        async with self._transaction() as session:
+            session.add(
+                ScreenRecording(
+                    id=session_id,
+                    ticket_id=ticket_id,
+                    device_id=device_id,
+                    requested_by=requested_by,
+                    started_at=started_at,
+                    ended_at=utcnow(),
+                    reason=reason[:32],
+                    frames=frames,
+                    data=data,
+                    truncated=truncated,
+                )
+            )
+
+    async def screen_recording(self, session_id: str) -> bytes:
+        """A screen session's recording ("DSR1"); ``NotFound`` if it was not recorded."""
+        async with self._transaction() as session:
+            row = await session.get(ScreenRecording, session_id)
+            if row is None:
+                raise NotFound(f"no recording of screen session {session_id}")
+            return row.data
 
     async def get_shell(self, session_id: str) -> ShellView:
         """A terminal session (without its transcript)."""
