@@ -2,8 +2,9 @@
 
 A static screen should cost next to nothing, yet grabbing and comparing a 1080p
 frame takes milliseconds. The X server knows when something is drawn: a damage
-object on the root window (``DamageReportNonEmpty``) sends one ``DamageNotify``
-when its region goes from empty to not empty; ``changed()`` drains the events and
+object on the root window (``DamageReportBoundingBox``) sends a ``DamageNotify``
+whenever the bounding box of what was drawn grows; ``changed()`` drains the
+events, keeps their union in ``bounds`` (so the caller diffs only there), and
 empties the region again *before* the caller grabs, so drawing after that point
 notifies anew and nothing is missed.
 
@@ -27,6 +28,9 @@ class DamageWatcher:
         self._display: Any = None
         self._damage: Any = None
         self._notify = 0
+        # Root-window box (x, y, width, height) of what was drawn, as of the last
+        # changed() that returned True; None if unknown.
+        self.bounds: tuple[int, int, int, int] | None = None
         try:
             from Xlib import display
             from Xlib.ext import damage
@@ -37,7 +41,7 @@ class DamageWatcher:
                 return
             self._display.damage_query_version()
             root = self._display.screen().root
-            self._damage = root.damage_create(damage.DamageReportNonEmpty)
+            self._damage = root.damage_create(damage.DamageReportBoundingBox)
             info = self._display.query_extension(damage.extname)
             self._notify = info.first_event + damage.DamageNotifyCode
             self._display.sync()
@@ -51,15 +55,22 @@ class DamageWatcher:
 
     def changed(self) -> bool:
         """True if something was drawn since the last call (always, without DAMAGE)."""
+        self.bounds = None
         if self._damage is None:
             return True
         try:
             changed = False
+            x0 = y0 = 1 << 30
+            x1 = y1 = -(1 << 30)
             while self._display.pending_events():
                 event = self._display.next_event()
                 if event.type == self._notify:
                     changed = True
+                    area = event.area
+                    x0, y0 = min(x0, area.x), min(y0, area.y)
+                    x1, y1 = max(x1, area.x + area.width), max(y1, area.y + area.height)
             if changed:
+                self.bounds = (x0, y0, x1 - x0, y1 - y0)
                 self._display.damage_subtract(self._damage, 0, 0)
                 self._display.sync()  # emptied before the caller grabs
             return changed

@@ -28,7 +28,7 @@ from .capture import Capturer, Frame, MonitorInfo
 from .cursor import CursorState, CursorTracker
 from .damage import DamageWatcher
 from .pacing import Pacer, PacerSettings
-from .tiles import EncodedFrame, Encoder, TileEncoder
+from .tiles import EncodedFrame, Encoder, Rect, TileEncoder
 
 __all__ = ["ScreenSession", "split_frame"]
 
@@ -126,6 +126,8 @@ class ScreenSession:
         # The last frame grabbed, and when (monotonic), for the damage shortcut.
         self._last_frame: Frame | None = None
         self._last_grab = 0.0
+        # When a frame was last compared whole (not only where X DAMAGE said).
+        self._last_full = 0.0
         # Frames not grabbed because X DAMAGE said nothing changed.
         self.grabs_avoided = 0
         self._encoder: Encoder | None = None
@@ -281,8 +283,17 @@ class ScreenSession:
             self.grabs_avoided += 1
             return self._refine(), last, cursor
         frame = self._capturer.grab()
+        # X DAMAGE's box bounds the diff, except on the safety grabs (and its
+        # first frame), which compare everything.
+        within = None
+        bounds = self._damage.bounds if self._damage is not None and damaged else None
+        if bounds is not None and last is not None and now - self._last_full < SAFETY_GRAB:
+            x, y, w, h = bounds
+            within = Rect(x - frame.left, y - frame.top, w, h)
+        else:
+            self._last_full = now
         self._last_frame, self._last_grab = frame, now
-        encoded = self._encoder.encode(frame, keyframe=keyframe)
+        encoded = self._encoder.encode(frame, keyframe=keyframe, within=within)
         if encoded is None:
             encoded = self._refine()
         return encoded, frame, cursor

@@ -92,8 +92,11 @@ class Encoder(Protocol):
     encoding: str
     quality: int
 
-    def encode(self, frame: Frame, keyframe: bool = False) -> EncodedFrame | None:
-        """The frame's changes, or None when nothing changed and no keyframe is due."""
+    def encode(
+        self, frame: Frame, keyframe: bool = False, within: Rect | None = None
+    ) -> EncodedFrame | None:
+        """The frame's changes, or None when nothing changed and no keyframe is due;
+        ``within`` bounds where it may have changed (None: anywhere)."""
         ...
 
     def reset(self) -> None:
@@ -127,6 +130,33 @@ def changed_tiles(previous: Any, current: Any, tile: int = TILE) -> Any:
     if cols * tile != width:
         by_row = np.pad(by_row, ((0, 0), (0, cols * tile - width)))
     return by_row.reshape(rows, cols, tile).any(axis=2)
+
+
+def _tile_box(within: Rect, height: int, width: int) -> tuple[slice, slice] | None:
+    """The pixels of the tiles ``within`` touches (clipped to the frame); None if none."""
+    x0, y0 = max(0, within.x), max(0, within.y)
+    x1, y1 = min(width, within.x + within.width), min(height, within.y + within.height)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    top, left = y0 // TILE * TILE, x0 // TILE * TILE
+    bottom, right = min(height, -(-y1 // TILE) * TILE), min(width, -(-x1 // TILE) * TILE)
+    return slice(top, bottom), slice(left, right)
+
+
+def _changed_within(previous: Any, current: Any, within: Rect | None) -> Any:
+    """``changed_tiles`` of the whole frame, comparing only the tiles under ``within``."""
+    if within is None:
+        return changed_tiles(previous, current)
+    height, width = current.shape[:2]
+    grid = np.zeros((-(-height // TILE), -(-width // TILE)), dtype=bool)
+    box = _tile_box(within, height, width)
+    if box is None:
+        return grid
+    rows, cols = box
+    sub = changed_tiles(previous[box], current[box])
+    grid[rows.start // TILE : rows.start // TILE + sub.shape[0],
+         cols.start // TILE : cols.start // TILE + sub.shape[1]] = sub  # fmt: skip
+    return grid
 
 
 def merge_tiles(
@@ -192,7 +222,14 @@ def encode_rect(image: Any, rect: Rect, quality: int) -> list[EncodedRect]:
 
 
 class TileEncoder:
-    """The tile encoder: changed rectangles as JPEG, keyframes when asked or due."""
+    """The tile encoder: changed rectangles as JPEG, keyframes when asked or due.
+
+    It keeps what the viewer was sent (``_reference``): the last frame compared
+    whole, patched with the boxes compared since. Comparing against it, not
+    against the last frame grabbed, matters when only a box is compared: what
+    changed outside it (drawn between X DAMAGE's report and the grab) is not in
+    the reference, so it is found when its own report comes.
+    """
 
     encoding = "jpeg"
 
@@ -200,15 +237,21 @@ class TileEncoder:
         # JPEG quality, 1..100; the session changes it as the delay changes.
         self.quality = quality
         self.keyframe_fraction = keyframe_fraction
-        # The last frame encoded; None: the next one is a keyframe.
+        # The last frame compared whole; None: the next one is a keyframe.
         self._previous: Frame | None = None
+        # What the viewer was sent, (height, width, 4) uint8; see the class docstring.
+        self._reference: Any = None
+        # Whether _reference is exactly _previous (no box patched in since), and
+        # whether it is our own copy (not a view of a frame's buffer).
+        self._exact = False
+        self._owned = False
         # The JPEG quality each tile was last sent at (rows x cols).
         self._sent_quality: Any = None
 
     def reset(self) -> None:
         """Forget the previous frame: the next one is a keyframe."""
-        self._previous = None
-        self._sent_quality = None
+        self._previous = self._reference = self._sent_quality = None
+        self._exact = self._owned = False
 
     def _mark(self, rects: list[EncodedRect], height: int, width: int) -> None:
         """Remember the quality the tiles under ``rects`` were sent at."""
@@ -222,20 +265,32 @@ class TileEncoder:
                 r.x // TILE : -(-(r.x + r.width) // TILE),
             ] = self.quality
 
+    def _remember(self, frame: Frame, image: Any, within: Rect | None) -> None:
+        """The viewer now has ``image`` (all of it, or the tiles under ``within``)."""
+        if within is None:
+            self._previous, self._reference = frame, image
+            self._exact, self._owned = True, False
+            return
+        box = _tile_box(within, frame.height, frame.width)
+        if box is None:
+            return
+        if not self._owned:
+            self._reference = self._reference.copy()
+            self._owned = True
+        self._reference[box] = image[box]
+        self._exact = False
+
     def refine(self) -> EncodedFrame | None:
-        """Tiles of the last frame sent below the current quality, sent again; None if
-        there are none."""
-        frame, sent = self._previous, self._sent_quality
-        if frame is None or sent is None:
+        """Tiles sent below the current quality, sent again; None if there are none."""
+        frame, sent, image = self._previous, self._sent_quality, self._reference
+        if frame is None or sent is None or image is None:
             return None
         below = sent < self.quality
         if not below.any():
             return None
         # The first REFINE_TILES of them, top to bottom.
         chosen = np.zeros_like(below)
-        flat = np.flatnonzero(below)[:REFINE_TILES]
-        chosen.flat[flat] = True
-        image = pixels(frame)
+        chosen.flat[np.flatnonzero(below)[:REFINE_TILES]] = True
         rects = merge_tiles(chosen, frame.width, frame.height)
         encoded = [piece for rect in rects for piece in encode_rect(image, rect, self.quality)]
         self._mark(encoded, frame.height, frame.width)
@@ -247,23 +302,35 @@ class TileEncoder:
             rects=encoded,
         )
 
-    def encode(self, frame: Frame, keyframe: bool = False) -> EncodedFrame | None:
-        """The frame's changes since the last one; None if nothing changed."""
+    def encode(
+        self, frame: Frame, keyframe: bool = False, within: Rect | None = None
+    ) -> EncodedFrame | None:
+        """The frame's changes since the last one; None if nothing changed.
+
+        ``within``: where the frame may differ (X DAMAGE's box, in frame pixels);
+        only the tiles it touches are compared.
+        """
         previous = self._previous
+        if within is not None:
+            box = _tile_box(within, frame.height, frame.width)
+            if box is not None and (box[0].stop - box[0].start, box[1].stop - box[1].start) == (
+                frame.height,
+                frame.width,
+            ):
+                within = None  # all of it: a whole compare, without patching a copy
         if previous is None or (previous.width, previous.height) != (frame.width, frame.height):
             keyframe = True
-        elif not keyframe and previous.data == frame.data:
+        elif not keyframe and within is None and self._exact and previous.data == frame.data:
             return None
         image = pixels(frame)
         rects: list[Rect]
         if keyframe:
             rects = [Rect(0, 0, frame.width, frame.height)]
         else:
-            assert previous is not None
-            grid = changed_tiles(pixels(previous), image)
+            grid = _changed_within(self._reference, image, within)
             changed = int(grid.sum())
-            if changed == 0:  # bytes differed only in padding/alpha: nothing to show
-                self._previous = frame
+            if changed == 0:  # nothing the viewer would see
+                self._remember(frame, image, within)
                 return None
             if changed > self.keyframe_fraction * grid.size:
                 keyframe = True
@@ -271,7 +338,7 @@ class TileEncoder:
             else:
                 rects = merge_tiles(grid, frame.width, frame.height)
         encoded = [piece for rect in rects for piece in encode_rect(image, rect, self.quality)]
-        self._previous = frame
+        self._remember(frame, image, None if keyframe else within)
         self._mark(encoded, frame.height, frame.width)
         return EncodedFrame(
             width=frame.width,

@@ -102,8 +102,11 @@ class ModeEncoder:
         """Tiles sent at a lower quality, again (tiles only)."""
         return None if self._using_video else self._tiles.refine()
 
-    def encode(self, frame: Frame, keyframe: bool = False) -> EncodedFrame | None:
-        """The frame, as tiles or as H.264 by mode."""
+    def encode(
+        self, frame: Frame, keyframe: bool = False, within: Rect | None = None
+    ) -> EncodedFrame | None:
+        """The frame, as tiles or as H.264 by mode; ``within`` bounds the tiles' diff
+        (video encodes the whole frame anyway)."""
         want_video = self._choose(frame)
         if want_video != self._using_video:
             self._using_video = want_video
@@ -115,7 +118,9 @@ class ModeEncoder:
                 self._tiles.reset()
             logger.info("screen: switched to %s", "video" if want_video else "tiles")
         if not self._using_video:
-            encoded = self._tiles.encode(frame, keyframe=keyframe)
+            encoded = self._tiles.encode(
+                frame, keyframe=keyframe, within=None if keyframe else within
+            )
             # A keyframe the tiles chose (most of the screen changed) counts; one asked
             # for (a viewer joined) does not.
             if self.mode is m.ScreenMode.AUTO and encoded is not None and not keyframe:

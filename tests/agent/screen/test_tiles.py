@@ -170,3 +170,33 @@ def test_tiles_sent_at_a_lower_quality_are_refined_when_still() -> None:
     assert calls == 1  # 15 tiles: within one call's budget
     after = np.abs(canvas - image[..., :3].astype(int)).mean()
     assert after < 0.8 * before
+
+
+def test_a_box_bounds_the_diff_and_what_changed_outside_it_is_found_later() -> None:
+    encoder = TileEncoder(quality=95)
+    base = solid(256, 256, (100, 100, 100))
+    encoder.encode(frame_of(base))
+    changed = base.copy()
+    changed[10:20, 10:20] = (0, 0, 255, 255)  # A: X DAMAGE reported it
+    changed[150:160, 150:160] = (255, 0, 0, 255)  # B: drawn just before the grab
+    first = encoder.encode(frame_of(changed), within=Rect(10, 10, 10, 10))
+    assert first is not None
+    assert [r.rect for r in first.rects] == [Rect(0, 0, 64, 64)]  # A only
+    # B's own report comes with the next frame, which is the same picture.
+    second = encoder.encode(frame_of(changed.copy()), within=Rect(150, 150, 10, 10))
+    assert second is not None
+    assert [r.rect for r in second.rects] == [Rect(128, 128, 64, 64)]
+    # Nothing more to send, even compared whole.
+    assert encoder.encode(frame_of(changed.copy())) is None
+
+
+def test_whatever_was_not_sent_is_found_by_a_whole_compare() -> None:
+    encoder = TileEncoder(quality=95)
+    base = solid(128, 128, (0, 0, 0))
+    encoder.encode(frame_of(base))
+    changed = base.copy()
+    changed[100:110, 100:110] = (255, 255, 255, 255)
+    assert encoder.encode(frame_of(changed), within=Rect(0, 0, 10, 10)) is None
+    whole = encoder.encode(frame_of(changed.copy()))  # the safety grab
+    assert whole is not None
+    assert [r.rect for r in whole.rects] == [Rect(64, 64, 64, 64)]
