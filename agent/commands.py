@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import logging
@@ -79,7 +78,7 @@ from . import consent
 from .audit import AuditLog
 from .executor import ProcessResult, StopReason, run_process
 from .files import ensure_private_dir, write_atomic
-from .policy import CommandPolicy, ConsentMode, Refusal, RunPlan, Unattended, plan_command
+from .policy import CommandPolicy, Refusal, RunPlan, plan_command
 
 __all__ = [
     "CommandRecord",
@@ -890,23 +889,7 @@ def _load_record(path: Path) -> CommandRecord | None:
 async def decide_consent(
     policy: CommandPolicy, question: consent.ConsentRequest, lock: asyncio.Lock
 ) -> str | Refusal:
-    """Apply the consent policy to ``question``: "user", "notify", "policy" or a refusal.
-
-    ``lock`` keeps prompts one at a time.
-    """
-    if policy.consent is ConsentMode.NONE:
-        return "policy"
-    if policy.consent is ConsentMode.NOTIFY:
-        shown = await consent.notify(dataclasses.replace(question, timeout=consent.NOTIFY_SECONDS))
-        return "notify" if shown else "policy"
-    async with lock:
-        answer = await consent.ask(question)
-    if answer is consent.Answer.ALLOWED:
-        return "user"
-    if answer is consent.Answer.DENIED:
-        return Refusal("denied by the user")
-    if answer is consent.Answer.TIMED_OUT:
-        return Refusal(f"the user did not answer within {policy.consent_timeout:g} s")
-    if policy.unattended is Unattended.ALLOW:
-        return "policy"
-    return Refusal("no desktop session to ask; policy refuses")
+    """Apply the command policy's consent to ``question``: how it was allowed, or the
+    refusal. ``lock`` keeps prompts one at a time."""
+    decision = await consent.decide(policy.consent, question, lock, unattended=policy.unattended)
+    return Refusal(decision.reason) if isinstance(decision, consent.Declined) else decision

@@ -40,14 +40,18 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, cast
+
+from .policy import ConsentMode, Unattended
 
 __all__ = [
     "NOTIFY_SECONDS",
     "Answer",
     "ConsentRequest",
+    "Declined",
     "ask",
+    "decide",
     "has_desktop",
     "main",
     "notify",
@@ -346,6 +350,40 @@ def _parse(data: bytes) -> ConsentRequest:
         screen=str(document["screen"])[:64] if document.get("screen") else None,
         recorded=bool(document.get("recorded", False)),
     )
+
+
+@dataclass(frozen=True)
+class Declined:
+    """Consent not given: the dialog's ``answer`` (not ALLOWED) and why, in words."""
+
+    answer: Answer
+    reason: str
+
+
+async def decide(
+    mode: ConsentMode, question: ConsentRequest, lock: asyncio.Lock, *, unattended: Unattended
+) -> str | Declined:
+    """Apply a consent policy to ``question``: "user", "notify", "policy" or ``Declined``.
+
+    ``mode`` is the policy's consent mode; ``unattended`` says what happens where
+    nobody can be asked. ``lock`` keeps prompts one at a time.
+    """
+    if mode is ConsentMode.NONE:
+        return "policy"
+    if mode is ConsentMode.NOTIFY:
+        shown = await notify(replace(question, timeout=NOTIFY_SECONDS))
+        return "notify" if shown else "policy"
+    async with lock:
+        answer = await ask(question)
+    if answer is Answer.ALLOWED:
+        return "user"
+    if answer is Answer.DENIED:
+        return Declined(answer, "denied by the user")
+    if answer is Answer.TIMED_OUT:
+        return Declined(answer, f"the user did not answer within {question.timeout:g} s")
+    if unattended is Unattended.ALLOW:
+        return "policy"
+    return Declined(answer, "no desktop session to ask; policy refuses")
 
 
 def main(args: Sequence[str] | None = None) -> int:

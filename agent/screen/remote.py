@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import enum
 import functools
 import logging
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from deskside.agent import consent
 from deskside.agent.audit import AuditLog
-from deskside.agent.policy import ConsentMode
+from deskside.agent.policy import Unattended
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed
 
@@ -58,6 +57,12 @@ INPUT_QUEUE: Final = 1024
 TAKEBACK_SECONDS: Final = 3.0
 _LINE_LIMIT: Final = 4096
 _Reason = m.ScreenControlReason
+# Why control was not granted, by the consent dialog's answer.
+_REASONS: Final = {
+    consent.Answer.DENIED: _Reason.DENIED,
+    consent.Answer.TIMED_OUT: _Reason.TIMED_OUT,
+    consent.Answer.NO_DESKTOP: _Reason.NO_DESKTOP,
+}
 _T = TypeVar("_T")
 
 Sender = Callable[[m.Message], Awaitable[None]]
@@ -327,25 +332,15 @@ class RemoteInput:
             timeout=policy.consent_timeout,
             screen="control",
         )
-        if policy.control_consent is ConsentMode.NONE:
-            return "policy"
-        if policy.control_consent is ConsentMode.NOTIFY:
-            shown = await consent.notify(
-                dataclasses.replace(question, timeout=consent.NOTIFY_SECONDS)
-            )
-            return "notify" if shown else "policy"
-        async with self._consent_lock:
-            answer = await consent.ask(question)
-        if answer is consent.Answer.ALLOWED:
-            return "user"
-        if answer is consent.Answer.DENIED:
-            return _Reason.DENIED, "denied by the user"
-        if answer is consent.Answer.TIMED_OUT:
-            return (
-                _Reason.TIMED_OUT,
-                f"the user did not answer within {policy.consent_timeout:g} s",
-            )
-        return _Reason.NO_DESKTOP, "no desktop session to ask"
+        decision = await consent.decide(
+            policy.control_consent,
+            question,
+            self._consent_lock,
+            unattended=Unattended.REFUSE,  # control is never taken where nobody is asked
+        )
+        if isinstance(decision, consent.Declined):
+            return _REASONS[decision.answer], decision.reason
+        return decision
 
     def _make_injector(self) -> InputInjector:
         from .control import InputInjector

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING, Final
 
 from deskside.agent import consent
 from deskside.agent.audit import AuditLog
-from deskside.agent.policy import ConsentMode, Unattended
 from deskside.channel import Channel
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed, DesksideError
@@ -54,6 +52,12 @@ logger = logging.getLogger(__name__)
 
 _LINE_LIMIT: Final = 4096
 _Reason = m.ScreenEndReason
+# Why a session did not start, by the consent dialog's answer.
+_REASONS: Final = {
+    consent.Answer.DENIED: _Reason.DENIED,
+    consent.Answer.TIMED_OUT: _Reason.TIMED_OUT,
+    consent.Answer.NO_DESKTOP: _Reason.NO_DESKTOP,
+}
 
 
 @dataclass(eq=False)
@@ -231,26 +235,12 @@ class ScreenService:
             screen="view",
             recorded=request.recorded,
         )
-        if policy.consent is ConsentMode.NONE:
-            return "policy"
-        if policy.consent is ConsentMode.NOTIFY:
-            shown = await consent.notify(
-                dataclasses.replace(question, timeout=consent.NOTIFY_SECONDS)
-            )
-            return "notify" if shown else "policy"
-        async with self._consent_lock:
-            answer = await consent.ask(question)
-        if answer is consent.Answer.ALLOWED:
-            return "user"
-        if answer is consent.Answer.DENIED:
-            return _Refusal(_Reason.DENIED, "denied by the user")
-        if answer is consent.Answer.TIMED_OUT:
-            return _Refusal(
-                _Reason.TIMED_OUT, f"the user did not answer within {policy.consent_timeout:g} s"
-            )
-        if policy.unattended is Unattended.ALLOW:
-            return "policy"
-        return _Refusal(_Reason.NO_DESKTOP, "no desktop session to ask; policy refuses")
+        decision = await consent.decide(
+            policy.consent, question, self._consent_lock, unattended=policy.unattended
+        )
+        if isinstance(decision, consent.Declined):
+            return _Refusal(_REASONS[decision.answer], decision.reason)
+        return decision
 
     async def _run(self, running: _Running) -> None:
         request, channel = running.request, running.channel
