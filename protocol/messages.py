@@ -570,7 +570,7 @@ ScreenCoord = Annotated[int, Meta(ge=-32768, le=32768)]
 # One encoded rectangle (or cursor image): under the 1 MiB chunk bound.
 ScreenData = Annotated[bytes, Meta(max_length=1 << 20)]
 Quality = Annotated[int, Meta(ge=1, le=100)]
-# At most 30: frames and acknowledgements stay under the console's per-agent message rate.
+# At most 30: smoother motion than that is not worth the agent's CPU for help-desk work.
 FrameRate = Annotated[float, Meta(ge=0.5, le=30.0)]
 
 
