@@ -1506,7 +1506,7 @@ class Store:
             row.duration = result.duration
             row.error = result.error
             row.output_truncated = row.output_truncated or result.output_truncated
-            tail = await self._output_tail(session, row.id)
+            tail = await self._output_tail(session, row.id) if row.output_bytes else ""
             session.add(
                 TicketEvent(
                     ticket_id=row.ticket_id,
