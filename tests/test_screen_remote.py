@@ -346,7 +346,7 @@ async def test_video_mode_shows_a_moving_scene(
     browser: Browser,
 ) -> None:
     ticket = await ticket_on_device(console, agent, token, display, timeout=8.0)
-    page = await open_viewer(browser, console, ticket, token, "&mode=video&fps=30")
+    page = await open_viewer(browser, console, ticket, token, "&mode=video&fps=30&record=1")
     await wait_page(page, "window.deskside.screen.phase === 'asking'")
     await click_allow(display, await dialog(display))
     await wait_page(page, "window.deskside.screen.phase === 'started'")
@@ -375,4 +375,19 @@ async def test_video_mode_shows_a_moving_scene(
     entries = await agent.wait_audit(lambda e: any(x["event"] == "screen_ended" for x in e))
     assert entries[-1]["video_frames"] > 10
     assert entries[-1]["mode"] == "tiles"
-    del ticket
+
+    # The recording replays its H.264 part through WebCodecs too, to the last screen.
+    ended: list[dict[str, Any]] = []
+    for _ in range(100):
+        ended = [e for e in timeline(console, token, ticket) if e["kind"] == "screen_ended"]
+        if ended:
+            break
+        await asyncio.sleep(0.1)
+    session = ended[-1]["data"]["screen_session"]
+    link = console.cli("screen", "--replay", session, "--as", "admin").stdout.strip()
+    replay = await page.context.new_page()
+    await replay.goto(link + "&autoplay=1")
+    await wait_page(replay, "window.deskside.replay.done === true", 30)
+    assert await replay.evaluate("window.deskside.video.decoded") > 10
+    assert await replay.evaluate("window.deskside.video.errors") == 0
+    await wait_canvas_matches(replay, display)

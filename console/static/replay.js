@@ -3,12 +3,16 @@
 // only into the Authorization header of the one request).
 
 import { Painter, parseFrame } from "./frames.js";
+import { H264Painter } from "./h264.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const $ = (id) => document.getElementById(id);
 const painter = new Painter($("screen"), $("pointer"));
+// Frames of the video mode; a recording starts with a keyframe (the agent sends one
+// when a viewer joins), so nothing needs to be asked for.
+const video = new H264Painter($("screen"));
 const state = { phase: "loading", header: null, records: [], played: 0, done: false };
-window.deskside = { replay: state, canvas: $("screen") };
+window.deskside = { replay: state, canvas: $("screen"), video };
 
 function status(phase, text) {
   state.phase = phase;
@@ -56,7 +60,12 @@ async function play() {
     const due = start + (record.at * 1000) / speed;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    if (record.frame) await painter.paint(record.frame);
+    const frame = record.frame;
+    if (frame) await painter.paint(frame); // sizes the canvas; draws JPEG tiles
+    if (frame && frame.encoding === 1) {
+      await video.paint(frame);
+      if (frame.cursor) await painter.paint({ ...frame, encoding: 0, rects: [] });
+    }
     state.played = index + 1;
     $("position").textContent = `${record.at.toFixed(1)} s`;
   }
