@@ -94,6 +94,8 @@ logger = logging.getLogger(__name__)
 _ECHO_SECONDS: Final = 1.0
 # How far (pixels) a reported motion may be from an injected position and still be ours.
 _ECHO_SLACK: Final = 1
+# Seconds a keycode just lent to a character settles before it is pressed.
+LEND_SETTLE: Final = 0.03
 
 # KeyboardEvent.code (and, for keyboards that send no code, KeyboardEvent.key) of the
 # named keys, and pynput's name for each (an attribute of pynput.keyboard.Key).
@@ -348,6 +350,11 @@ class _XTestTyper:
         # Both levels the same symbol: shift held or not, this keycode makes it.
         self.display.change_keyboard_mapping(keycode, [(keysym, keysym)])
         self.display.sync()
+        # Clients learn of the new mapping from an event and read it back when they
+        # get to it; a key pressed at once could reach a busy client first and be
+        # read with the old, empty mapping: the character was lost (as xdotool
+        # does, give them a moment). Only characters the keymap lacks pay this.
+        time.sleep(LEND_SETTLE)
         self._lent[keysym] = keycode
         return keycode
 
