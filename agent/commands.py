@@ -97,6 +97,8 @@ _SAFE_STEM: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LENGTH: Final = 4
 # Messages kept in memory for a sender that keeps up.
 _LIVE_MESSAGES: Final = 32
+# Output chunks larger than this are appended to the spool on a worker thread.
+_INLINE_WRITE: Final = 64 << 10
 # While connected, output is read no faster than it is sent, past this many unsent
 # bytes: meanwhile it gathers in the pipe, and the next read takes a large chunk, so
 # fast output goes in fewer, larger messages (the console limits their rate).
@@ -627,7 +629,12 @@ class CommandService:
     async def _append(self, run: _Run, message: Message, *, exited: bool = False) -> None:
         """Spool a message of the command's result and let the sender send it."""
         start = run.spool.size
-        end = await asyncio.to_thread(run.spool.append, message)
+        if isinstance(message, CommandOutput) and len(message.data) > _INLINE_WRITE:
+            end = await asyncio.to_thread(run.spool.append, message)
+        else:
+            # A small append goes to the page cache at once (no sync), as log lines
+            # do; a thread hop cost more than the write itself.
+            end = run.spool.append(message)
         run.live.append((start, end, message))
         if len(run.live) > _LIVE_MESSAGES:
             run.live.popleft()

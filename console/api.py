@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -22,7 +24,7 @@ from litestar.response import Stream
 from deskside.protocol.errors import DesksideError
 
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
-from .gateway import Gateway
+from .gateway import CommandEvent, Gateway
 from .runbooks import Runbook
 from .schemas import (
     AttachDiagnostics,
@@ -45,6 +47,9 @@ from .schemas import (
 from .store import ApiIdentity, Store
 from .store.audit import AuditVerification
 from .store.models import TicketStatus
+
+# Longest a POST of a command may wait for the command's end (``wait``), in seconds.
+MAX_WAIT = 300.0
 
 __all__ = ["ApiV1", "provide_identity"]
 
@@ -263,8 +268,13 @@ class ApiV1(Controller):
         identity: ApiIdentity,
         ticket_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
         data: NewCommand,
+        wait: Annotated[float, Parameter(ge=0, le=MAX_WAIT)] = 0.0,
     ) -> CommandView:
         """Run a command on the ticket's device (201); follow it with ``/stream``.
+
+        With ``wait`` (seconds, up to 300), answer once the command has ended and its
+        result is recorded, or when ``wait`` runs out (then ``finished_at`` is null):
+        one call for a short command. Its output is at ``/output``.
 
         Needs ``commands:run``; a technician must be an admin or the ticket's assignee.
         The device's own policy and its user have the last word: a refusal there
@@ -272,10 +282,24 @@ class ApiV1(Controller):
         """
         gateway = _gateway(request)
         store = _store(request)
-        view = await store.create_command(ticket_id, data, identity=identity, online=gateway.online)
-        ticket = await store.ticket(ticket_id)
-        await gateway.run_command(view, reason=f"#{ticket_id} {ticket.title}")
-        return view
+        view, title = await store.create_command(
+            ticket_id, data, identity=identity, online=gateway.online
+        )
+        if not wait:
+            await gateway.run_command(view, reason=f"#{ticket_id} {title}")
+            return view
+        queue = gateway.watch(view.id)  # before it is sent: its end cannot come first
+        try:
+            await gateway.run_command(view, reason=f"#{ticket_id} {title}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    while True:
+                        event = await queue.get()
+                        if event.kind == "exit" and event.view is not None:
+                            return event.view
+        finally:
+            gateway.unwatch(view.id, queue)
+        return await store.get_command(view.id)
 
     @get("/tickets/{ticket_id:int}/commands")
     async def ticket_commands(
@@ -323,9 +347,18 @@ class ApiV1(Controller):
         base64), then ``exit`` with the command. Output kept so far comes first."""
         _require(identity, "tickets:read")
         store, gateway = _store(request), _gateway(request)
-        view = await store.get_command(command_id)
+        # Watched before it is read: an end recorded after the read reaches the queue.
+        queue = gateway.watch(command_id)
+        try:
+            view = await store.get_command(command_id)
+        except BaseException:
+            gateway.unwatch(command_id, queue)
+            raise
+        events = _command_events(store, gateway, view, queue)
+        # The stream gives the queue back when it ends; this, if it never starts.
+        weakref.finalize(events, gateway.unwatch, command_id, queue)
         return Stream(
-            _command_events(store, gateway, view),
+            events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -453,18 +486,24 @@ _KEEP_ALIVE = b": keep-alive\n\n"
 
 
 async def _command_events(
-    store: Store, gateway: Gateway, view: CommandView
+    store: Store, gateway: Gateway, view: CommandView, queue: asyncio.Queue[CommandEvent]
 ) -> AsyncIterator[bytes]:
-    """Everything kept so far, then the live events, until the command ends."""
+    """Everything kept so far, then the live events, until the command ends.
+
+    ``view`` was read after ``queue`` started watching the command, so its end is
+    either in ``view`` or on its way. A chunk missed in between shows as a gap in
+    the chunk numbers, filled from the store.
+    """
     command_id = view.id
-    queue = gateway.watch(command_id)  # before reading the store: nothing falls between
     try:
         next_seq = 0
-        for chunk in await gateway.output.read(command_id):
+        # Nothing stored yet (the common case for a command just started): only
+        # what is in memory, without a query.
+        stored = view.output_bytes > 0 or view.output_truncated
+        for chunk in await gateway.output.read(command_id, stored=stored):
             next_seq = chunk.seq + 1
             yield _chunk_event(chunk)
-        if view.finished_at is None:  # it may have ended since
-            view = await store.get_command(command_id)
+        end_seq: int | None = None
         while view.finished_at is None:
             try:
                 event = await asyncio.wait_for(queue.get(), 15.0)
@@ -484,9 +523,11 @@ async def _command_events(
             elif event.kind == "started" and event.view is not None:
                 yield _event("started", _encoder.encode(event.view))
             elif event.kind == "exit" and event.view is not None:
-                view = event.view
-        for chunk in await gateway.output.read(command_id, next_seq):
-            yield _chunk_event(chunk)
+                view, end_seq = event.view, event.next_seq
+        silent = view.output_bytes == 0 and not view.output_truncated
+        if not silent and (end_seq is None or next_seq < end_seq):
+            for chunk in await gateway.output.read(command_id, next_seq):
+                yield _chunk_event(chunk)
         yield _event("exit", _encoder.encode(view))
     finally:
         gateway.unwatch(command_id, queue)

@@ -46,7 +46,7 @@ from .schemas import CommandView, NewCommand, NewTicket, OutputChunk, ShellView,
 from .screenrelay import ScreenHub
 from .store import ApiIdentity, Store, utcnow
 
-__all__ = ["Gateway", "LitestarTransport"]
+__all__ = ["CommandEvent", "Gateway", "LitestarTransport"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class CommandEvent:
     kind: str  # "started", "output", "exit"
     view: CommandView | None = None
     chunk: OutputChunk | None = None
+    # With "exit": the number after the command's last chunk, if known.
+    next_seq: int | None = None
 
 
 # Finished runbook runs remembered (their commands stay in the store regardless).
@@ -356,12 +358,15 @@ class Gateway:
                     self._notify(message.command_id, CommandEvent("output", chunk=chunk))
             elif isinstance(message, m.CommandExit):
                 started = await self._take_start(device_id, message.command_id)
+                end_seq = self.output.next_seq(message.command_id)
                 await self.output.finish(message.command_id)  # the output first, then the exit
                 view = await self.store.finish_command(device_id, message, started=started)
                 if view is not None:
+                    self._notify(
+                        message.command_id, CommandEvent("exit", view=view, next_seq=end_seq)
+                    )
                     # Acknowledged once recorded: the agent may forget its spooled result.
                     await session.channel.send(m.Ack(request_id=message.command_id))
-                    self._notify(message.command_id, CommandEvent("exit", view=view))
             elif isinstance(message, m.ShellStarted):
                 relay = self.shells.get(message.session_id)
                 if relay is not None and relay.session is session:
@@ -539,7 +544,7 @@ class Gateway:
                     status, detail = "failed", f"step {step.name!r} has no {os_family} variant"
                     break
                 try:
-                    view = await self.store.create_command(
+                    view, _ = await self.store.create_command(
                         ticket_id,
                         NewCommand(argv=argv, timeout=step.timeout, device_id=device_id),
                         identity=identity,

@@ -124,15 +124,25 @@ class OutputBuffers:
             if self._pending.get(command_id) is pending:
                 del self._pending[command_id]
 
-    async def read(self, command_id: str, from_seq: int = 0) -> list[OutputChunk]:
-        """Every chunk from ``from_seq`` on: the store's, then those still in memory."""
+    def next_seq(self, command_id: str) -> int | None:
+        """The number of the command's next chunk, if the command is in memory."""
+        pending = self._pending.get(command_id)
+        return None if pending is None else pending.next_seq
+
+    async def read(
+        self, command_id: str, from_seq: int = 0, *, stored: bool = True
+    ) -> list[OutputChunk]:
+        """Every chunk from ``from_seq`` on: the store's, then those still in memory.
+        ``stored=False``: only those in memory (the caller knows the store has none)."""
         pending = self._pending.get(command_id)
         # Taken before the store is read: a batch that commits in between is in the
         # store's answer, and a chunk that arrives later reaches live watchers anyway.
         held = [] if pending is None else [*pending.writing, *pending.chunks]
-        stored = await self._store.command_output(command_id, from_seq)
-        after = stored[-1].seq + 1 if stored else from_seq
-        return stored + [c for c in held if c.seq >= after]
+        if not stored:
+            return [c for c in held if c.seq >= from_seq]
+        kept = await self._store.command_output(command_id, from_seq)
+        after = kept[-1].seq + 1 if kept else from_seq
+        return kept + [c for c in held if c.seq >= after]
 
     async def _flush(self, command_id: str, pending: _Pending) -> None:
         async with pending.lock:

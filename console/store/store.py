@@ -20,11 +20,12 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from types import SimpleNamespace
+from typing import Any, Final, TypeVar
 
 import argon2
 import msgspec
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import greenlet_spawn
 
 from deskside.console.errors import (
     Conflict,
@@ -85,6 +87,7 @@ from .models import (
     TicketStatus,
     User,
 )
+from .sqlite import Checkpointer, InlineConnection, InlineSQLite
 
 __all__ = ["SCOPES", "TRANSITIONS", "ApiIdentity", "Store", "database_url", "utcnow"]
 
@@ -189,7 +192,6 @@ def _set_sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> N
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -200,14 +202,22 @@ def _begin_immediate(connection: Any) -> None:
     # ticket's status) as safe as row locks are on PostgreSQL. Transactions that
     # only read (Store._reading) take no lock: in WAL mode they see a snapshot and
     # neither wait for writers nor make them wait.
-    if connection.get_execution_options().get(_READ_ONLY):
+    options = connection.get_execution_options()
+    driver = connection.connection.driver_connection
+    if isinstance(driver, InlineConnection):
+        driver.threaded = bool(options.get(_BULK))  # see deskside.console.store.sqlite
+    if options.get(_READ_ONLY):
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_T = TypeVar("_T")
+
 # The execution option that marks a read-only transaction (see _begin_immediate).
 _READ_ONLY: Final = "deskside_read_only"
+# The execution option of a transaction that may read a lot (run off the event loop).
+_BULK: Final = "deskside_bulk"
 
 
 class Store:
@@ -218,16 +228,18 @@ class Store:
         # Priority matrix and SLA targets for new and changed tickets.
         self.policy = policy or Policy()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._checkpointer: Checkpointer | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self._checkpointer = Checkpointer(engine.url.database)
 
     @classmethod
     def connect(cls, url: str, policy: Policy | None = None) -> Store:
         """A store on the database at ``url`` (already migrated; see ``migrate``)."""
         target = database_url(url)
         if target.get_backend_name() == "sqlite":
-            # An embedded file: nothing to ping, and every transaction ends in a
-            # commit or a rollback already; each step saved is a thread hop less
-            # (a transaction that only reads took 1.6 ms with them, 0.8 without).
-            engine = create_async_engine(target, pool_reset_on_return=None)
+            # An embedded file, run on the event loop (see .sqlite): nothing to ping,
+            # and every transaction ends in a commit or a rollback already.
+            engine = create_async_engine(target, pool_reset_on_return=None, module=InlineSQLite())
         else:
             engine = create_async_engine(target, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
@@ -238,18 +250,58 @@ class Store:
     async def close(self) -> None:
         """Close every database connection."""
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
+        async with self._session() as session, session.begin():
             yield session
+        if self._checkpointer is not None:
+            self._checkpointer.written()
 
     @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that only reads: on SQLite it does not take the write lock."""
-        async with self._sessions() as session, session.begin():
-            await session.connection(execution_options={_READ_ONLY: True})
+    async def _reading(self, *, bulk: bool = False) -> AsyncIterator[AsyncSession]:
+        """A transaction that only reads: on SQLite it does not take the write lock.
+        ``bulk``: it may read a lot, so on SQLite it runs in a worker thread."""
+        async with self._session() as session, session.begin():
+            await session.connection(execution_options={_READ_ONLY: True, _BULK: bulk})
             yield session
+
+    async def _sync(
+        self, transaction: Callable[[Connection], _T], *, read_only: bool = False
+    ) -> _T:
+        """Run ``transaction`` (plain statements on a connection) as one transaction,
+        in one go: for the paths a technician waits on (a command's request and
+        result, every API call's token). An ORM session costs a greenlet and a
+        round of bookkeeping per statement; this costs them once."""
+
+        def run() -> _T:
+            with self.engine.sync_engine.connect() as connection:
+                if read_only:
+                    connection.execution_options(**{_READ_ONLY: True})
+                with connection.begin():
+                    return transaction(connection)
+
+        result: _T = await greenlet_spawn(run)
+        if not read_only and self._checkpointer is not None:
+            self._checkpointer.written()
+        return result
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        if self._checkpointer is None:
+            async with self._sessions() as session:  # closed in a task of its own
+                yield session
+            return
+        # On SQLite, closing only gives the connection back to the pool, without a
+        # statement (pool_reset_on_return=None), so it cannot be interrupted: it
+        # needs no task of its own to finish in (which costs two turns of the loop).
+        session = self._sessions()
+        try:
+            yield session
+        finally:
+            await session.close()
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
@@ -605,30 +657,25 @@ class Store:
             raise Unauthorized("invalid API token")
         digest = _hash_secret(token)
         now = utcnow()
-        async with self._reading() as session:
-            row = (
-                await session.execute(select(ApiToken).where(ApiToken.token_hash == digest))
-            ).scalar_one_or_none()
-            if row is None or not hmac.compare_digest(row.token_hash, digest):
-                raise Unauthorized("invalid API token")
-            if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-                raise Unauthorized("API token expired or revoked")
-            identity = ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
-            if row.username is not None:
-                user = (
-                    await session.execute(select(User).where(User.username == row.username))
-                ).scalar_one_or_none()
-                if user is None or user.disabled:
-                    raise Unauthorized("the technician of this API token is disabled")
-                identity = ApiIdentity(
-                    actor=f"user:{user.username}",
-                    scopes=frozenset(row.scopes),
-                    username=user.username,
-                    role=user.role,
-                )
-            stale = row.last_used_at is None or now - row.last_used_at > datetime.timedelta(
-                minutes=1
+        # One plain statement, built once: every API call comes through here.
+        row = await self._sync(
+            lambda c: c.execute(_API_TOKEN, {"digest": digest}).one_or_none(), read_only=True
+        )
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            raise Unauthorized("invalid API token")
+        if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+            raise Unauthorized("API token expired or revoked")
+        identity = ApiIdentity(actor=f"api:{row.name}", scopes=frozenset(row.scopes))
+        if row.username is not None:
+            if row.user is None or row.disabled:
+                raise Unauthorized("the technician of this API token is disabled")
+            identity = ApiIdentity(
+                actor=f"user:{row.user}",
+                scopes=frozenset(row.scopes),
+                username=row.user,
+                role=row.role,
             )
+        stale = row.last_used_at is None or now - row.last_used_at > datetime.timedelta(minutes=1)
         if stale:  # written at most once a minute, so most calls only read
             async with self._transaction() as session:
                 await session.execute(
@@ -893,21 +940,23 @@ class Store:
 
     # -- Commands ---------------------------------------------------------------------------
 
-    async def _check_device_action(
-        self,
-        session: AsyncSession,
+    @staticmethod
+    def _check_device_action(
+        conn: Connection,
         ticket_id: int,
         device_id: str | None,
         identity: ApiIdentity,
         online: Callable[[str], bool],
-    ) -> tuple[Ticket | None, str | None, ConsoleError | None]:
+    ) -> tuple[Any, str | None, ConsoleError | None]:
         """Whether ``identity`` may act on the ticket's device: (ticket, device, refusal).
 
         Needs the ``commands:run`` scope; a technician must be an admin or the
         ticket's assignee; the ticket must be open, the device enrolled, unrevoked
-        and online.
+        and online. Run on the transaction's connection (``run_sync`` in a session).
+        The ticket is (``id``, ``title``, ``status``, ``assignee``,
+        ``device_id``), locked for the transaction.
         """
-        ticket = await session.get(Ticket, ticket_id, with_for_update=True)
+        ticket = conn.execute(_TICKET_FOR_ACTION, {"ticket": ticket_id}).one_or_none()
         device_id = device_id or (ticket.device_id if ticket is not None else None)
         if "commands:run" not in identity.scopes:
             return ticket, device_id, Forbidden("this API token lacks the 'commands:run' scope")
@@ -930,25 +979,25 @@ class Store:
             return ticket, device_id, Conflict(f"ticket #{ticket_id} is {ticket.status}")
         if device_id is None:
             return ticket, None, Conflict(f"ticket #{ticket_id} has no device; name one")
-        device = await session.get(Device, device_id)
-        if device is None or device.revoked_at is not None:
+        revoked = conn.execute(_DEVICE_REVOKED, {"device": device_id}).one_or_none()
+        if revoked is None or revoked[0] is not None:
             return ticket, device_id, NotFound(f"no device {device_id}")
         if not online(device_id):
             return ticket, device_id, Conflict(f"device {device_id} is not connected")
         return ticket, device_id, None
 
-    async def _record_refusal(
-        self,
-        session: AsyncSession,
-        ticket: Ticket | None,
+    @staticmethod
+    def _record_refusal(
+        conn: Connection,
+        ticket: Any,
         identity: ApiIdentity,
         refusal: ConsoleError,
         data: dict[str, Any],
         now: datetime.datetime,
     ) -> None:
         """A refused action goes on the audit log and, when there is one, the ticket."""
-        await audit.append(
-            session,
+        audit.append_sync(
+            conn,
             actor=identity.actor,
             action="command.refused",
             data={**data, "reason": str(refusal)},
@@ -956,14 +1005,13 @@ class Store:
         )
         if ticket is not None:
             what = {k: v for k, v in data.items() if k in ("argv", "shell", "terminal")}
-            session.add(
-                TicketEvent(
-                    ticket_id=ticket.id,
-                    at=now,
-                    kind="command_refused",
-                    actor=identity.actor,
-                    data={**what, "reason": str(refusal)},
-                )
+            _add_event(
+                conn,
+                ticket.id,
+                "command_refused",
+                actor=identity.actor,
+                data={**what, "reason": str(refusal)},
+                at=now,
             )
 
     async def create_command(
@@ -975,8 +1023,9 @@ class Store:
         online: Callable[[str], bool],
         runbook_run: str | None = None,
         runbook_step: int | None = None,
-    ) -> CommandView:
-        """Record a command to run for an open ticket, after checking who asks.
+    ) -> tuple[CommandView, str]:
+        """Record a command to run for an open ticket, after checking who asks; the
+        command and its ticket's title.
 
         See ``_check_device_action`` for the rules. A refusal is recorded (audit
         log, and the ticket's timeline when there is a ticket) before it is raised.
@@ -987,9 +1036,10 @@ class Store:
             raise InvalidRequest("a script is not run through a shell: drop shell")
         now = utcnow()
         command_id = uuid.uuid4().hex
-        async with self._transaction() as session:
-            ticket, device_id, refusal = await self._check_device_action(
-                session, ticket_id, new.device_id, identity, online
+
+        def transaction(conn: Connection) -> tuple[CommandView, str] | ConsoleError:
+            ticket, device_id, refusal = self._check_device_action(
+                conn, ticket_id, new.device_id, identity, online
             )
             data = {
                 "command": command_id,
@@ -1000,57 +1050,60 @@ class Store:
                 **({"script": new.script} if new.script is not None else {}),
             }
             if refusal is not None:
-                await self._record_refusal(session, ticket, identity, refusal, data, now)
-            else:
-                assert ticket is not None
-                assert device_id is not None
-                row = Command(
-                    id=command_id,
-                    ticket_id=ticket_id,
-                    device_id=device_id,
-                    argv=list(new.argv),
-                    shell=new.shell,
-                    timeout=new.timeout,
-                    requested_by=identity.actor,
-                    requested_at=now,
-                    status="pending",
-                    consent="",
-                    error="",
-                    output_truncated=False,
-                    output_bytes=0,
-                    next_seq=0,
-                    runbook_run=runbook_run,
-                    runbook_step=runbook_step,
-                    script=new.script,
-                )
-                session.add(row)
-                ticket.updated_at = now
-                if ticket.first_response_at is None:
-                    ticket.first_response_at = now
-                session.add(
-                    TicketEvent(
-                        ticket_id=ticket_id,
-                        at=now,
-                        kind="command",
-                        actor=identity.actor,
-                        data={
-                            "command": command_id,
-                            "argv": new.argv,
-                            "device": device_id,
-                            "shell": new.shell,
-                            "timeout": new.timeout,
-                            **({"runbook_run": runbook_run} if runbook_run else {}),
-                            **({"script": new.script} if new.script is not None else {}),
-                        },
-                    )
-                )
-                await audit.append(
-                    session, actor=identity.actor, action="command.requested", data=data, at=now
-                )
-                await session.flush()
-                return _command_view(row)
-        assert refusal is not None
-        raise refusal
+                self._record_refusal(conn, ticket, identity, refusal, data, now)
+                return refusal  # raised once the refusal is committed
+            assert ticket is not None
+            assert device_id is not None
+            values: dict[str, Any] = {
+                "id": command_id,
+                "ticket_id": ticket_id,
+                "device_id": device_id,
+                "argv": list(new.argv),
+                "shell": new.shell,
+                "timeout": new.timeout,
+                "requested_by": identity.actor,
+                "requested_at": now,
+                "status": "pending",
+                "consent": "",
+                "error": "",
+                "output_truncated": False,
+                "output_bytes": 0,
+                "next_seq": 0,
+                "runbook_run": runbook_run,
+                "runbook_step": runbook_step,
+                "script": new.script,
+                "started_at": None,
+                "finished_at": None,
+                "exit_code": None,
+                "duration": None,
+            }
+            conn.execute(_INSERT_COMMAND, values)
+            _responded(conn, ticket_id, now)
+            _add_event(
+                conn,
+                ticket_id,
+                "command",
+                actor=identity.actor,
+                data={
+                    "command": command_id,
+                    "argv": new.argv,
+                    "device": device_id,
+                    "shell": new.shell,
+                    "timeout": new.timeout,
+                    **({"runbook_run": runbook_run} if runbook_run else {}),
+                    **({"script": new.script} if new.script is not None else {}),
+                },
+                at=now,
+            )
+            audit.append_sync(
+                conn, actor=identity.actor, action="command.requested", data=data, at=now
+            )
+            return _command_view(SimpleNamespace(**values)), ticket.title
+
+        outcome = await self._sync(transaction)
+        if isinstance(outcome, ConsoleError):
+            raise outcome
+        return outcome
 
     async def runbook_commands(self, run_id: str) -> list[CommandView]:
         """The commands of a runbook run, in step order."""
@@ -1147,8 +1200,9 @@ class Store:
         now = utcnow()
         session_id = uuid.uuid4().hex
         async with self._transaction() as session:
-            ticket, device, refusal = await self._check_device_action(
-                session, ticket_id, device_id, identity, online
+            conn = await session.connection()
+            ticket, device, refusal = await conn.run_sync(
+                self._check_device_action, ticket_id, device_id, identity, online
             )
             data = {
                 "shell_session": session_id,
@@ -1157,7 +1211,7 @@ class Store:
                 "terminal": True,
             }
             if refusal is not None:
-                await self._record_refusal(session, ticket, identity, refusal, data, now)
+                await conn.run_sync(self._record_refusal, ticket, identity, refusal, data, now)
             else:
                 assert ticket is not None
                 assert device is not None
@@ -1173,8 +1227,7 @@ class Store:
                     transcript_truncated=False,
                 )
                 session.add(row)
-                ticket.updated_at = now
-                ticket.first_response_at = ticket.first_response_at or now
+                await conn.run_sync(_responded, ticket_id, now)
                 session.add(
                     TicketEvent(
                         ticket_id=ticket_id,
@@ -1289,8 +1342,9 @@ class Store:
         now = utcnow()
         session_id = join or uuid.uuid4().hex
         async with self._transaction() as session:
-            ticket, device, refusal = await self._check_device_action(
-                session, ticket_id, device_id, identity, online
+            conn = await session.connection()
+            ticket, device, refusal = await conn.run_sync(
+                self._check_device_action, ticket_id, device_id, identity, online
             )
             data = {"screen_session": session_id, "ticket": ticket_id, "device": device}
             if refusal is not None:
@@ -1314,8 +1368,7 @@ class Store:
             else:
                 assert ticket is not None
                 assert device is not None
-                ticket.updated_at = now
-                ticket.first_response_at = ticket.first_response_at or now
+                await conn.run_sync(_responded, ticket_id, now)
                 session.add(
                     TicketEvent(
                         ticket_id=ticket_id,
@@ -1386,7 +1439,7 @@ class Store:
 
     async def screen_recording(self, session_id: str) -> bytes:
         """A screen session's recording ("DSR1"); ``NotFound`` if it was not recorded."""
-        async with self._transaction() as session:
+        async with self._reading(bulk=True) as session:
             row = await session.get(ScreenRecording, session_id)
             if row is None:
                 raise NotFound(f"no recording of screen session {session_id}")
@@ -1402,7 +1455,7 @@ class Store:
 
     async def shell_transcript(self, session_id: str) -> bytes:
         """A terminal session's transcript, an asciinema v2 cast."""
-        async with self._reading() as session:
+        async with self._reading(bulk=True) as session:
             row = await session.get(ShellSession, session_id)
             if row is None:
                 raise NotFound(f"no terminal session {session_id}")
@@ -1418,12 +1471,25 @@ class Store:
     ) -> CommandView | None:
         """The agent started the command (at ``at``); None if the command is unknown (or
         not ``device_id``'s)."""
-        async with self._transaction() as session:
-            row = await session.get(Command, command_id, with_for_update=True)
-            if row is None or (device_id is not None and row.device_id != device_id):
+
+        def transaction(conn: Connection) -> CommandView | None:
+            found = conn.execute(_COMMAND_LOCKED, {"command": command_id}).one_or_none()
+            if found is None or (device_id is not None and found.device_id != device_id):
                 return None
-            await _mark_started(session, row, consent, at or utcnow())
+            row = SimpleNamespace(**found._asdict())
+            if _mark_started(conn, row, consent, at or utcnow()):
+                conn.execute(
+                    _UPDATE_COMMAND,
+                    {
+                        "command": command_id,
+                        "status": row.status,
+                        "started_at": row.started_at,
+                        "consent": row.consent,
+                    },
+                )
             return _command_view(row)
+
+        return await self._sync(transaction)
 
     async def output_state(self, command_id: str) -> tuple[str, int] | None:
         """(device id, next expected chunk number) of a command; None if unknown."""
@@ -1480,17 +1546,20 @@ class Store:
         """The command ended (or was refused by the agent); recorded once on the ticket.
 
         ``started`` is (consent, time) of a start not recorded yet: both are written
-        in this one transaction.
+        in this one transaction. Plain statements, not the ORM's unit of work: the
+        technician is waiting for this.
         """
         now = utcnow()
-        async with self._transaction() as session:
-            row = await session.get(Command, result.command_id, with_for_update=True)
-            if row is None or row.device_id != device_id:
+
+        def transaction(conn: Connection) -> CommandView | None:
+            found = conn.execute(_COMMAND_LOCKED, {"command": result.command_id}).one_or_none()
+            if found is None or found.device_id != device_id:
                 return None
-            if row.finished_at is not None:
-                return _command_view(row)  # a duplicate after a reconnect
+            if found.finished_at is not None:
+                return _command_view(found)  # a duplicate after a reconnect
+            row = SimpleNamespace(**found._asdict())
             if started is not None:
-                await _mark_started(session, row, *started)
+                _mark_started(conn, row, *started)
             if result.refused:
                 row.status = "refused"
             elif result.timed_out:
@@ -1506,29 +1575,42 @@ class Store:
             row.duration = result.duration
             row.error = result.error
             row.output_truncated = row.output_truncated or result.output_truncated
-            tail = await self._output_tail(session, row.id) if row.output_bytes else ""
-            session.add(
-                TicketEvent(
-                    ticket_id=row.ticket_id,
-                    at=now,
-                    kind="command_result",
-                    actor=f"agent:{device_id}",
-                    data={
-                        "command": row.id,
-                        "argv": row.argv,
-                        "status": row.status,
-                        "exit_code": row.exit_code,
-                        "duration": row.duration,
-                        "consent": row.consent,
-                        "error": row.error,
-                        "output_bytes": row.output_bytes,
-                        "output_tail": tail,
-                        "output_truncated": row.output_truncated,
-                    },
-                )
+            conn.execute(
+                _UPDATE_COMMAND,
+                {
+                    "command": row.id,
+                    "status": row.status,
+                    "started_at": row.started_at,
+                    "consent": row.consent,
+                    "finished_at": now,
+                    "exit_code": row.exit_code,
+                    "duration": row.duration,
+                    "error": row.error,
+                    "output_truncated": row.output_truncated,
+                },
             )
-            await audit.append(
-                session,
+            tail = _output_tail(conn, row.id) if row.output_bytes else ""
+            _add_event(
+                conn,
+                row.ticket_id,
+                "command_result",
+                actor=f"agent:{device_id}",
+                data={
+                    "command": row.id,
+                    "argv": row.argv,
+                    "status": row.status,
+                    "exit_code": row.exit_code,
+                    "duration": row.duration,
+                    "consent": row.consent,
+                    "error": row.error,
+                    "output_bytes": row.output_bytes,
+                    "output_tail": tail,
+                    "output_truncated": row.output_truncated,
+                },
+                at=now,
+            )
+            audit.append_sync(
+                conn,
                 actor=f"agent:{device_id}",
                 action="command.refused_by_agent" if result.refused else "command.finished",
                 data={
@@ -1541,18 +1623,7 @@ class Store:
             )
             return _command_view(row)
 
-    async def _output_tail(self, session: AsyncSession, command_id: str) -> str:
-        """The last lines of a command's output, as text, for the timeline."""
-        rows = (
-            await session.execute(
-                select(CommandOutput.data)
-                .where(CommandOutput.command_id == command_id)
-                .order_by(CommandOutput.seq.desc())
-                .limit(4)
-            )
-        ).scalars()
-        data = b"".join(reversed(list(rows)))[-2048:]
-        return data.decode("utf-8", "replace")
+        return await self._sync(transaction)
 
     async def fail_command(self, command_id: str, error: str) -> None:
         """The command could not be sent to the device."""
@@ -1574,15 +1645,16 @@ class Store:
 
     async def get_command(self, command_id: str) -> CommandView:
         """One command; ``NotFound`` if unknown."""
-        async with self._reading() as session:
-            row = await session.get(Command, command_id)
-            if row is None:
-                raise NotFound(f"no command {command_id}")
-            return _command_view(row)
+        row = await self._sync(
+            lambda c: c.execute(_COMMAND, {"command": command_id}).one_or_none(), read_only=True
+        )
+        if row is None:
+            raise NotFound(f"no command {command_id}")
+        return _command_view(row)
 
     async def command_output(self, command_id: str, from_seq: int = 0) -> list[OutputChunk]:
         """The output the console kept, from chunk ``from_seq`` on."""
-        async with self._reading() as session:
+        async with self._reading(bulk=True) as session:
             rows = (
                 await session.execute(
                     select(CommandOutput)
@@ -1723,25 +1795,104 @@ def _ticket_view(row: Ticket) -> TicketView:
     )
 
 
-async def _mark_started(
-    session: AsyncSession, row: Command, consent: str, at: datetime.datetime
-) -> None:
-    """A pending command started, allowed by ``consent``; audited once."""
+# The statements of the paths a technician waits on (a command's request and its
+# result), built once: executed with their parameters apart, they skip the
+# per-value checks that ``.values(...)`` costs on every call (280 µs -> 90 µs).
+_API_TOKEN: Final = (
+    select(
+        ApiToken.id,
+        ApiToken.token_hash,
+        ApiToken.name,
+        ApiToken.scopes,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+        ApiToken.username,
+        User.username.label("user"),
+        User.disabled,
+        User.role,
+    )
+    .outerjoin(User, User.username == ApiToken.username)
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+_TICKET_FOR_ACTION: Final = (
+    select(Ticket.id, Ticket.title, Ticket.status, Ticket.assignee, Ticket.device_id)
+    .where(Ticket.id == bindparam("ticket"))
+    .with_for_update()
+)
+_DEVICE_REVOKED: Final = select(Device.revoked_at).where(Device.id == bindparam("device"))
+_INSERT_COMMAND: Final = insert(Command)
+_INSERT_EVENT: Final = insert(TicketEvent)
+_COMMAND: Final = select(*Command.__table__.columns).where(Command.id == bindparam("command"))
+_COMMAND_LOCKED: Final = _COMMAND.with_for_update()
+_UPDATE_COMMAND: Final = update(Command).where(Command.id == bindparam("command"))
+_OUTPUT_TAIL: Final = (
+    select(CommandOutput.data)
+    .where(CommandOutput.command_id == bindparam("command"))
+    .order_by(CommandOutput.seq.desc())
+    .limit(4)
+)
+_RESPONDED: Final = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("ticket"))
+    .values(
+        updated_at=bindparam("now"),
+        first_response_at=func.coalesce(Ticket.first_response_at, bindparam("now")),
+    )
+)
+
+
+def _output_tail(conn: Connection, command_id: str) -> str:
+    """The last lines of a command's output, as text, for the timeline."""
+    rows = conn.execute(_OUTPUT_TAIL, {"command": command_id}).scalars()
+    data = b"".join(reversed(list(rows)))[-2048:]
+    return data.decode("utf-8", "replace")
+
+
+def _mark_started(
+    conn: Connection, row: SimpleNamespace, consent: str, at: datetime.datetime
+) -> bool:
+    """A pending command started, allowed by ``consent``: ``row`` (the command's
+    columns) changed and the start audited, once; the caller writes ``row``. False
+    if it had started already."""
     if row.status != "pending":
-        return
+        return False
     row.status = "running"
     row.started_at = at
     row.consent = consent[:32]
-    await audit.append(
-        session,
+    audit.append_sync(
+        conn,
         actor=f"agent:{row.device_id}",
         action="command.consented",
         data={"command": row.id, "consent": row.consent},
         at=at,
     )
+    return True
 
 
-def _command_view(row: Command) -> CommandView:
+def _responded(conn: Connection, ticket_id: int, now: datetime.datetime) -> None:
+    """A technician acted on the ticket: it changed, and it has had its first response."""
+    conn.execute(_RESPONDED, {"ticket": ticket_id, "now": now})
+
+
+def _add_event(
+    conn: Connection,
+    ticket_id: int,
+    kind: str,
+    *,
+    actor: str,
+    data: dict[str, Any],
+    at: datetime.datetime,
+) -> None:
+    """An entry on a ticket's timeline, in one plain INSERT."""
+    conn.execute(
+        _INSERT_EVENT,
+        {"ticket_id": ticket_id, "at": at, "kind": kind, "actor": actor, "data": data},
+    )
+
+
+def _command_view(row: Any) -> CommandView:
+    """The view of a command: an ORM object, a row of its columns, or a namespace."""
     return CommandView(
         id=row.id,
         ticket_id=row.ticket_id,
@@ -1751,7 +1902,7 @@ def _command_view(row: Command) -> CommandView:
         timeout=row.timeout,
         requested_by=row.requested_by,
         requested_at=row.requested_at,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         consent=row.consent,
         started_at=row.started_at,
         finished_at=row.finished_at,

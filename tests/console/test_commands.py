@@ -453,3 +453,75 @@ async def test_terminal_resize_and_refusals_over_the_websocket(
         refusal = json.loads(await websocket.recv())
     assert (refusal["type"], refusal["status"]) == ("error", 403)
     assert "commands:run" in refusal["detail"]
+
+
+async def test_a_post_with_wait_answers_with_the_recorded_result(
+    api: httpx.Client, agent: PlayedAgent
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    posting = asyncio.create_task(
+        post(
+            api,
+            f"/api/v1/tickets/{ticket}/commands",
+            params={"wait": 10},
+            json={"argv": ["hostname"]},
+        )
+    )
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+    await asyncio.sleep(0.2)
+    assert not posting.done()  # it waits for the end
+    await agent.channel.send(
+        m.CommandOutput(
+            command_id=request.command_id, seq=0, stream=m.OutputStream.STDOUT, data=b"pc-7\n"
+        )
+    )
+    await agent.channel.send(
+        m.CommandExit(command_id=request.command_id, exit_code=3, duration=0.5)
+    )
+    response = await asyncio.wait_for(posting, 10)
+    assert response.status_code == 201, response.text
+    answered = response.json()
+    assert answered["id"] == request.command_id
+    assert (answered["status"], answered["exit_code"], answered["output_bytes"]) == (
+        "finished",
+        3,
+        5,
+    )
+    # Recorded before it was answered: a read right after finds the same.
+    assert api.get(f"/api/v1/commands/{request.command_id}").json() == answered
+    kinds = [e["kind"] for e in api.get(f"/api/v1/tickets/{ticket}").json()["timeline"]]
+    assert kinds[-1] == "command_result"
+
+
+async def test_a_post_whose_wait_runs_out_answers_with_the_command_running(
+    api: httpx.Client, agent: PlayedAgent
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    posting = asyncio.create_task(
+        post(
+            api,
+            f"/api/v1/tickets/{ticket}/commands",
+            params={"wait": 0.5},
+            json={"argv": ["sleep", "60"]},
+        )
+    )
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+    await agent.channel.send(m.CommandStarted(command_id=request.command_id, consent="policy"))
+    response = await asyncio.wait_for(posting, 10)
+    assert response.status_code == 201, response.text
+    assert response.json()["finished_at"] is None
+    assert response.json()["status"] in ("pending", "running")
+    await agent.channel.send(m.CommandExit(command_id=request.command_id, exit_code=0, duration=1))
+    assert await _eventually(
+        lambda: api.get(f"/api/v1/commands/{request.command_id}").json()["status"] == "finished"
+    )
+
+
+@pytest.mark.parametrize("wait", ["-1", "301", "soon"])
+def test_a_bad_wait_is_refused(api: httpx.Client, wait: str) -> None:
+    response = api.post(
+        "/api/v1/tickets/1/commands", params={"wait": wait}, json={"argv": ["true"]}
+    )
+    assert response.status_code == 400, response.text

@@ -19,7 +19,7 @@ async def new_command(store: Store) -> tuple[str, str]:
     ticket, _ = await store.create_ticket(
         NewTicket(title="slow", description="slow", device_id=device), actor="test", source="api"
     )
-    command = await store.create_command(
+    command, _ = await store.create_command(
         ticket.id, NewCommand(argv=["ls"]), identity=ADMIN, online=lambda _: True
     )
     return device, command.id

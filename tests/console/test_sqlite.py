@@ -1,0 +1,170 @@
+"""The store's SQLite driver: statements on the event loop, waits and bulk reads off it,
+checkpoints in a thread (deskside.console.store.sqlite). Real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from deskside.console.schemas import NewCommand, NewTicket, OutputChunk
+from deskside.console.store import ApiIdentity, Store, migrate
+from deskside.console.store.sqlite import Checkpointer, InlineSQLite
+
+ADMIN = ApiIdentity(actor="api:test", scopes=frozenset({"commands:run"}))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    url = f"sqlite:///{tmp_path / 'deskside.db'}"
+    migrate(url)
+    store = Store.connect(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def trace_threads(store: Store) -> list[tuple[int, str]]:
+    """(thread id, statement) of every statement the store's connections run."""
+    seen: list[tuple[int, str]] = []
+
+    def on_connect(dbapi_connection: Any, record: object) -> None:
+        raw: sqlite3.Connection = dbapi_connection._connection.raw
+        raw.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
+
+    event.listen(store.engine.sync_engine, "connect", on_connect)
+    return seen
+
+
+async def new_command(store: Store) -> tuple[str, str, int]:
+    """(device id, command id, ticket id) of a command recorded for a new ticket."""
+    token = await store.create_enrollment_token(
+        ttl=datetime.timedelta(hours=1), uses=1, group=None, created_by="test"
+    )
+    device = (await store.enroll(os.urandom(32), token.token)).id
+    ticket, _ = await store.create_ticket(
+        NewTicket(title="t", description="d", device_id=device), actor="test", source="api"
+    )
+    command, _ = await store.create_command(
+        ticket.id, NewCommand(argv=["ls"]), identity=ADMIN, online=lambda _: True
+    )
+    return device, command.id, ticket.id
+
+
+async def test_statements_run_on_the_loop_and_bulk_reads_in_a_thread(store: Store) -> None:
+    seen = trace_threads(store)
+    device, command, _ = await new_command(store)
+    loop_thread = threading.get_ident()
+    assert seen
+    assert {thread for thread, _ in seen} == {loop_thread}  # no hop for ordinary statements
+    seen.clear()
+    await store.add_command_outputs(
+        device, command, [OutputChunk(seq=0, stream="stdout", data=b"output\n")]
+    )
+    seen.clear()
+    assert [c.data for c in await store.command_output(command)] == [b"output\n"]
+    reads = [(thread, sql) for thread, sql in seen if "command_output" in sql]
+    assert reads
+    assert all(thread != loop_thread for thread, _ in reads)  # output may be large
+    seen.clear()
+    await store.get_command(command)
+    assert seen
+    assert {thread for thread, _ in seen} == {loop_thread}  # the flag lasts one transaction
+
+
+async def test_a_locked_database_is_waited_for_off_the_loop(store: Store, tmp_path: Path) -> None:
+    _, command, ticket = await new_command(store)
+    other = sqlite3.connect(tmp_path / "deskside.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        writing = asyncio.create_task(
+            store.add_note(ticket, "written once the lock is free", actor="user:alice")
+        )
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+        # Meanwhile the loop goes on: a read answers while the write waits.
+        assert (await store.get_command(command)).id == command
+        assert not writing.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    note = await asyncio.wait_for(writing, 10)
+    timeline = (await store.get_ticket(ticket)).timeline
+    assert timeline[-1].id == note.id
+    assert timeline[-1].data["text"] == "written once the lock is free"
+
+
+async def test_a_cancelled_wait_leaves_the_connection_usable(store: Store, tmp_path: Path) -> None:
+    _, command, ticket = await new_command(store)
+    other = sqlite3.connect(tmp_path / "deskside.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    writing = asyncio.create_task(store.add_note(ticket, "never", actor="user:alice"))
+    await asyncio.sleep(0.2)
+    writing.cancel()
+    other.execute("COMMIT")
+    other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    note = await store.add_note(ticket, "afterwards", actor="user:alice")
+    texts = [e.data.get("text") for e in (await store.get_ticket(ticket)).timeline]
+    assert "afterwards" in texts
+    assert note.data["text"] == "afterwards"
+    assert (await store.get_command(command)).id == command
+
+
+def wal_pages(path: Path) -> int:
+    size = (path.parent / (path.name + "-wal")).stat().st_size
+    return max(0, size - 32) // (4096 + 24)
+
+
+async def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{path}", module=InlineSQLite(), pool_reset_on_return=None
+    )
+    checkpointer = Checkpointer(str(path), delay=0.01, restart_pages=64)
+    async with engine.begin() as connection:
+        await connection.execute(text("PRAGMA journal_mode=WAL"))
+        await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)"))
+    stop = threading.Event()
+
+    def read() -> None:  # readers that come and go all the time, as the API's do
+        reader = sqlite3.connect(path, isolation_level=None)
+        while not stop.is_set():
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM t").fetchone()
+            stop.wait(0.001)
+            reader.execute("COMMIT")
+        reader.close()
+
+    reading = threading.Thread(target=read)
+    reading.start()
+    blob = os.urandom(4000)
+    try:
+        for index in range(2000):  # about 16 MB of WAL frames written in all
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t (data) VALUES (:d)"), {"d": blob})
+            checkpointer.written()
+            if index % 10 == 0:
+                await asyncio.sleep(0.002)
+        assert wal_pages(path) < 1000  # 4 MB; without restarts it grows to 4000 pages
+        await checkpointer.close()
+        busy, pages, copied = (
+            sqlite3.connect(path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        )
+        assert busy == 0
+        assert copied == pages  # everything copied when it closed
+    finally:
+        stop.set()
+        reading.join()
+        await engine.dispose()
