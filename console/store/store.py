@@ -1,8 +1,13 @@
 """The console's storage: every read and write of the database goes through ``Store``.
 
 SQLite (embedded, the default) and PostgreSQL are both supported through
-SQLAlchemy's asyncio layer (aiosqlite, asyncpg). The schema is created and
-upgraded by Alembic (``deskside.console.store.migrate``), never by ``create_all``.
+SQLAlchemy's asyncio layer: asyncpg, and for SQLite a driver that runs statements
+on the event loop (``.sqlite``). The schema is created and upgraded by Alembic
+(``deskside.console.store.migrate``), never by ``create_all``.
+
+Most methods use the ORM in a session. The paths a technician waits on (every
+API call's token, a command's request and result) are plain statements run in
+one go (``Store._sync``): a session's bookkeeping cost more than SQLite's work.
 
 Each public method is one transaction. Methods return the frozen views of
 ``deskside.console.schemas``, never ORM objects, so nothing outside this module

@@ -455,20 +455,28 @@ async def test_terminal_resize_and_refusals_over_the_websocket(
     assert "commands:run" in refusal["detail"]
 
 
-async def test_a_post_with_wait_answers_with_the_recorded_result(
-    api: httpx.Client, agent: PlayedAgent
-) -> None:
+async def post_waiting(
+    api: httpx.Client, agent: PlayedAgent, argv: list[str], *, wait: float
+) -> tuple[int, asyncio.Task[httpx.Response], m.CommandRequest]:
+    """(ticket, the POST with ``wait`` on its way, the request the agent got)."""
     ticket = new_ticket(api, agent.id)
     posting = asyncio.create_task(
         post(
             api,
             f"/api/v1/tickets/{ticket}/commands",
-            params={"wait": 10},
-            json={"argv": ["hostname"]},
+            params={"wait": wait},
+            json={"argv": argv},
         )
     )
     request = await agent.next_request()
     assert isinstance(request, m.CommandRequest)
+    return ticket, posting, request
+
+
+async def test_a_post_with_wait_answers_with_the_recorded_result(
+    api: httpx.Client, agent: PlayedAgent
+) -> None:
+    ticket, posting, request = await post_waiting(api, agent, ["hostname"], wait=10)
     await asyncio.sleep(0.2)
     assert not posting.done()  # it waits for the end
     await agent.channel.send(
@@ -497,17 +505,7 @@ async def test_a_post_with_wait_answers_with_the_recorded_result(
 async def test_a_post_whose_wait_runs_out_answers_with_the_command_running(
     api: httpx.Client, agent: PlayedAgent
 ) -> None:
-    ticket = new_ticket(api, agent.id)
-    posting = asyncio.create_task(
-        post(
-            api,
-            f"/api/v1/tickets/{ticket}/commands",
-            params={"wait": 0.5},
-            json={"argv": ["sleep", "60"]},
-        )
-    )
-    request = await agent.next_request()
-    assert isinstance(request, m.CommandRequest)
+    _, posting, request = await post_waiting(api, agent, ["sleep", "60"], wait=0.5)
     await agent.channel.send(m.CommandStarted(command_id=request.command_id, consent="policy"))
     response = await asyncio.wait_for(posting, 10)
     assert response.status_code == 201, response.text

@@ -158,6 +158,8 @@ async def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None
             if index % 10 == 0:
                 await asyncio.sleep(0.002)
         assert wal_pages(path) < 1000  # 4 MB; without restarts it grows to 4000 pages
+        stop.set()
+        reading.join()
         await checkpointer.close()
         busy, pages, copied = (
             sqlite3.connect(path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
