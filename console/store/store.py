@@ -259,8 +259,12 @@ class Store:
             await self._checkpointer.close()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+    async def _transaction(self, *, bulk: bool = False) -> AsyncIterator[AsyncSession]:
+        """A transaction that may write. ``bulk``: it writes many rows or large values,
+        so on SQLite it runs in a worker thread."""
         async with self._session() as session, session.begin():
+            if bulk:
+                await session.connection(execution_options={_BULK: True})
             yield session
         if self._checkpointer is not None:
             self._checkpointer.written()
@@ -428,7 +432,7 @@ class Store:
 
     async def mark_all_offline(self) -> None:
         """At start-up: nothing is connected yet, whatever an earlier run left."""
-        async with self._transaction() as session:
+        async with self._transaction(bulk=True) as session:
             await session.execute(update(Device).values(online=False))
 
     async def record_heartbeats(
@@ -445,7 +449,7 @@ class Store:
             {"id": device_id, "last_seen": seen, "metrics": metrics}
             for device_id, (seen, metrics) in beats.items()
         ]
-        async with self._transaction() as session:
+        async with self._transaction(bulk=True) as session:
             # An ORM bulk UPDATE by primary key: one executemany, not a query per device.
             await session.execute(update(Device), rows)
 
@@ -1291,7 +1295,7 @@ class Store:
     ) -> ShellView:
         """The terminal ended: keep its transcript and record the end on the ticket."""
         now = utcnow()
-        async with self._transaction() as session:
+        async with self._transaction(bulk=True) as session:  # up to 16 MiB of transcript
             row = await session.get(ShellSession, session_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no terminal session {session_id}")
@@ -1426,7 +1430,7 @@ class Store:
         truncated: bool,
     ) -> None:
         """Keep a screen session's recording with its ticket."""
-        async with self._transaction() as session:
+        async with self._transaction(bulk=True) as session:
             session.add(
                 ScreenRecording(
                     id=session_id,

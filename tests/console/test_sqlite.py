@@ -82,6 +82,18 @@ async def test_statements_run_on_the_loop_and_bulk_reads_in_a_thread(store: Stor
     assert {thread for thread, _ in seen} == {loop_thread}  # the flag lasts one transaction
 
 
+async def test_writes_of_many_rows_run_in_a_thread(store: Store) -> None:
+    seen = trace_threads(store)
+    device, _, _ = await new_command(store)
+    seen.clear()
+    now = datetime.datetime.now(datetime.UTC)
+    await store.record_heartbeats({device: (now, {"cpu_percent": 3.5})})
+    writes = [(thread, sql) for thread, sql in seen if sql.startswith("UPDATE devices")]
+    assert writes
+    assert all(thread != threading.get_ident() for thread, _ in writes)
+    assert (await store.get_device(device)).last_seen == now
+
+
 async def test_a_locked_database_is_waited_for_off_the_loop(store: Store, tmp_path: Path) -> None:
     _, command, ticket = await new_command(store)
     other = sqlite3.connect(tmp_path / "deskside.db", isolation_level=None)
