@@ -39,7 +39,9 @@ Theory of operation::
   error="the agent stopped ...")`` and an ``interrupted`` audit entry. A stopping
   agent (``shutdown()``) ends running commands' trees itself and records them.
 
-Everything blocking (files) runs on worker threads; output bytes are never logged.
+Files are read, written and synced on worker threads, except appends of small
+result messages to the spool (no sync: a write to the page cache, cheaper than the
+hop to a thread); output bytes are never logged.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from deskside.protocol.messages import (
 from . import consent
 from .audit import AuditLog
 from .executor import ProcessResult, StopReason, run_process
-from .files import ensure_private_dir, write_atomic
+from .files import create_durable, ensure_private_dir, write_atomic
 from .policy import CommandPolicy, Refusal, RunPlan, plan_command
 
 __all__ = [
@@ -331,11 +333,17 @@ class CommandService:
         An unreadable record of a known command counts as known, with nothing in it.
         """
         path = self._record_path(run.command_id)
-        if path.exists():
+        data = msgspec.json.encode(run.record)
+        try:
+            try:
+                create_durable(path, data)
+            except FileNotFoundError:
+                ensure_private_dir(self._directory)
+                create_durable(path, data)
+        except FileExistsError:
             return _load_record(path) or CommandRecord(
                 command_id=run.command_id, ticket_id=0, argv=[], requested_by="", received_at=0.0
             )
-        self._write_record(run.record)
         run.spool.open()
         return None
 

@@ -4,7 +4,9 @@ Every file the agent keeps (config, identity key, status, spooled help requests)
 replaced in one step: the new content goes to a temporary file in the same
 directory, is flushed to disk, and is renamed over the old one. A crash or a power
 cut leaves either the old file or the new one, never half of each, and a reader in
-another process never sees a partial file.
+another process never sees a partial file. The one exception is ``create_durable``,
+for a file whose mere existence is what counts (a command's record: its id is
+known, so it never runs again).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from deskside.protocol.errors import ConfigError
 
-__all__ = ["ensure_private_dir", "write_atomic"]
+__all__ = ["create_durable", "ensure_private_dir", "write_atomic"]
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -64,6 +66,33 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
         raise
     if durable:
         _fsync_directory(path.parent)
+
+
+def create_durable(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create ``path`` with ``data``, synced with its directory entry.
+
+    ``FileExistsError`` if it exists (checked and created in one step),
+    ``FileNotFoundError`` if its directory does not; ``ConfigError`` naming the file
+    for other failures. No temporary file: there is nothing to replace. A crash
+    before the sync can leave the file empty or short, so a reader must take such
+    a file as there all the same.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except (FileExistsError, FileNotFoundError):
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -322,6 +322,30 @@ async def test_a_dropped_connection_neither_repeats_nor_loses_a_command(
     assert agent.audit()[-1]["command_id"] == long
 
 
+async def test_a_record_cut_short_by_a_crash_still_keeps_its_command_from_running(
+    console: FakeConsole, agent: Agent, tmp_path: Path
+) -> None:
+    await agent.enroll(console)
+    agent.set_policy(consent=ConsentMode.NONE)
+    device = await connected(console, agent)
+    # What a power cut between creating a command's record and syncing it leaves.
+    agent.paths.commands_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (agent.paths.commands_dir / "c-torn.json").write_bytes(b"")
+    marker = tmp_path / "ran"
+    await console.send(
+        device,
+        m.CommandRequest(
+            command_id="c-torn", ticket_id=4, argv=["touch", str(marker)], requested_by="tech"
+        ),
+    )
+    await console.wait_for(lambda: bool(console.received(device, m.Error)))
+    (error,) = console.received(device, m.Error)
+    assert isinstance(error, m.Error)
+    assert (error.code, error.request_id) == (m.ErrorCode.BAD_REQUEST, "c-torn")
+    assert "not run again" in error.message
+    assert not marker.exists()
+
+
 async def test_a_killed_agent_reports_the_lost_command_after_restart(
     console: FakeConsole, agent: Agent
 ) -> None:
