@@ -8,7 +8,6 @@ import datetime
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,16 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deskside.console.schemas import NewCommand, NewTicket, OutputChunk
-from deskside.console.store import ApiIdentity, Store, migrate
+from deskside.console.store import ApiIdentity, Store
 from deskside.console.store.sqlite import Checkpointer, InlineSQLite
 
 ADMIN = ApiIdentity(actor="api:test", scopes=frozenset({"commands:run"}))
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite:///{tmp_path / 'deskside.db'}"
-    migrate(url)
-    store = Store.connect(url)
-    try:
-        yield store
-    finally:
-        await store.close()
+def database_url(tmp_path: Path) -> str:
+    """SQLite only (conftest's ``store`` takes it): its driver is what is tested here."""
+    return f"sqlite:///{tmp_path / 'deskside.db'}"
 
 
 def trace_threads(store: Store) -> list[tuple[int, str]]:
