@@ -1704,8 +1704,8 @@ class Store:
             ]
 
     async def verify_audit(self) -> audit.AuditVerification:
-        """Walk the whole audit chain."""
-        async with self._transaction() as session:
+        """Walk the whole audit chain (a snapshot of it: writers go on meanwhile)."""
+        async with self._reading(bulk=True) as session:
             result = await session.stream_scalars(select(AuditEntry).order_by(AuditEntry.id))
             entries = [entry async for entry in result]
         return audit.verify(entries)

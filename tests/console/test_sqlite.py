@@ -176,3 +176,21 @@ async def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None
         stop.set()
         reading.join()
         await engine.dispose()
+
+
+async def test_a_streamed_result_reads_every_row(tmp_path: Path) -> None:
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'stream.db'}", module=InlineSQLite()
+    )
+    count = text(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) "
+        "SELECT i FROM n"
+    )
+    try:
+        async with engine.connect() as connection:
+            streamed = await connection.stream(count)
+            assert [row[0] async for row in streamed] == list(range(1, 2501))
+            batches = await connection.stream(count.execution_options(yield_per=100))
+            assert sum([len(b) async for b in batches.partitions()]) == 2500
+    finally:
+        await engine.dispose()
