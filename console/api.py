@@ -51,7 +51,7 @@ from .store.models import TicketStatus
 # Longest a POST of a command may wait for the command's end (``wait``), in seconds.
 MAX_WAIT = 300.0
 
-__all__ = ["ApiV1", "provide_identity"]
+__all__ = ["ApiV1", "provide_identity", "store_for"]
 
 
 async def provide_identity(request: Request) -> ApiIdentity:  # type: ignore[type-arg]
@@ -61,6 +61,13 @@ async def provide_identity(request: Request) -> ApiIdentity:  # type: ignore[typ
         raise Unauthorized("send 'Authorization: Bearer <API token>'")
     store: Store = request.app.state.store
     return await store.authenticate_api_token(token.strip())
+
+
+async def store_for(request: Request, scope: str) -> Store:  # type: ignore[type-arg]
+    """The store, for a caller whose API token has ``scope`` (401 or 403 otherwise):
+    for the handlers outside ``ApiV1``."""
+    _require(await provide_identity(request), scope)
+    return _store(request)
 
 
 def _require(identity: ApiIdentity, scope: str) -> None:

@@ -511,12 +511,4 @@ class ScreenHub:
         actor = relay.actor if kind != "screen_started" else f"agent:{relay.device_id}"
         if kind in ("screen_refused",) or data.get("reason") in ("user_stopped", "denied"):
             actor = f"agent:{relay.device_id}"
-        try:
-            await self._timeline.record_screen_event(
-                relay.ticket_id,
-                kind,
-                actor=actor,
-                data={"screen_session": relay.session_id, "device": relay.device_id, **data},
-            )
-        except Exception:
-            logger.exception("cannot record %s of screen session %s", kind, relay.session_id)
+        await screenremote.record_step(self._timeline, relay, kind, actor, data)

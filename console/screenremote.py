@@ -46,6 +46,7 @@ __all__ = [
     "apply_mode",
     "from_agent",
     "from_viewer",
+    "record_step",
     "session_ended",
 ]
 
@@ -193,7 +194,7 @@ async def from_viewer(
             return
         remote.control = "asking"
         _broadcast(relay, {"type": "control", "state": "asking"})
-        await _record(timeline, relay, "screen_control_requested", relay.actor, {})
+        await record_step(timeline, relay, "screen_control_requested", relay.actor, {})
         await _send(relay, m.ScreenControlRequest(session_id=relay.session_id))
     elif kind == "control_release":
         if remote.control == "off":
@@ -210,7 +211,7 @@ async def from_viewer(
         )
         _broadcast(relay, {"type": "control", "state": "off", "reason": "released"})
         kind_ = "screen_control_ended" if was == "on" else "screen_control_refused"
-        await _record(timeline, relay, kind_, relay.actor, {"reason": "released"})
+        await record_step(timeline, relay, kind_, relay.actor, {"reason": "released"})
 
 
 async def apply_mode(relay: ScreenRelay) -> None:
@@ -257,7 +258,7 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
                 "takeback_seconds": message.takeback_seconds,
             },
         )
-        await _record(
+        await record_step(
             timeline, relay, "screen_control_granted", agent, {"consent": message.consent}
         )
     elif isinstance(message, m.ScreenControlRefused):
@@ -272,7 +273,7 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
                 "error": message.error,
             },
         )
-        await _record(
+        await record_step(
             timeline,
             relay,
             "screen_control_refused",
@@ -292,7 +293,7 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
                 "error": message.error,
             },
         )
-        await _record(
+        await record_step(
             timeline,
             relay,
             "screen_control_ended",
@@ -308,7 +309,7 @@ async def session_ended(relay: ScreenRelay, timeline: Timeline) -> dict[str, Any
     remote = relay.remote
     if remote.control == "on":
         remote.control = "off"
-        await _record(
+        await record_step(
             timeline,
             relay,
             "screen_control_ended",
@@ -333,9 +334,11 @@ async def _send(relay: ScreenRelay, message: m.Message) -> None:
         logger.debug("screen %s: the agent is gone", relay.session_id)
 
 
-async def _record(
+async def record_step(
     timeline: Timeline, relay: ScreenRelay, kind: str, actor: str, data: dict[str, Any]
 ) -> None:
+    """A step of the session on its ticket's timeline and in the audit log; a failure
+    to record is logged, and the session goes on."""
     try:
         await timeline.record_screen_event(
             relay.ticket_id,

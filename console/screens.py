@@ -48,7 +48,7 @@ from litestar.params import Parameter
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
-from .api import _require, provide_identity
+from .api import provide_identity, store_for
 from .errors import Conflict, ConsoleError, InvalidRequest, Unauthorized
 from .gateway import Gateway
 from .screenrelay import ScreenRelay, ScreenViewer
@@ -231,9 +231,7 @@ async def screen_recording(
     session_id: Annotated[str, Parameter(max_length=64)],
 ) -> Response[bytes]:
     """A recorded screen session, as relayed ("DSR1"); ``replay.html`` plays it."""
-    identity = await provide_identity(request)
-    _require(identity, "tickets:read")
-    store: Store = request.app.state.store
+    store = await store_for(request, "tickets:read")
     return Response(await store.screen_recording(session_id), media_type="application/octet-stream")
 
 

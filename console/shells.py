@@ -25,7 +25,7 @@ from litestar.params import Parameter
 
 from deskside.protocol import messages as m
 
-from .api import _require, provide_identity
+from .api import provide_identity, store_for
 from .errors import ConsoleError, InvalidRequest
 from .gateway import Gateway, ShellRelay
 from .schemas import ShellView
@@ -132,9 +132,7 @@ async def _from_client(socket: WebSocket, gateway: Gateway, relay: ShellRelay) -
 @get("/api/v1/shells/{session_id:str}")
 async def shell_view(request: Request, session_id: str) -> ShellView:  # type: ignore[type-arg]
     """A terminal session: who, when, how it ended."""
-    identity = await provide_identity(request)
-    _require(identity, "tickets:read")
-    store: Store = request.app.state.store
+    store = await store_for(request, "tickets:read")
     return await store.get_shell(session_id)
 
 
@@ -144,7 +142,5 @@ async def shell_transcript(
     session_id: Annotated[str, Parameter(max_length=64)],
 ) -> Response[bytes]:
     """The session's transcript as an asciinema v2 cast (``asciinema play`` plays it)."""
-    identity = await provide_identity(request)
-    _require(identity, "tickets:read")
-    store: Store = request.app.state.store
+    store = await store_for(request, "tickets:read")
     return Response(await store.shell_transcript(session_id), media_type="application/x-asciicast")

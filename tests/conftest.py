@@ -17,13 +17,8 @@ from tests.postgres import postgres_server
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
     """A running console (``deskside-console serve``) with its data in ``tmp_path``."""
-    process = ConsoleProcess(tmp_path / "console")
-    process.start()
-    try:
+    with ConsoleProcess(tmp_path / "console") as process:  # a test may stop it itself
         yield process
-    finally:
-        if process.process is not None:  # a test may have stopped it
-            process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,15 @@ class ConsoleProcess:
         self.process = None
         return code
 
+    def __enter__(self) -> ConsoleProcess:
+        """Started; stopped on leaving, unless something stopped it already."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None:
+            self.stop()
+
     def api_token(self, *scopes: str) -> str:
         """A new API token with these scopes."""
         args = ["apitoken", "create", f"test-{time.monotonic_ns()}"]

@@ -42,12 +42,8 @@ RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 20), (20, 20, 230), (240, 23
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(tmp_path_factory.mktemp("console") / "data")
-    process.start()
-    try:
+    with ConsoleProcess(tmp_path_factory.mktemp("console") / "data") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +144,13 @@ async def wait_page(page: Page, expression: str, timeout: float = 30.0) -> None:
     await page.wait_for_function(expression, timeout=timeout * 1000)
 
 
+async def allow_session(page: Page, display: str) -> None:
+    """The viewer asks, the user clicks Allow in the consent dialog, the session starts."""
+    await wait_page(page, "window.deskside.screen.phase === 'asking'")
+    await click_allow(display, await dialog(display))
+    await wait_page(page, "window.deskside.screen.phase === 'started'")
+
+
 STEP = 16
 
 
@@ -218,9 +221,7 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
 ) -> None:
     ticket = await ticket_on_device(console, agent, token, display)
     page = await open_viewer(browser, console, ticket, token)
-    await wait_page(page, "window.deskside.screen.phase === 'asking'")
-    await click_allow(display, await dialog(display))
-    await wait_page(page, "window.deskside.screen.phase === 'started'")
+    await allow_session(page, display)
     await wait_page(page, "window.deskside.screen.frames > 0")
     monitors = await page.evaluate("window.deskside.screen.monitors.map(m => m.index)")
     assert monitors == [0, 1]
@@ -360,8 +361,7 @@ async def test_closing_the_viewer_ends_the_session_and_its_indicator(
 ) -> None:
     ticket = await ticket_on_device(console, agent, token, display)
     page = await open_viewer(browser, console, ticket, token)
-    await wait_page(page, "window.deskside.screen.phase === 'asking'")
-    await click_allow(display, await dialog(display))
+    await allow_session(page, display)
     await wait_page(page, "window.deskside.screen.frames > 0")
     await xdotool(display, "search", "--sync", "--name", INDICATOR)
 
@@ -393,6 +393,11 @@ async def test_a_technician_who_may_not_act_on_the_ticket_is_refused(
     page = await open_viewer(browser, console, ticket, reader)
     await wait_page(page, "window.deskside.screen.phase === 'error'", 10)
     assert "commands:run" in await page.evaluate("window.deskside.screen.reason")
+    # The refusal is on the ticket, with the session it would have been.
+    (refusal,) = [e for e in timeline(console, token, ticket) if e["kind"] == "screen_refused"]
+    assert set(refusal["data"]) == {"screen_session", "reason"}
+    assert "commands:run" in refusal["data"]["reason"]
+    assert refusal["actor"].startswith("api:")
     page = await open_viewer(browser, console, ticket, "dsk_not-a-token-at-all")
     await wait_page(page, "window.deskside.screen.phase === 'error'", 10)
     with httpx.Client(verify=console.ssl_context()) as client:

@@ -26,6 +26,7 @@ from tests.test_screen import (
     BACKGROUND,
     YELLOW,
     agent,
+    allow_session,
     browser,
     console,
     open_viewer,
@@ -57,9 +58,7 @@ async def started_session(
 ) -> tuple[int, Page]:
     ticket = await ticket_on_device(console, agent, token, display, timeout=8.0)
     page = await open_scaled_viewer(browser, console, ticket, token)
-    await wait_page(page, "window.deskside.screen.phase === 'asking'")
-    await click_allow(display, await dialog(display))
-    await wait_page(page, "window.deskside.screen.phase === 'started'")
+    await allow_session(page, display)
     await wait_canvas_matches(page, display)
     return ticket, page
 
@@ -347,9 +346,7 @@ async def test_video_mode_shows_a_moving_scene(
 ) -> None:
     ticket = await ticket_on_device(console, agent, token, display, timeout=8.0)
     page = await open_viewer(browser, console, ticket, token, "&mode=video&fps=30&record=1")
-    await wait_page(page, "window.deskside.screen.phase === 'asking'")
-    await click_allow(display, await dialog(display))
-    await wait_page(page, "window.deskside.screen.phase === 'started'")
+    await allow_session(page, display)
     assert await page.evaluate("window.deskside.video.supported") is True
     await wait_page(page, "window.deskside.video.mode === 'video'")
 

@@ -4,6 +4,8 @@
 // Moving their own mouse pauses it for the user for a few seconds; Stop on their
 // side ends everything. See deskside/console/screenremote.py.
 
+import { framePoint } from "./frames.js";
+
 const d = window.deskside;
 const $ = (id) => document.getElementById(id);
 const layers = $("layers");
@@ -55,17 +57,6 @@ function send(message) {
   control.sent += 1;
 }
 
-function framePoint(event) {
-  const canvas = d.canvas;
-  const box = canvas.getBoundingClientRect();
-  const x = ((event.clientX - box.left) * canvas.width) / box.width;
-  const y = ((event.clientY - box.top) * canvas.height) / box.height;
-  return [
-    Math.max(0, Math.min(canvas.width - 1, Math.floor(x))),
-    Math.max(0, Math.min(canvas.height - 1, Math.floor(y))),
-  ];
-}
-
 function modifiers(event) {
   const held = [];
   if (event.shiftKey) held.push("shift");
@@ -94,7 +85,7 @@ button.addEventListener("click", () => {
 
 layers.addEventListener("mousemove", (event) => {
   if (!active()) return;
-  const [x, y] = framePoint(event);
+  const [x, y] = framePoint(d.canvas, event);
   pendingMove = { type: "input_pointer", x, y, action: "move" };
   if (performance.now() - lastMove >= MOVE_INTERVAL) flushMove();
   else setTimeout(flushMove, MOVE_INTERVAL);
@@ -105,14 +96,14 @@ layers.addEventListener("mousedown", (event) => {
   event.preventDefault();
   document.activeElement?.blur?.();
   pendingMove = null;
-  const [x, y] = framePoint(event);
+  const [x, y] = framePoint(d.canvas, event);
   send({ type: "input_pointer", x, y, action: "down", button: BUTTONS[event.button] || "left" });
 });
 
 window.addEventListener("mouseup", (event) => {
   if (!active()) return;
   pendingMove = null;
-  const [x, y] = framePoint(event);
+  const [x, y] = framePoint(d.canvas, event);
   send({ type: "input_pointer", x, y, action: "up", button: BUTTONS[event.button] || "left" });
 });
 
@@ -123,7 +114,7 @@ layers.addEventListener("contextmenu", (event) => {
 layers.addEventListener("wheel", (event) => {
   if (!active()) return;
   event.preventDefault();
-  const [x, y] = framePoint(event);
+  const [x, y] = framePoint(d.canvas, event);
   const step = (delta) => Math.max(-100, Math.min(100, Math.sign(delta) * Math.max(1, Math.round(Math.abs(delta) / 100))));
   send({
     type: "input_pointer", x, y, action: "wheel",

@@ -3,6 +3,18 @@
 
 const MAGIC = 0x31465344; // "DSF1" little-endian
 
+// The frame pixel [x, y] under a mouse event on a (possibly scaled) canvas, within
+// the frame; snap rounds the fractions (Math.floor: the pixel under the pointer).
+export function framePoint(canvas, event, snap = Math.floor) {
+  const box = canvas.getBoundingClientRect();
+  const x = ((event.clientX - box.left) * canvas.width) / box.width;
+  const y = ((event.clientY - box.top) * canvas.height) / box.height;
+  return [
+    Math.max(0, Math.min(canvas.width - 1, snap(x))),
+    Math.max(0, Math.min(canvas.height - 1, snap(y))),
+  ];
+}
+
 // One frame (part) as an object, or null if it is not one.
 export function parseFrame(buffer) {
   const view = new DataView(buffer);

@@ -4,6 +4,8 @@
 // is scaled to on the page. Messages are the wire messages GuidePointer, GuideDraw
 // and GuideClear as JSON (see deskside/console/screenremote.py).
 
+import { framePoint } from "./frames.js";
+
 const d = window.deskside;
 const $ = (id) => document.getElementById(id);
 const layers = $("layers");
@@ -28,17 +30,6 @@ d.guide = guide;
 let counter = 0;
 let drawing = null; // the shape being drawn
 let lastPointer = 0;
-
-function framePoint(event) {
-  const canvas = d.canvas;
-  const box = canvas.getBoundingClientRect();
-  const x = ((event.clientX - box.left) * canvas.width) / box.width;
-  const y = ((event.clientY - box.top) * canvas.height) / box.height;
-  return [
-    Math.max(0, Math.min(canvas.width - 1, Math.round(x))),
-    Math.max(0, Math.min(canvas.height - 1, Math.round(y))),
-  ];
-}
 
 function enabled() {
   return d.screen.phase === "started" && guide.available === true;
@@ -154,7 +145,7 @@ function newShape(kind, point) {
 layers.addEventListener("mousedown", (event) => {
   if (!enabled() || guide.tool === null || event.button !== 0) return;
   event.preventDefault();
-  const point = framePoint(event);
+  const point = framePoint(d.canvas, event, Math.round);
   if (guide.tool === "text") {
     const text = (window.prompt("Text to show on the user's screen", "") || "").slice(0, 200);
     if (text) sendShape({ ...newShape("text", point), text });
@@ -168,7 +159,7 @@ layers.addEventListener("mousedown", (event) => {
 
 layers.addEventListener("mousemove", (event) => {
   if (!enabled() || guide.tool === null) return;
-  const point = framePoint(event);
+  const point = framePoint(d.canvas, event, Math.round);
   if (guide.tool === "pointer") {
     const now = performance.now();
     if (now - lastPointer >= POINTER_INTERVAL) {
@@ -194,7 +185,7 @@ function finish(event) {
   const shape = drawing;
   drawing = null;
   if (event && event.type === "mouseup") {
-    const point = framePoint(event);
+    const point = framePoint(d.canvas, event, Math.round);
     if (shape.kind === "line") {
       if (shape.points.length < MAX_POINTS) shape.points.push(point);
     } else {

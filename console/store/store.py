@@ -1003,23 +1003,27 @@ class Store:
         refusal: ConsoleError,
         data: dict[str, Any],
         now: datetime.datetime,
+        *,
+        what: str = "command",
+        shown: tuple[str, ...] = ("argv", "shell", "terminal"),
     ) -> None:
-        """A refused action goes on the audit log and, when there is one, the ticket."""
+        """A refused action goes on the audit log (``<what>.refused``, with ``data``)
+        and, when there is one, the ticket (``<what>_refused``, with the ``shown``
+        keys of ``data``)."""
         audit.append_sync(
             conn,
             actor=identity.actor,
-            action="command.refused",
+            action=f"{what}.refused",
             data={**data, "reason": str(refusal)},
             at=now,
         )
         if ticket is not None:
-            what = {k: v for k, v in data.items() if k in ("argv", "shell", "terminal")}
             _add_event(
                 conn,
                 ticket.id,
-                "command_refused",
+                f"{what}_refused",
                 actor=identity.actor,
-                data={**what, "reason": str(refusal)},
+                data={**{k: v for k, v in data.items() if k in shown}, "reason": str(refusal)},
                 at=now,
             )
 
@@ -1357,23 +1361,18 @@ class Store:
             )
             data = {"screen_session": session_id, "ticket": ticket_id, "device": device}
             if refusal is not None:
-                await audit.append(
-                    session,
-                    actor=identity.actor,
-                    action="screen.refused",
-                    data={**data, "reason": str(refusal)},
-                    at=now,
-                )
-                if ticket is not None:
-                    session.add(
-                        TicketEvent(
-                            ticket_id=ticket.id,
-                            at=now,
-                            kind="screen_refused",
-                            actor=identity.actor,
-                            data={"screen_session": session_id, "reason": str(refusal)},
-                        )
+                await conn.run_sync(
+                    lambda sync: self._record_refusal(
+                        sync,
+                        ticket,
+                        identity,
+                        refusal,
+                        data,
+                        now,
+                        what="screen",
+                        shown=("screen_session",),
                     )
+                )
             else:
                 assert ticket is not None
                 assert device is not None

@@ -35,11 +35,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess
     process = ConsoleProcess(tmp_path_factory.mktemp("console") / "data")
     process.cli("user", "add", "alice", "--role", "technician")
     process.cli("user", "add", "bob", "--role", "technician")
-    process.start()
-    try:
+    with process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,8 @@ ALL_SCOPES = ("tickets:read", "tickets:write", "devices:read", "devices:write")
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(tmp_path_factory.mktemp("console") / "data")
-    process.start()
-    try:
+    with ConsoleProcess(tmp_path_factory.mktemp("console") / "data") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
