@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
@@ -145,13 +145,8 @@ async def from_viewer(
         return
     now = time.monotonic()
     if kind in _GUIDE_TYPES:
-        try:
-            guide = _guide_decoder.decode(text)
-        except msgspec.MsgspecError as exc:
-            viewer.put({"type": "error", "status": 400, "detail": f"bad {kind}: {exc}"[:300]})
-            return
-        if guide.session_id != relay.session_id:
-            viewer.put({"type": "error", "status": 403, "detail": "not your session"})
+        guide = _checked(_guide_decoder, text, kind, relay, viewer)
+        if guide is None:
             return
         if not remote.guides.consume(now):
             return  # too fast: dropped (the next pointer move or stroke replaces it)
@@ -159,13 +154,8 @@ async def from_viewer(
             remote.drawings += 1
         await _send(relay, guide)
     elif kind in _INPUT_TYPES:
-        try:
-            event = _input_decoder.decode(text)
-        except msgspec.MsgspecError as exc:
-            viewer.put({"type": "error", "status": 400, "detail": f"bad {kind}: {exc}"[:300]})
-            return
-        if event.session_id != relay.session_id:
-            viewer.put({"type": "error", "status": 403, "detail": "not your session"})
+        event = _checked(_input_decoder, text, kind, relay, viewer)
+        if event is None:
             return
         if remote.control != "on" or not remote.inputs.consume(now):
             remote.inputs_refused += 1
@@ -332,6 +322,28 @@ async def _send(relay: ScreenRelay, message: m.Message) -> None:
         await relay.agent.channel.send(message)
     except ConnectionClosed:
         logger.debug("screen %s: the agent is gone", relay.session_id)
+
+
+_D = TypeVar("_D", m.GuidePointer | m.GuideDraw | m.GuideClear, m.InputPointer | m.InputKey)
+
+
+def _checked(
+    decoder: msgspec.json.Decoder[_D],
+    text: str,
+    kind: str,
+    relay: ScreenRelay,
+    viewer: ScreenViewer,
+) -> _D | None:
+    """A viewer's message for this session, or None after telling the viewer why not."""
+    try:
+        message = decoder.decode(text)
+    except msgspec.MsgspecError as exc:
+        viewer.put({"type": "error", "status": 400, "detail": f"bad {kind}: {exc}"[:300]})
+        return None
+    if message.session_id != relay.session_id:
+        viewer.put({"type": "error", "status": 403, "detail": "not your session"})
+        return None
+    return message
 
 
 async def record_step(
