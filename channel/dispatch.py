@@ -33,7 +33,7 @@ class HandlerTable(Generic[C]):
         self._handlers: dict[type[Any], Callable[[C, Any], Awaitable[None]]] = {}
 
     def register(
-        self, types: type[M] | Iterable[type[M]], handler: Callable[[C, M], Awaitable[None]]
+        self, types: type[Any] | Iterable[type[Any]], handler: Callable[[C, M], Awaitable[None]]
     ) -> None:
         """Send messages of ``types`` to ``handler``; ``ValueError`` if one has a handler."""
         for kind in (types,) if isinstance(types, type) else tuple(types):

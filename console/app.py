@@ -4,21 +4,33 @@ from __future__ import annotations
 
 from importlib.metadata import version
 from pathlib import Path
+import logging
+from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, WebSocket, get, websocket
+from litestar import Litestar, MediaType, Request, Response, Router, WebSocket, get, websocket
 from litestar.config.response_cache import ResponseCacheConfig
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
-from .api import ApiV1
+from .audit.routes import AuditController
+from .auth.guards import ApiTokenAuthentication, provide_identity
+from .commands.routes import CommandController, RunbookController
+from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
 from .errors import ConsoleError
 from .gateway import Gateway
-from .screens import screen_recording, screen_socket, viewer_files
-from .shells import shell_socket, shell_transcript, shell_view
+from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
+from .terminal.routes import TerminalController, shell_socket
+from .tickets.routes import TicketController
 
-__all__ = ["build_app"]
+__all__ = ["api_router", "build_app"]
+
+logger = logging.getLogger(__name__)
 
 # Largest request body the API accepts.
 MAX_BODY = 1 << 20
@@ -51,12 +63,63 @@ async def readyz(request: Request) -> Response[dict[str, str]]:  # type: ignore[
     return Response({"status": "ready"})
 
 
+async def _log_unexpected(exc: Exception, scope: Any) -> None:
+    """A bug, not a refusal: its traceback goes to the log (the caller gets a bare 500)."""
+    if isinstance(exc, ConsoleError):
+        return
+    if not isinstance(exc, HTTPException) or exc.status_code >= 500:
+        logger.error("%s %s failed", scope.get("method", "WS"), scope.get("path"), exc_info=exc)
+
+
 def _console_error(request: Request, exc: ConsoleError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return Response(
         {"status_code": exc.status_code, "detail": str(exc)},
         status_code=exc.status_code,
         headers=headers,
+    )
+
+
+def _provide(value: Any) -> Provide:
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
+def api_router(store: Store, gateway: Gateway) -> Router:
+    """The REST API, ``/api/v1``: every capability's controller, behind API tokens.
+
+    Handlers are given what they use by name: the caller (``identity``), a
+    capability's repository (``tickets``, ``commands``...) or its part of the
+    gateway (``presence``, ``command_relay``...).
+    """
+    return Router(
+        path="/",
+        route_handlers=[
+            TicketController,
+            DeviceController,
+            CommandController,
+            RunbookController,
+            TerminalController,
+            ScreenController,
+            AuditController,
+        ],
+        # WebSockets authenticate themselves: browsers cannot give them headers.
+        middleware=[DefineMiddleware(ApiTokenAuthentication, scopes={ScopeType.HTTP})],
+        dependencies={
+            "identity": Provide(provide_identity),
+            "accounts": _provide(store.accounts),
+            "audit": _provide(store.audit),
+            "devices": _provide(store.devices),
+            "snapshots": _provide(store.snapshots),
+            "tickets": _provide(store.tickets),
+            "commands": _provide(store.commands),
+            "runbooks": _provide(store.runbooks),
+            "terminals": _provide(store.terminals),
+            "screens": _provide(store.screens),
+            "agents": _provide(gateway),
+            "presence": _provide(gateway.presence),
+            "command_relay": _provide(gateway.commands),
+            "runbook_runner": _provide(gateway.runbooks),
+        },
     )
 
 
@@ -74,16 +137,14 @@ def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> L
             agent_socket,
             healthz,
             readyz,
-            ApiV1,
+            api_router(store, gateway),
             shell_socket,
-            shell_view,
-            shell_transcript,
             install_file,
             screen_socket,
-            screen_recording,
             viewer_files(),
         ],
         exception_handlers={ConsoleError: _console_error},
+        after_exception=[_log_unexpected],
         openapi_config=OpenAPIConfig(
             title="Deskside console API", version=version("deskside"), path="/api/schema"
         ),

@@ -24,11 +24,14 @@ from deskside.protocol import crypto
 from deskside.protocol.enrollment import Enrollment
 from deskside.protocol.errors import DesksideError
 
+from .auth.identity import SCOPES
+from .auth.schemas import Role
 from .config import ConsoleConfig, DataDir, default_data_dir
-from .policy import parse_duration
-from .schemas import NewTicket, TicketDetail, TicketView
-from .store import SCOPES, Store, migrate
-from .store.models import Role, TicketStatus
+from .db import migrate
+from .store import Store
+from .tickets.lifecycle import TicketSource, TicketStatus
+from .tickets.policy import parse_duration
+from .tickets.schemas import NewTicket, TicketDetail, TicketView
 
 __all__ = ["main"]
 
@@ -147,7 +150,7 @@ def init(
         names=list(dict.fromkeys(names)),
     )
     password = secrets.token_urlsafe(15)
-    ctx.run(lambda store: store.add_user(admin, password, role=Role.ADMIN))
+    ctx.run(lambda store: store.accounts.add_user(admin, password, role=Role.ADMIN))
     config = ctx.config()
     click.echo(f"Console created in {ctx.data_dir}")
     click.echo(f"  agents connect to  {config.agent_url}")
@@ -210,7 +213,7 @@ def token_create(
     console_key = crypto.public_key(data.noise_private_key())
     fingerprint = data.tls_fingerprint(config)
     created = ctx.run(
-        lambda store: store.create_enrollment_token(
+        lambda store: store.devices.create_enrollment_token(
             ttl=ttl, uses=uses, group=group, created_by="cli"
         )
     )
@@ -272,7 +275,7 @@ def user() -> None:
 def user_add(ctx: Context, name: str, role: str, password_stdin: bool) -> None:
     """Add a technician; without --password-stdin a password is made and shown once."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(15)
-    ctx.run(lambda store: store.add_user(name, password, role=Role(role)))
+    ctx.run(lambda store: store.accounts.add_user(name, password, role=Role(role)))
     click.echo(f"user {name} ({role}) added")
     if not password_stdin:
         click.echo(f"password: {password}   (shown this once)")
@@ -301,7 +304,7 @@ def apitoken_create(
     ctx: Context, name: str, scopes: Sequence[str], ttl: datetime.timedelta | None
 ) -> None:
     """Create an API token; it is shown this once."""
-    created = ctx.run(lambda store: store.create_api_token(name, scopes, ttl=ttl))
+    created = ctx.run(lambda store: store.accounts.create_api_token(name, scopes, ttl=ttl))
     click.echo(created.token)
     click.echo(f"(scopes: {', '.join(created.scopes)})", err=True)
 
@@ -328,7 +331,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 @pass_context
 def devices(ctx: Context) -> None:
     """List enrolled devices."""
-    views = ctx.run(lambda store: store.list_devices())
+    views = ctx.run(lambda store: store.devices.list_devices())
     rows = [
         [
             d.id,
@@ -354,7 +357,7 @@ def device() -> None:
 @pass_context
 def device_revoke(ctx: Context, device_id: str) -> None:
     """Revoke a device: its key is refused from now on (a running console cuts it off)."""
-    view = ctx.run(lambda store: store.revoke_device(device_id))
+    view = ctx.run(lambda store: store.devices.revoke_device(device_id))
     click.echo(f"device {view.id} ({view.hostname or '?'}) revoked")
 
 
@@ -396,7 +399,7 @@ def tickets(ctx: Context, statuses: Sequence[str], everything: bool, limit: int)
         wanted = [TicketStatus(s) for s in statuses]
     else:
         wanted = [s for s in TicketStatus if s not in (TicketStatus.RESOLVED, TicketStatus.CLOSED)]
-    views = ctx.run(lambda store: store.list_tickets(statuses=wanted, limit=limit))
+    views = ctx.run(lambda store: store.tickets.list_tickets(statuses=wanted, limit=limit))
     headers = ["#", "PRIO", "STATUS", "TITLE", "DEVICE", "ASSIGNEE", "CREATED", "DUE"]
     click.echo(_table(headers, _ticket_rows(views)))
 
@@ -413,12 +416,12 @@ def ticket_show(ctx: Context, number: int) -> None:
     """A ticket and its whole timeline, diagnostics included."""
 
     async def work(store: Store) -> tuple[TicketDetail, dict[int, dict[str, Any]]]:
-        detail = await store.get_ticket(number)
+        detail = await store.tickets.get_ticket(number)
         snapshots = {}
         for event in detail.timeline:
             if event.snapshot_id is not None:
                 snapshots[event.snapshot_id] = (
-                    await store.get_snapshot(event.snapshot_id)
+                    await store.snapshots.get_snapshot(event.snapshot_id)
                 ).snapshot
         return detail, snapshots
 
@@ -596,7 +599,9 @@ def ticket_new(
         )
     except msgspec.ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
-    view, _ = ctx.run(lambda store: store.create_ticket(new, actor="cli", source="cli"))
+    view, _ = ctx.run(
+        lambda store: store.tickets.create_ticket(new, actor="cli", source=TicketSource.CLI)
+    )
     click.echo(f"Ticket #{view.id} opened (P{view.priority}, due {_when(view.resolution_due)} UTC)")
 
 
@@ -682,7 +687,7 @@ def run(
             command = start_command(config, created.token, ticket_id, body)
             result = follow_command(config, created.token, command["id"])
     finally:
-        ctx.run(lambda store: store.revoke_api_token(created.id))
+        ctx.run(lambda store: store.accounts.revoke_api_token(created.id))
     status = exit_status(result)
     if result.get("status") != "finished":
         click.echo(
@@ -700,7 +705,7 @@ def runbook() -> None:
 @pass_context
 def runbook_list(ctx: Context) -> None:
     """Every runbook, built-in and added."""
-    found = ctx.run(lambda store: store.runbooks())
+    found = ctx.run(lambda store: store.runbooks.runbooks())
     rows = [
         [r.name, "built-in" if r.builtin else "added", str(len(r.steps)), r.description]
         for r in sorted(found.values(), key=lambda r: r.name)
@@ -713,7 +718,7 @@ def runbook_list(ctx: Context) -> None:
 @pass_context
 def runbook_show(ctx: Context, name: str) -> None:
     """A runbook's parameters and steps."""
-    found = ctx.run(lambda store: store.get_runbook(name))
+    found = ctx.run(lambda store: store.runbooks.get_runbook(name))
     click.echo(f"{found.name}: {found.description}")
     for key, param in found.params.items():
         default = f" (default {param.default})" if param.default is not None else ""
@@ -738,7 +743,9 @@ def runbook_add(ctx: Context, path: Path) -> None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from exc
-    names = ctx.run(lambda store: store.add_runbooks(text, actor=f"cli:{getpass.getuser()}"))
+    names = ctx.run(
+        lambda store: store.runbooks.add_runbooks(text, actor=f"cli:{getpass.getuser()}")
+    )
     click.echo(f"added: {', '.join(names)}")
 
 
@@ -749,7 +756,7 @@ def runbook_remove(ctx: Context, name: str) -> None:
     """Remove an added runbook."""
     import getpass
 
-    ctx.run(lambda store: store.remove_runbook(name, actor=f"cli:{getpass.getuser()}"))
+    ctx.run(lambda store: store.runbooks.remove_runbook(name, actor=f"cli:{getpass.getuser()}"))
     click.echo(f"removed: {name}")
 
 
@@ -760,10 +767,10 @@ def _mint_token(
     import getpass
 
     name = username or getpass.getuser()
-    if not ctx.run(lambda store: store.user_exists(name)):
+    if not ctx.run(lambda store: store.accounts.user_exists(name)):
         raise click.UsageError(f"no technician named {name!r}; say who you are with --as NAME")
     return ctx.run(
-        lambda store: store.create_api_token(
+        lambda store: store.accounts.create_api_token(
             f"cli-{name}", scopes, ttl=ttl, username=name, actor=f"cli:{getpass.getuser()}"
         )
     )
@@ -789,7 +796,7 @@ def shell(ctx: Context, ticket_id: int, device_id: str | None, username: str | N
     try:
         result = asyncio.run(open_terminal(config, created.token, ticket_id, device_id))
     finally:
-        ctx.run(lambda store: store.revoke_api_token(created.id))
+        ctx.run(lambda store: store.accounts.revoke_api_token(created.id))
     if result.get("refused") or (result.get("error") and result.get("exit_code") is None):
         click.echo(f"\r\nterminal closed: {result.get('error') or 'refused'}", err=True)
         click.get_current_context().exit(126 if result.get("refused") else 1)
@@ -840,7 +847,7 @@ def shell_replay(ctx: Context, session_id: str, speed: float, cast: bool) -> Non
     """Play back a terminal session recorded on a ticket."""
     from .remote import replay
 
-    transcript = ctx.run(lambda store: store.shell_transcript(session_id))
+    transcript = ctx.run(lambda store: store.terminals.terminal_transcript(session_id))
     if cast:
         sys.stdout.buffer.write(transcript)
         return
@@ -855,7 +862,7 @@ def audit(click_ctx: click.Context, limit: int) -> None:
     if click_ctx.invoked_subcommand is not None:
         return
     ctx: Context = click_ctx.obj
-    entries = ctx.run(lambda store: store.audit_log(limit=limit))
+    entries = ctx.run(lambda store: store.audit.log(limit=limit))
     for entry in entries:
         data = json.dumps(entry.data, sort_keys=True, ensure_ascii=False)
         click.echo(f"{entry.id:>6}  {_when(entry.at)}  {entry.actor}  {entry.action}  {data}")
@@ -865,7 +872,7 @@ def audit(click_ctx: click.Context, limit: int) -> None:
 @pass_context
 def audit_verify(ctx: Context) -> None:
     """Check that no audit entry was changed or deleted; exit 1 if one was."""
-    result = ctx.run(lambda store: store.verify_audit())
+    result = ctx.run(lambda store: store.audit.verify())
     if result.ok:
         click.echo(
             f"{result.entries} entries, chain intact; head #{result.head_id} {result.head_hash}"

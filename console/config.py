@@ -19,7 +19,7 @@ A data directory holds everything of one console::
     [tls]
     cert = "tls/cert.pem"
     key = "tls/key.pem"
-    [priority]                                              # see deskside.console.policy
+    [priority]                                              # see deskside.console.tickets.policy
     [sla]
 
 Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
@@ -41,7 +41,7 @@ from deskside.protocol import crypto
 from deskside.protocol.enrollment import certificate_fingerprint, check_agent_url
 from deskside.protocol.errors import ConfigError
 
-from .policy import Policy
+from .tickets.policy import Policy
 
 __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
 

@@ -15,8 +15,9 @@ from deskside.protocol.connection import max_frame_size
 
 from .app import build_app
 from .config import ConsoleConfig, DataDir
+from .db import migrate
 from .gateway import Gateway
-from .store import Store, migrate
+from .store import Store
 
 __all__ = ["serve"]
 

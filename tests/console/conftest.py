@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deskside.console.store import Store, migrate
+from deskside.console.db import migrate
+from deskside.console.store import Store
 from tests.postgres import create_database
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deskside.console.runbooks import builtin_runbooks, parse_runbooks
+from deskside.console.commands.runbooks import builtin_runbooks, parse_runbooks
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConfigError
 from tests.console.test_commands import PlayedAgent, agent, api, console, new_ticket  # noqa: F401

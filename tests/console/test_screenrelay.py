@@ -11,12 +11,8 @@ from typing import Any
 
 import msgspec
 
-from deskside.console.screenrelay import (
-    RECORDING_MAGIC,
-    ScreenHub,
-    ScreenViewer,
-    pack_frame,
-)
+from deskside.console.screen.relay import ScreenHub, pack_frame
+from deskside.console.screen.session import RECORDING_MAGIC, ScreenViewer
 from deskside.protocol import messages as m
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deskside.console.screenrelay import ScreenViewer
-from deskside.console.screenremote import GUIDE_BURST
+from deskside.console.screen.session import GUIDE_BURST, ScreenViewer
 from deskside.protocol import messages as m
 from tests.console.test_screenrelay import Link, open_hub, started
 

@@ -1,5 +1,5 @@
 """The store's SQLite driver: statements on the event loop, waits and bulk reads off it,
-checkpoints in a thread (deskside.console.store.sqlite). Real SQLite files."""
+checkpoints in a thread (deskside.console.db.sqlite). Real SQLite files."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from deskside.console.schemas import NewCommand, NewTicket, OutputChunk
-from deskside.console.store import ApiIdentity, Store
-from deskside.console.store.sqlite import Checkpointer, InlineSQLite
+from deskside.console.auth.identity import ApiIdentity
+from deskside.console.commands.schemas import NewCommand, OutputChunk
+from deskside.console.db.sqlite import Checkpointer, InlineSQLite
+from deskside.console.store import Store
+from deskside.console.tickets.lifecycle import TicketSource
+from deskside.console.tickets.schemas import NewTicket
 
 ADMIN = ApiIdentity(actor="api:test", scopes=frozenset({"commands:run"}))
 
@@ -36,20 +39,22 @@ def trace_threads(store: Store) -> list[tuple[int, str]]:
         raw: sqlite3.Connection = dbapi_connection._connection.raw
         raw.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
 
-    event.listen(store.engine.sync_engine, "connect", on_connect)
+    event.listen(store.db.engine.sync_engine, "connect", on_connect)
     return seen
 
 
 async def new_command(store: Store) -> tuple[str, str, int]:
     """(device id, command id, ticket id) of a command recorded for a new ticket."""
-    token = await store.create_enrollment_token(
+    token = await store.devices.create_enrollment_token(
         ttl=datetime.timedelta(hours=1), uses=1, group=None, created_by="test"
     )
-    device = (await store.enroll(os.urandom(32), token.token)).id
-    ticket, _ = await store.create_ticket(
-        NewTicket(title="t", description="d", device_id=device), actor="test", source="api"
+    device = (await store.devices.enroll(os.urandom(32), token.token)).id
+    ticket, _ = await store.tickets.create_ticket(
+        NewTicket(title="t", description="d", device_id=device),
+        actor="test",
+        source=TicketSource.API,
     )
-    command, _ = await store.create_command(
+    command, _ = await store.commands.create_command(
         ticket.id, NewCommand(argv=["ls"]), identity=ADMIN, online=lambda _: True
     )
     return device, command.id, ticket.id
@@ -62,16 +67,16 @@ async def test_statements_run_on_the_loop_and_bulk_reads_in_a_thread(store: Stor
     assert seen
     assert {thread for thread, _ in seen} == {loop_thread}  # no hop for ordinary statements
     seen.clear()
-    await store.add_command_outputs(
+    await store.commands.add_command_outputs(
         device, command, [OutputChunk(seq=0, stream="stdout", data=b"output\n")]
     )
     seen.clear()
-    assert [c.data for c in await store.command_output(command)] == [b"output\n"]
+    assert [c.data for c in await store.commands.command_output(command)] == [b"output\n"]
     reads = [(thread, sql) for thread, sql in seen if "command_output" in sql]
     assert reads
     assert all(thread != loop_thread for thread, _ in reads)  # output may be large
     seen.clear()
-    await store.get_command(command)
+    await store.commands.get_command(command)
     assert seen
     assert {thread for thread, _ in seen} == {loop_thread}  # the flag lasts one transaction
 
@@ -81,11 +86,11 @@ async def test_writes_of_many_rows_run_in_a_thread(store: Store) -> None:
     device, _, _ = await new_command(store)
     seen.clear()
     now = datetime.datetime.now(datetime.UTC)
-    await store.record_heartbeats({device: (now, {"cpu_percent": 3.5})})
+    await store.devices.record_heartbeats({device: (now, {"cpu_percent": 3.5})})
     writes = [(thread, sql) for thread, sql in seen if sql.startswith("UPDATE devices")]
     assert writes
     assert all(thread != threading.get_ident() for thread, _ in writes)
-    assert (await store.get_device(device)).last_seen == now
+    assert (await store.devices.get_device(device)).last_seen == now
 
 
 async def test_a_locked_database_is_waited_for_off_the_loop(store: Store, tmp_path: Path) -> None:
@@ -94,18 +99,18 @@ async def test_a_locked_database_is_waited_for_off_the_loop(store: Store, tmp_pa
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
         writing = asyncio.create_task(
-            store.add_note(ticket, "written once the lock is free", actor="user:alice")
+            store.tickets.add_note(ticket, "written once the lock is free", actor="user:alice")
         )
         await asyncio.sleep(0.3)
         assert not writing.done()
         # Meanwhile the loop goes on: a read answers while the write waits.
-        assert (await store.get_command(command)).id == command
+        assert (await store.commands.get_command(command)).id == command
         assert not writing.done()
     finally:
         other.execute("COMMIT")
         other.close()
     note = await asyncio.wait_for(writing, 10)
-    timeline = (await store.get_ticket(ticket)).timeline
+    timeline = (await store.tickets.get_ticket(ticket)).timeline
     assert timeline[-1].id == note.id
     assert timeline[-1].data["text"] == "written once the lock is free"
 
@@ -114,18 +119,18 @@ async def test_a_cancelled_wait_leaves_the_connection_usable(store: Store, tmp_p
     _, command, ticket = await new_command(store)
     other = sqlite3.connect(tmp_path / "deskside.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    writing = asyncio.create_task(store.add_note(ticket, "never", actor="user:alice"))
+    writing = asyncio.create_task(store.tickets.add_note(ticket, "never", actor="user:alice"))
     await asyncio.sleep(0.2)
     writing.cancel()
     other.execute("COMMIT")
     other.close()
     with pytest.raises(asyncio.CancelledError):
         await writing
-    note = await store.add_note(ticket, "afterwards", actor="user:alice")
-    texts = [e.data.get("text") for e in (await store.get_ticket(ticket)).timeline]
+    note = await store.tickets.add_note(ticket, "afterwards", actor="user:alice")
+    texts = [e.data.get("text") for e in (await store.tickets.get_ticket(ticket)).timeline]
     assert "afterwards" in texts
     assert note.data["text"] == "afterwards"
-    assert (await store.get_command(command)).id == command
+    assert (await store.commands.get_command(command)).id == command
 
 
 def wal_pages(path: Path) -> int:

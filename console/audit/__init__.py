@@ -1,0 +1,1 @@
+"""The audit log: security-relevant events, each chained to the one before."""

@@ -1,0 +1,21 @@
+"""An audit entry as the console shows it."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+
+__all__ = ["AuditView"]
+
+
+class AuditView(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the audit log."""
+
+    id: int
+    at: datetime.datetime
+    actor: str
+    action: str
+    data: dict[str, Any]
+    hash: str

@@ -1,0 +1,1 @@
+"""Commands on devices for tickets: requests, output, runbooks, routes."""

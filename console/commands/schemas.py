@@ -1,0 +1,115 @@
+"""What the commands API takes and gives."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from deskside.protocol import messages as m
+
+__all__ = [
+    "CommandStatus",
+    "CommandView",
+    "NewCommand",
+    "OutputChunk",
+    "RunRunbook",
+    "RunbookRunView",
+]
+
+
+class CommandStatus(enum.StrEnum):
+    """Where a command is: pending until its agent starts it, then running, then one of
+    the ends."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    REFUSED = "refused"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @classmethod
+    def of_exit(cls, result: m.CommandExit) -> CommandStatus:
+        """The end an agent's ``CommandExit`` reports."""
+        if result.refused:
+            return cls.REFUSED
+        if result.timed_out:
+            return cls.TIMED_OUT
+        if result.cancelled:
+            return cls.CANCELLED
+        if result.exit_code is None:
+            return cls.FAILED
+        return cls.FINISHED
+
+    @property
+    def ended(self) -> bool:
+        """Whether the command has ended."""
+        return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
+
+
+class NewCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A command to run on the ticket's device (or another one named here)."""
+
+    argv: Annotated[
+        list[Annotated[str, Meta(max_length=32768)]], Meta(min_length=0, max_length=1024)
+    ]
+    shell: bool = False
+    timeout: Annotated[float, Meta(gt=0, le=86400)] = 60.0
+    device_id: Annotated[str, Meta(max_length=32)] | None = None
+    # A script named in the device's own policy ([commands.scripts]), run with
+    # ``argv`` appended; without it ``argv`` must not be empty.
+    script: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+
+
+class CommandView(msgspec.Struct, frozen=True, kw_only=True):
+    """A command and how it went."""
+
+    id: str
+    ticket_id: int
+    device_id: str
+    argv: list[str]
+    shell: bool
+    timeout: float
+    requested_by: str
+    requested_at: datetime.datetime
+    status: CommandStatus
+    consent: str
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    exit_code: int | None
+    duration: float | None
+    error: str
+    output_truncated: bool
+    output_bytes: int
+    runbook_run: str | None = None
+    runbook_step: int | None = None
+    script: str | None = None
+
+
+class OutputChunk(msgspec.Struct, frozen=True, kw_only=True):
+    """A piece of a command's output."""
+
+    seq: int
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+
+
+class RunRunbook(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Run a runbook on a ticket's device (or another one named here)."""
+
+    params: dict[Annotated[str, Meta(max_length=32)], Annotated[str, Meta(max_length=256)]] = {}
+    device_id: Annotated[str, Meta(max_length=32)] | None = None
+
+
+class RunbookRunView(msgspec.Struct, frozen=True, kw_only=True):
+    """A runbook run: the commands of its steps so far, and whether it has ended."""
+
+    id: str
+    runbook: str
+    done: bool
+    commands: list[CommandView]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the console's database (run by ``deskside.console.db.migrate``)."""

@@ -1,0 +1,1 @@
+"""Enrolled devices: enrollment, presence and heartbeats, diagnostics snapshots."""

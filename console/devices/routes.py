@@ -1,0 +1,88 @@
+"""The devices API: ``/api/v1/devices`` and their diagnostics snapshots."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+
+from deskside.console.agents import Agents
+from deskside.console.auth.guards import requires
+from deskside.console.auth.identity import ApiIdentity, Scope
+
+from .presence import Presence
+from .repository import DeviceRepository
+from .schemas import DeviceView, SnapshotInfo, SnapshotView
+from .snapshots import SnapshotRepository
+
+__all__ = ["DeviceController"]
+
+
+class DeviceController(Controller):
+    """Devices: list, read, revoke; their snapshots."""
+
+    path = "/api/v1"
+    tags = ["devices"]  # noqa: RUF012 - Litestar's API
+
+    @get("/devices", guards=[requires(Scope.DEVICES_READ)])
+    async def list_devices(
+        self,
+        devices: DeviceRepository,
+    ) -> list[DeviceView]:
+        """Every enrolled device."""
+        return await devices.list_devices()
+
+    @get("/devices/{device_id:str}", guards=[requires(Scope.DEVICES_READ)])
+    async def get_device(
+        self,
+        devices: DeviceRepository,
+        device_id: Annotated[str, Parameter(max_length=32)],
+    ) -> DeviceView:
+        """One device."""
+        return await devices.get_device(device_id)
+
+    @get("/devices/{device_id:str}/snapshots", guards=[requires(Scope.DEVICES_READ)])
+    async def list_snapshots(
+        self,
+        snapshots: SnapshotRepository,
+        device_id: Annotated[str, Parameter(max_length=32)],
+    ) -> list[SnapshotInfo]:
+        """A device's snapshots, newest first (without their content)."""
+        return await snapshots.list_snapshots(device_id)
+
+    @post("/devices/{device_id:str}/snapshots", guards=[requires(Scope.DEVICES_WRITE)])
+    async def request_snapshot(
+        self,
+        devices: DeviceRepository,
+        presence: Presence,
+        device_id: Annotated[str, Parameter(max_length=32)],
+        timeout: Annotated[float, Parameter(gt=0, le=120)] = 30.0,
+    ) -> SnapshotInfo:
+        """Ask the online device for a fresh snapshot and keep it (201)."""
+        await devices.get_device(device_id)
+        return await presence.request_snapshot(device_id, timeout)
+
+    @post(
+        "/devices/{device_id:str}/revoke", guards=[requires(Scope.DEVICES_WRITE)], status_code=200
+    )
+    async def revoke_device(
+        self,
+        identity: ApiIdentity,
+        devices: DeviceRepository,
+        agents: Agents,
+        device_id: Annotated[str, Parameter(max_length=32)],
+    ) -> DeviceView:
+        """Revoke a device: its key is refused from now on, and it is disconnected."""
+        device = await devices.revoke_device(device_id, actor=identity.actor)
+        await agents.disconnect(device_id, "device revoked")
+        return device
+
+    @get("/snapshots/{snapshot_id:int}", guards=[requires(Scope.DEVICES_READ)])
+    async def get_snapshot(
+        self,
+        snapshots: SnapshotRepository,
+        snapshot_id: Annotated[int, Parameter(ge=1)],
+    ) -> SnapshotView:
+        """One snapshot with its content."""
+        return await snapshots.get_snapshot(snapshot_id)

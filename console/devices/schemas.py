@@ -1,0 +1,60 @@
+"""What the devices API gives: devices, snapshots, enrollment tokens."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+
+__all__ = ["DeviceView", "EnrollmentTokenCreated", "SnapshotInfo", "SnapshotView"]
+
+
+class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
+    """An enrolled device."""
+
+    id: str
+    hostname: str
+    os_family: str
+    os_name: str
+    os_release: str
+    arch: str
+    agent_version: str
+    group: str | None
+    enrolled_at: datetime.datetime
+    online: bool
+    last_seen: datetime.datetime | None
+    metrics: dict[str, Any] | None
+    revoked: bool
+    public_key: str  # base64
+
+
+class SnapshotInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot without its content."""
+
+    id: int
+    device_id: str
+    taken_at: datetime.datetime
+    received_at: datetime.datetime
+    schema: int
+
+
+class SnapshotView(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot with its content (see ``deskside.protocol.messages.Snapshot``)."""
+
+    id: int
+    device_id: str
+    taken_at: datetime.datetime
+    received_at: datetime.datetime
+    schema: int
+    snapshot: dict[str, Any]
+
+
+class EnrollmentTokenCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new enrollment token; the token itself is shown this once."""
+
+    id: int
+    token: str
+    expires_at: datetime.datetime
+    uses: int
+    group: str | None

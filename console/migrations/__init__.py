@@ -1,1 +1,0 @@
-"""Alembic migrations of the console's database (run by ``deskside.console.store.migrate``)."""

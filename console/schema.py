@@ -1,0 +1,32 @@
+"""Every capability's tables, on one metadata: for Alembic and the schema test."""
+
+from __future__ import annotations
+
+from deskside.console.audit.models import AuditEntry
+from deskside.console.auth.models import ApiToken, User
+from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
+from deskside.console.db.base import Base
+from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
+from deskside.console.screen.models import ScreenRecording
+from deskside.console.terminal.models import ShellSession
+from deskside.console.tickets.models import Ticket
+from deskside.console.timeline.models import TicketEvent
+
+__all__ = ["TABLES", "Base"]
+
+# Each capability's tables (importing them puts them on Base.metadata).
+TABLES = (
+    AuditEntry,
+    ApiToken,
+    User,
+    Command,
+    CommandOutput,
+    CustomRunbook,
+    Device,
+    EnrollmentToken,
+    Snapshot,
+    ScreenRecording,
+    ShellSession,
+    Ticket,
+    TicketEvent,
+)

@@ -1,0 +1,2 @@
+"""Screen sessions: the relay between agent and viewers, guidance and control,
+recordings."""

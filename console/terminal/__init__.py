@@ -1,0 +1,1 @@
+"""Terminals on devices for tickets: relayed keystrokes and output, transcripts."""

@@ -1,0 +1,1 @@
+"""Tickets: their lifecycle (statuses, transitions, priority, SLA), storage and routes."""

@@ -1,0 +1,125 @@
+"""The tickets API: ``/api/v1/tickets``, their notes and diagnostics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, patch, post
+from litestar.params import Parameter
+
+from deskside.console.auth.guards import require, requires
+from deskside.console.auth.identity import ApiIdentity, Scope
+from deskside.console.devices.presence import Presence
+from deskside.console.devices.snapshots import SnapshotRepository
+from deskside.console.errors import Conflict
+from deskside.console.timeline.schemas import EventView
+
+from .lifecycle import TicketSource, TicketStatus
+from .repository import TicketRepository
+from .schemas import AttachDiagnostics, NewNote, NewTicket, TicketChanges, TicketDetail, TicketView
+
+__all__ = ["Limit", "Offset", "TicketController", "TicketId"]
+
+Limit = Annotated[int, Parameter(ge=1, le=500, description="At most this many results")]
+Offset = Annotated[int, Parameter(ge=0, le=10_000_000)]
+TicketId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]
+
+
+class TicketController(Controller):
+    """Tickets: list, open, read with the timeline, change, notes, diagnostics."""
+
+    path = "/api/v1"
+    tags = ["tickets"]  # noqa: RUF012 - Litestar's API
+
+    @get("/tickets", guards=[requires(Scope.TICKETS_READ)])
+    async def list_tickets(
+        self,
+        identity: ApiIdentity,
+        tickets: TicketRepository,
+        status: list[TicketStatus] | None = None,
+        device: Annotated[str | None, Parameter(max_length=32)] = None,
+        assignee: Annotated[str | None, Parameter(max_length=64)] = None,
+        priority: Annotated[int | None, Parameter(ge=1, le=9)] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> list[TicketView]:
+        """Tickets, newest first, filtered by every parameter given."""
+        return await tickets.list_tickets(
+            statuses=status or (),
+            device_id=device,
+            assignee=assignee,
+            priority=priority,
+            limit=limit,
+            offset=offset,
+        )
+
+    @post("/tickets", guards=[requires(Scope.TICKETS_WRITE)])
+    async def create_ticket(
+        self,
+        identity: ApiIdentity,
+        tickets: TicketRepository,
+        data: NewTicket,
+    ) -> TicketView:
+        """Open a ticket (201)."""
+        ticket, _ = await tickets.create_ticket(data, actor=identity.actor, source=TicketSource.API)
+        return ticket
+
+    @get("/tickets/{ticket_id:int}", guards=[requires(Scope.TICKETS_READ)])
+    async def get_ticket(
+        self,
+        identity: ApiIdentity,
+        tickets: TicketRepository,
+        ticket_id: TicketId,
+    ) -> TicketDetail:
+        """A ticket and its whole timeline."""
+        return await tickets.get_ticket(ticket_id)
+
+    @patch("/tickets/{ticket_id:int}", guards=[requires(Scope.TICKETS_WRITE)])
+    async def update_ticket(
+        self,
+        identity: ApiIdentity,
+        tickets: TicketRepository,
+        ticket_id: TicketId,
+        data: TicketChanges,
+    ) -> TicketView:
+        """Change a ticket's status, assignee, group, category, impact or urgency."""
+        return await tickets.update_ticket(ticket_id, data, actor=identity.actor)
+
+    @post("/tickets/{ticket_id:int}/notes", guards=[requires(Scope.TICKETS_WRITE)])
+    async def add_note(
+        self,
+        identity: ApiIdentity,
+        tickets: TicketRepository,
+        ticket_id: TicketId,
+        data: NewNote,
+    ) -> EventView:
+        """Add a note to a ticket's timeline (201)."""
+        return await tickets.add_note(ticket_id, data.text, actor=identity.actor)
+
+    @post("/tickets/{ticket_id:int}/diagnostics", guards=[requires(Scope.TICKETS_WRITE)])
+    async def attach_diagnostics(
+        self,
+        identity: ApiIdentity,
+        tickets: TicketRepository,
+        ticket_id: TicketId,
+        data: AttachDiagnostics,
+        snapshots: SnapshotRepository,
+        presence: Presence,
+    ) -> EventView:
+        """Attach the device's latest snapshot, or (``fresh``) ask the agent for a new one.
+
+        409 when the ticket has no device, the device has no snapshot, or (fresh)
+        the device is offline; 504 when the agent does not answer in time.
+        """
+        device_id = (await tickets.ticket(ticket_id)).device_id
+        if device_id is None:
+            raise Conflict(f"ticket #{ticket_id} has no device")
+        if data.fresh:
+            require(identity, Scope.DEVICES_WRITE)
+            info = await presence.request_snapshot(device_id, data.timeout)
+        else:
+            latest = await snapshots.latest_snapshot(device_id)
+            if latest is None:
+                raise Conflict(f"device {device_id} has sent no snapshot yet")
+            info = latest
+        return await tickets.attach_snapshot(ticket_id, info.id, actor=identity.actor)
