@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import version
 from pathlib import Path
-import logging
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, Router, WebSocket, get, websocket

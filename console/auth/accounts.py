@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
@@ -18,20 +17,15 @@ from deskside.console.audit import chain as audit
 from deskside.console.db import Database, utcnow
 from deskside.console.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 
-from .identity import SCOPES, ApiIdentity
+from .identity import SCOPES, ApiIdentity, hash_secret
 from .models import ApiToken, User
 from .schemas import ApiTokenCreated, Role
 
-__all__ = ["AccountRepository", "hash_secret"]
+__all__ = ["AccountRepository"]
 
 _password_hasher = argon2.PasswordHasher()
 # Verified against when the account does not exist, so both cost the same time.
 _DUMMY_HASH: Final = _password_hasher.hash(secrets.token_urlsafe(16))
-
-
-def hash_secret(secret: str) -> bytes:
-    """The SHA-256 of a long random secret (a token): how it is stored and looked up."""
-    return hashlib.sha256(secret.encode()).digest()
 
 
 class AccountRepository:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from typing import Final
 
 import msgspec
 
 from .schemas import Role
 
-__all__ = ["SCOPES", "ApiIdentity", "Scope"]
+__all__ = ["SCOPES", "ApiIdentity", "Scope", "hash_secret"]
 
 
 class Scope(enum.StrEnum):
@@ -24,6 +25,15 @@ class Scope(enum.StrEnum):
 
 
 SCOPES: Final = frozenset(str(scope) for scope in Scope)
+
+
+def hash_secret(secret: str) -> bytes:
+    """The SHA-256 of a long random secret (a token): how it is stored and looked up.
+
+    Tokens are long random strings, so a plain hash is enough to look them up and
+    useless to a thief; passwords, which are not, get argon2 (``accounts.py``).
+    """
+    return hashlib.sha256(secret.encode()).digest()
 
 
 class ApiIdentity(msgspec.Struct, frozen=True):

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from typing import Annotated, Final, Protocol, runtime_checkable
 
 import msgspec
 from litestar import Controller, get, post
@@ -19,7 +19,7 @@ from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.errors import Conflict, InvalidRequest, NotFound
 from deskside.console.events import Subscription
-from deskside.console.tickets.repository import TicketRepository
+from deskside.console.tickets.schemas import TicketView
 from deskside.protocol.errors import DesksideError
 
 from .events import CommandFinished, CommandOutputReceived, CommandStarted
@@ -36,6 +36,17 @@ __all__ = ["MAX_WAIT", "CommandController", "RunbookController"]
 MAX_WAIT: Final = 300.0
 
 TicketId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]
+
+
+@runtime_checkable
+class Tickets(Protocol):
+    """Where commands learn their ticket (the tickets' repository)."""
+
+    async def ticket(self, ticket_id: int) -> TicketView:
+        """A ticket; ``NotFound`` if unknown."""
+        ...
+
+
 CommandId = Annotated[str, Parameter(max_length=64)]
 
 
@@ -85,7 +96,7 @@ class CommandController(Controller):
 
     @get("/tickets/{ticket_id:int}/commands", guards=[requires(Scope.TICKETS_READ)])
     async def ticket_commands(
-        self, commands: CommandRepository, tickets: TicketRepository, ticket_id: TicketId
+        self, commands: CommandRepository, tickets: Tickets, ticket_id: TicketId
     ) -> list[CommandView]:
         """The commands run for a ticket, oldest first."""
         await tickets.ticket(ticket_id)
@@ -162,7 +173,7 @@ class RunbookController(Controller):
         identity: ApiIdentity,
         runbooks: RunbookRepository,
         runbook_runner: RunbookRunner,
-        tickets: TicketRepository,
+        tickets: Tickets,
         ticket_id: TicketId,
         name: Annotated[str, Parameter(max_length=64)],
         data: RunRunbook,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any, Protocol
 
 from deskside.console.agents import Agents
 from deskside.console.auth.identity import ApiIdentity
-from deskside.console.devices.repository import DeviceRepository
+from deskside.console.devices.schemas import DeviceView
 from deskside.console.errors import ConsoleError
-from deskside.console.tickets.repository import TicketRepository
+from deskside.console.timeline.schemas import EventView
 
 from .events import CommandFinished
 from .relay import CommandRelay
@@ -32,14 +33,32 @@ logger = logging.getLogger(__name__)
 _KEPT_RUNS = 1000
 
 
+class Devices(Protocol):
+    """Where a run learns its device's OS (the devices' repository)."""
+
+    async def get_device(self, device_id: str) -> DeviceView:
+        """One device; ``NotFound`` if unknown."""
+        ...
+
+
+class Timeline(Protocol):
+    """Where a run records its start and end (the tickets' repository)."""
+
+    async def add_timeline_event(
+        self, ticket_id: int, kind: str, *, actor: str, data: dict[str, Any]
+    ) -> EventView:
+        """Record something on a ticket's timeline."""
+        ...
+
+
 class RunbookRunner:
     """The runbook runs of this console process."""
 
     def __init__(
         self,
         commands: CommandRepository,
-        tickets: TicketRepository,
-        devices: DeviceRepository,
+        tickets: Timeline,
+        devices: Devices,
         relay: CommandRelay,
         agents: Agents,
     ) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from deskside.console.audit import chain as audit
-from deskside.console.auth.accounts import hash_secret
+from deskside.console.auth.identity import hash_secret
 from deskside.console.db import Database, get_row, utcnow
 from deskside.console.errors import EnrollmentRefused, InvalidRequest
 from deskside.console.events import DomainEvent

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol, runtime_checkable
 
 from litestar import Controller, get, patch, post
 from litestar.params import Parameter
 
 from deskside.console.auth.guards import require, requires
 from deskside.console.auth.identity import ApiIdentity, Scope
-from deskside.console.devices.presence import Presence
-from deskside.console.devices.snapshots import SnapshotRepository
+from deskside.console.devices.schemas import SnapshotInfo
 from deskside.console.errors import Conflict
 from deskside.console.timeline.schemas import EventView
 
@@ -18,7 +17,26 @@ from .lifecycle import TicketSource, TicketStatus
 from .repository import TicketRepository
 from .schemas import AttachDiagnostics, NewNote, NewTicket, TicketChanges, TicketDetail, TicketView
 
-__all__ = ["Limit", "Offset", "TicketController", "TicketId"]
+__all__ = ["Limit", "Offset", "SnapshotRequests", "Snapshots", "TicketController", "TicketId"]
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A device's snapshots on record (the devices' snapshot repository)."""
+
+    async def latest_snapshot(self, device_id: str) -> SnapshotInfo | None:
+        """The device's newest snapshot, if it has one."""
+        ...
+
+
+@runtime_checkable
+class SnapshotRequests(Protocol):
+    """Fresh snapshots from connected devices (the devices' presence)."""
+
+    async def request_snapshot(self, device_id: str, timeout: float) -> SnapshotInfo:
+        """Ask the device for a fresh snapshot and keep it."""
+        ...
+
 
 Limit = Annotated[int, Parameter(ge=1, le=500, description="At most this many results")]
 Offset = Annotated[int, Parameter(ge=0, le=10_000_000)]
@@ -103,8 +121,8 @@ class TicketController(Controller):
         tickets: TicketRepository,
         ticket_id: TicketId,
         data: AttachDiagnostics,
-        snapshots: SnapshotRepository,
-        presence: Presence,
+        snapshots: Snapshots,
+        presence: SnapshotRequests,
     ) -> EventView:
         """Attach the device's latest snapshot, or (``fresh``) ask the agent for a new one.
 

@@ -1,0 +1,260 @@
+"""``deskside-console tickets | ticket``: the queue, a ticket with its timeline, a new one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from deskside.console.clitools import (
+    LEVELS,
+    Context,
+    pass_context,
+    table,
+    when,
+)
+from deskside.console.store import Store
+from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
+from deskside.console.tickets.schemas import NewTicket, TicketDetail, TicketView
+
+# -- Tickets --------------------------------------------------------------------------------
+
+
+def _ticket_rows(tickets: Sequence[TicketView]) -> list[list[str]]:
+    return [
+        [
+            f"#{t.id}",
+            f"P{t.priority}",
+            t.status.value,
+            t.title if len(t.title) <= 50 else t.title[:49] + "…",
+            t.device_id or "-",
+            t.assignee or "-",
+            when(t.created_at),
+            when(t.resolution_due),
+        ]
+        for t in tickets
+    ]
+
+
+@click.command()
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in TicketStatus]),
+    help="Only these statuses (repeat for several); open ones by default.",
+)
+@click.option("--all", "everything", is_flag=True, help="Every ticket, whatever its status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@pass_context
+def tickets(ctx: Context, statuses: Sequence[str], everything: bool, limit: int) -> None:
+    """List tickets, newest first."""
+    if everything:
+        wanted: list[TicketStatus] = []
+    elif statuses:
+        wanted = [TicketStatus(s) for s in statuses]
+    else:
+        wanted = [s for s in TicketStatus if s not in (TicketStatus.RESOLVED, TicketStatus.CLOSED)]
+    views = ctx.run(lambda store: store.tickets.list_tickets(statuses=wanted, limit=limit))
+    headers = ["#", "PRIO", "STATUS", "TITLE", "DEVICE", "ASSIGNEE", "CREATED", "DUE"]
+    click.echo(table(headers, _ticket_rows(views)))
+
+
+@click.group()
+def ticket() -> None:
+    """One ticket."""
+
+
+@ticket.command("show")
+@click.argument("number", type=click.IntRange(1, 2**31 - 1))
+@pass_context
+def ticket_show(ctx: Context, number: int) -> None:
+    """A ticket and its whole timeline, diagnostics included."""
+
+    async def work(store: Store) -> tuple[TicketDetail, dict[int, dict[str, Any]]]:
+        detail = await store.tickets.get_ticket(number)
+        snapshots = {}
+        for event in detail.timeline:
+            if event.snapshot_id is not None:
+                snapshots[event.snapshot_id] = (
+                    await store.snapshots.get_snapshot(event.snapshot_id)
+                ).snapshot
+        return detail, snapshots
+
+    detail, snapshots = ctx.run(work)
+    t = detail.ticket
+    click.echo(f"Ticket #{t.id}: {t.title}")
+    click.echo(
+        f"  status     {t.status.value}    priority P{t.priority} "
+        f"(impact {t.impact}, urgency {t.urgency})"
+    )
+    click.echo(f"  requester  {t.requester or '-'}    device {t.device_id or '-'}")
+    click.echo(
+        f"  assignee   {t.assignee or '-'}    group {t.group or '-'}    "
+        f"category {t.category or '-'}"
+    )
+    click.echo(f"  created    {when(t.created_at)}    source {t.source}")
+    click.echo(f"  due        response {when(t.response_due)}, resolution {when(t.resolution_due)}")
+    click.echo("")
+    click.echo("  " + t.description.replace("\n", "\n  "))
+    click.echo("")
+    click.echo("Timeline:")
+    for event in detail.timeline:
+        click.echo(
+            f"  {when(event.at)}  {event.actor}  {event.kind}: {_describe(event.kind, event.data)}"
+        )
+        if event.snapshot_id is not None and event.snapshot_id in snapshots:
+            for line in _snapshot_summary(snapshots[event.snapshot_id]):
+                click.echo(f"      {line}")
+
+
+def _describe(kind: str, data: dict[str, Any]) -> str:
+    if kind == "note":
+        return str(data.get("text", ""))
+    if kind in ("status", "assignment"):
+        return f"{data.get('from') or '-'} -> {data.get('to') or '-'}"
+    if kind == "created":
+        priority, source = data.get("priority", "?"), data.get("source", "?")
+        return f"{data.get('title', '')} (P{priority}, from {source})"
+    if kind == "diagnostics":
+        return f"snapshot taken {str(data.get('taken_at', '?'))[:19]}"
+    if kind == "command" and data.get("script"):
+        args = " ".join(str(a) for a in data.get("argv", []))
+        return f"script {data['script']} {args}".rstrip()
+    if kind == "command":
+        return " ".join(str(a) for a in data.get("argv", []))
+    if kind == "command_refused":
+        what = " ".join(str(a) for a in data.get("argv", [])) or "terminal"
+        return f"{what}: refused ({data.get('reason', '')})"
+    if kind == "command_result":
+        result = f"{data.get('status')}, exit {data.get('exit_code')}"
+        if data.get("error"):
+            result += f" ({data['error']})"
+        tail = str(data.get("output_tail") or "").strip()
+        return result + ("\n        " + tail.replace("\n", "\n        ") if tail else "")
+    if kind == "shell":
+        return f"terminal opened (session {data.get('shell_session')})"
+    if kind == "shell_started":
+        return f"terminal started, allowed by {data.get('consent')}"
+    if kind == "shell_closed":
+        return (
+            f"terminal {data.get('status')}, exit {data.get('exit_code')}, "
+            f"{data.get('transcript_bytes', 0)} bytes recorded "
+            f"(shell-replay {data.get('shell_session')})"
+        )
+    if kind.startswith("screen_"):
+        return _describe_screen(kind, data)
+    return ", ".join(
+        f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
+        for k, v in data.items()
+    )
+
+
+def _describe_screen(kind: str, data: dict[str, Any]) -> str:
+    """A screen session's step (``deskside.console.screenrelay``), in words."""
+    session = data.get("screen_session")
+    if kind == "screen_requested":
+        return f"screen view asked of the user (session {session})"
+    if kind == "screen_viewer_joined":
+        return f"another viewer joined (session {session})"
+    if kind == "screen_started":
+        recorded = ", recorded" if data.get("recorded") else ""
+        return f"screen shared (consent: {data.get('consent')}{recorded})"
+    error = f" ({data['error']})" if data.get("error") else ""
+    if kind == "screen_refused":
+        return f"screen refused: {data.get('reason')}{error}"
+    if kind == "screen_control_requested":
+        return f"control of mouse and keyboard asked of the user (session {session})"
+    if kind == "screen_control_granted":
+        return f"control granted (consent: {data.get('consent')})"
+    if kind == "screen_control_refused":
+        return f"control refused: {data.get('reason')}{error}"
+    if kind == "screen_control_ended":
+        return f"control ended: {data.get('reason')}{error}"
+    if kind == "screen_ended":
+        text = f"screen session ended: {data.get('reason')}{error}"
+        if "frames" in data:
+            text += f", {data['frames']} frames in {data.get('duration', 0):.0f} s"
+        if data.get("drawings"):
+            text += f", {data['drawings']} drawings"
+        if data.get("recording_bytes"):
+            text += f", recording of {data['recording_bytes']} bytes"
+        return text
+    return ", ".join(f"{k} {v}" for k, v in data.items())
+
+
+def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:
+    """A few lines of what a technician looks at first."""
+    lines = []
+    os_info = snapshot.get("os") or {}
+    lines.append(
+        f"host {os_info.get('hostname', '?')}: "
+        f"{os_info.get('name', '?')} {os_info.get('release', '')}".rstrip()
+    )
+    memory = snapshot.get("memory")
+    if memory:
+        lines.append(
+            f"memory {memory.get('percent', 0):.0f}% used "
+            f"of {memory.get('total', 0) / 2**30:.1f} GiB"
+        )
+    cpu = snapshot.get("cpu")
+    if cpu:
+        lines.append(f"cpu {cpu.get('percent', 0):.0f}% ({cpu.get('logical', '?')} threads)")
+    for disk in (snapshot.get("disks") or [])[:4]:
+        lines.append(f"disk {disk.get('mountpoint')}: {disk.get('percent', 0):.0f}% used")
+    network = snapshot.get("network") or {}
+    for check in (network.get("checks") or [])[:4]:
+        lines.append(
+            f"{'ok  ' if check.get('ok') else 'FAIL'} "
+            f"{check.get('target')} {check.get('detail', '')}".rstrip()
+        )
+    failed = snapshot.get("failed_services") or []
+    if failed:
+        lines.append("failed services: " + ", ".join(s.get("name", "?") for s in failed[:6]))
+    for error in snapshot.get("errors") or []:
+        lines.append(f"(collector {error.get('collector')} failed: {error.get('error')})")
+    return lines
+
+
+@ticket.command("new")
+@click.option("--title", required=True)
+@click.option("--description", required=True)
+@click.option("--requester", default="")
+@click.option("--device", "device_id", default=None)
+@click.option("--impact", type=click.Choice(list(LEVELS)), default="low", show_default=True)
+@click.option("--urgency", type=click.Choice(list(LEVELS)), default="medium", show_default=True)
+@click.option("--category", default="")
+@pass_context
+def ticket_new(
+    ctx: Context,
+    title: str,
+    description: str,
+    requester: str,
+    device_id: str | None,
+    impact: str,
+    urgency: str,
+    category: str,
+) -> None:
+    """Open a ticket by hand (a phone call, a walk-in)."""
+    import msgspec
+
+    try:
+        new = msgspec.convert(
+            {
+                "title": title,
+                "description": description,
+                "requester": requester,
+                "device_id": device_id,
+                "impact": LEVELS[impact],
+                "urgency": LEVELS[urgency],
+                "category": category,
+            },
+            NewTicket,
+        )
+    except msgspec.ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    view, _ = ctx.run(
+        lambda store: store.tickets.create_ticket(new, actor="cli", source=TicketSource.CLI)
+    )
+    click.echo(f"Ticket #{view.id} opened (P{view.priority}, due {when(view.resolution_due)} UTC)")

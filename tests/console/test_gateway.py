@@ -1,0 +1,142 @@
+"""The gateway on its own: sessions, the handler table, refusals, a channel's end.
+
+A real store (SQLite in a temporary directory) and the real capabilities; the
+agents' channels are recording fakes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from deskside.console.db import migrate
+from deskside.console.devices.events import DeviceOffline, DeviceOnline
+from deskside.console.gateway import Gateway, Session
+from deskside.console.store import Store
+from deskside.protocol import crypto
+from deskside.protocol import messages as m
+
+HELLO = m.Hello(agent_version="1.0", os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian 12"))
+
+# Every message an agent sends that the console acts on, and the capability owning it.
+AGENT_TO_CONSOLE = {
+    m.Hello: "presence",
+    m.Heartbeat: "presence",
+    m.DiagnosticsSnapshot: "presence",
+    m.Error: "presence",
+    m.HelpRequest: "help_requests",
+    m.CommandStarted: "commands",
+    m.CommandOutput: "commands",
+    m.CommandExit: "commands",
+    m.ShellStarted: "terminals",
+    m.ShellData: "terminals",
+    m.ShellClosed: "terminals",
+    m.ScreenFrame: "screens",
+    m.ScreenStarted: "screens",
+    m.ScreenRefused: "screens",
+    m.ScreenEnded: "screens",
+    m.ScreenGuideStatus: "screens",
+    m.ScreenControlGranted: "screens",
+    m.ScreenControlRefused: "screens",
+    m.ScreenControlEnded: "screens",
+    m.ScreenControlPaused: "screens",
+}
+
+
+@dataclass
+class RecordingChannel:
+    """What the gateway sent to one agent."""
+
+    sent: list[m.Message] = field(default_factory=list)
+    closed: list[tuple[int, str]] = field(default_factory=list)
+
+    async def send(self, message: m.Message) -> None:
+        self.sent.append(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed.append((code, reason))
+
+
+@pytest.fixture
+async def gateway(database_url: str) -> AsyncIterator[Gateway]:
+    migrate(database_url)
+    store = Store.connect(database_url)
+    gateway = Gateway(store, crypto.generate_private_key())
+    try:
+        yield gateway
+    finally:
+        await store.close()
+
+
+async def connect(gateway: Gateway) -> tuple[Session, RecordingChannel]:
+    """An enrolled device with a daemon channel open, as the gateway would hold it."""
+    token = await gateway.store.devices.create_enrollment_token(
+        ttl=datetime.timedelta(hours=1), uses=1, group=None, created_by="test"
+    )
+    device = await gateway.store.devices.enroll(os.urandom(32), token.token)
+    channel = RecordingChannel()
+    session = Session(device.id, channel)  # type: ignore[arg-type]
+    gateway.sessions.setdefault(device.id, []).append(session)
+    return session, channel
+
+
+def test_every_agent_message_has_one_owner(gateway: Gateway) -> None:
+    assert gateway.handlers.types() == set(AGENT_TO_CONSOLE)
+    for capability in set(AGENT_TO_CONSOLE.values()):
+        assert getattr(gateway, capability) in gateway.capabilities
+
+
+async def test_hello_marks_a_daemon_and_its_device_online(gateway: Gateway) -> None:
+    session, _ = await connect(gateway)
+    seen = gateway.store.bus.subscribe(DeviceOnline, DeviceOffline, topic=session.device_id)
+    with pytest.raises(Exception, match="not connected"):
+        gateway.daemon_session(session.device_id)
+    await gateway.dispatch(session, HELLO)
+    assert session.is_daemon
+    assert gateway.daemon_session(session.device_id) is session
+    assert (await gateway.store.devices.get_device(session.device_id)).online
+    assert isinstance(seen.get_nowait(), DeviceOnline)
+    # Its channel closes: the device goes offline (the gateway's finally does this).
+    gateway.sessions.pop(session.device_id)
+    for capability in gateway.capabilities:
+        await capability.agent_gone(session)
+    assert not (await gateway.store.devices.get_device(session.device_id)).online
+    assert isinstance(seen.get_nowait(), DeviceOffline)
+
+
+async def test_a_help_request_becomes_one_ticket_and_is_acknowledged(gateway: Gateway) -> None:
+    session, channel = await connect(gateway)
+    request = m.HelpRequest(request_id="r-1", description="Printer jams\nagain", created_at=0.0)
+    await gateway.dispatch(session, request)
+    await gateway.dispatch(session, request)  # sent again after a reconnect
+    tickets = await gateway.store.tickets.list_tickets()
+    assert [(t.title, t.device_id) for t in tickets] == [("Printer jams", session.device_id)]
+    assert channel.sent == [m.Ack(request_id="r-1", ticket_id=tickets[0].id)] * 2
+
+
+async def test_a_refusal_goes_back_to_the_agent_as_an_error(gateway: Gateway) -> None:
+    session, channel = await connect(gateway)
+    await gateway.store.devices.revoke_device(session.device_id)
+    # A help request from a device whose row is gone is refused, not a crash.
+    other = Session("d" + "0" * 19, session.channel)
+    request = m.HelpRequest(request_id="r-2", description="x", created_at=0.0)
+    await gateway.dispatch(other, request)
+    (error,) = channel.sent
+    assert isinstance(error, m.Error)
+    assert error.code == m.ErrorCode.BAD_REQUEST
+    assert "no device" in error.message
+
+
+async def test_a_message_nobody_handles_is_logged_not_fatal(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="deskside.console.gateway")
+    session, channel = await connect(gateway)
+    await gateway.dispatch(session, m.Ack(request_id="nothing"))
+    assert channel.sent == []
+    assert "sent an unexpected Ack" in caplog.text
