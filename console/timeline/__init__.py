@@ -1,0 +1,1 @@
+"""A ticket's timeline: every step taken on it, typed, in order."""
