@@ -25,7 +25,7 @@ from deskside.console.errors import Conflict, ConsoleError, Forbidden, NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.tickets.lifecycle import is_open
 from deskside.console.tickets.models import Ticket
-from deskside.console.timeline import add_sync
+from deskside.console.timeline import add_sync, typed
 
 from .identity import ApiIdentity, Scope
 
@@ -117,9 +117,11 @@ def record_refusal(
         add_sync(
             conn,
             ticket.id,
-            f"{what}_refused",
+            typed(
+                f"{what}_refused",
+                {**{k: v for k, v in data.items() if k in shown}, "reason": str(refusal)},
+            ),
             actor=identity.actor,
-            data={**{k: v for k, v in data.items() if k in shown}, "reason": str(refusal)},
             at=now,
             events=events,
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, Final
 
+from msgspec import UNSET
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from deskside.console.audit import chain as audit
@@ -25,7 +26,7 @@ from deskside.console.db import Database, utcnow
 from deskside.console.errors import ConsoleError, InvalidRequest, NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.timeline import add as add_entry
-from deskside.console.timeline import add_sync
+from deskside.console.timeline import add_sync, kinds
 from deskside.protocol import messages as m
 
 from .events import CommandFinished, CommandStarted
@@ -113,17 +114,16 @@ class CommandRepository:
             add_sync(
                 conn,
                 ticket_id,
-                "command",
+                kinds.Command(
+                    command=command_id,
+                    argv=tuple(new.argv),
+                    device=device_id,
+                    shell=new.shell,
+                    timeout=new.timeout,
+                    runbook_run=runbook_run or UNSET,
+                    script=UNSET if new.script is None else new.script,
+                ),
                 actor=identity.actor,
-                data={
-                    "command": command_id,
-                    "argv": new.argv,
-                    "device": device_id,
-                    "shell": new.shell,
-                    "timeout": new.timeout,
-                    **({"runbook_run": runbook_run} if runbook_run else {}),
-                    **({"script": new.script} if new.script is not None else {}),
-                },
                 at=now,
                 events=events,
             )
@@ -281,20 +281,19 @@ class CommandRepository:
             add_sync(
                 conn,
                 row.ticket_id,
-                "command_result",
+                kinds.CommandResult(
+                    command=row.id,
+                    argv=tuple(row.argv),
+                    status=row.status,
+                    exit_code=row.exit_code,
+                    duration=row.duration,
+                    consent=row.consent,
+                    error=row.error,
+                    output_bytes=row.output_bytes,
+                    output_tail=tail,
+                    output_truncated=row.output_truncated,
+                ),
                 actor=f"agent:{device_id}",
-                data={
-                    "command": row.id,
-                    "argv": row.argv,
-                    "status": row.status,
-                    "exit_code": row.exit_code,
-                    "duration": row.duration,
-                    "consent": row.consent,
-                    "error": row.error,
-                    "output_bytes": row.output_bytes,
-                    "output_tail": tail,
-                    "output_truncated": row.output_truncated,
-                },
                 at=now,
                 events=events,
             )
@@ -328,9 +327,8 @@ class CommandRepository:
                 await add_entry(
                     session,
                     row.ticket_id,
-                    "command_result",
+                    kinds.CommandResult(command=row.id, status=row.status, error=row.error),
                     actor="system",
-                    data={"command": row.id, "status": row.status, "error": row.error},
                     at=row.finished_at,
                     events=events,
                 )

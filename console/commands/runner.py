@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import Protocol
 
 from deskside.console.agents import Agents
 from deskside.console.auth.identity import ApiIdentity
 from deskside.console.devices.schemas import DeviceView
 from deskside.console.errors import ConsoleError
-from deskside.console.timeline.schemas import EventView
+from deskside.console.timeline.kinds import EventData, RunbookResult, RunbookStarted, TimelineEntry
 
 from .events import CommandFinished
 from .relay import CommandRelay
@@ -45,8 +45,8 @@ class Timeline(Protocol):
     """Where a run records its start and end (the tickets' repository)."""
 
     async def add_timeline_event(
-        self, ticket_id: int, kind: str, *, actor: str, data: dict[str, Any]
-    ) -> EventView:
+        self, ticket_id: int, entry: EventData, *, actor: str
+    ) -> TimelineEntry:
         """Record something on a ticket's timeline."""
         ...
 
@@ -84,14 +84,13 @@ class RunbookRunner:
         run_id = uuid.uuid4().hex
         await self._tickets.add_timeline_event(
             ticket_id,
-            "runbook",
+            RunbookStarted(
+                run=run_id,
+                runbook=runbook.name,
+                params=values,
+                steps=tuple(s.name for s in runbook.steps),
+            ),
             actor=identity.actor,
-            data={
-                "run": run_id,
-                "runbook": runbook.name,
-                "params": values,
-                "steps": [s.name for s in runbook.steps],
-            },
         )
         task = asyncio.create_task(
             self._run_steps(run_id, ticket_id, runbook, values, identity, device_id, reason),
@@ -156,9 +155,8 @@ class RunbookRunner:
         try:
             await self._tickets.add_timeline_event(
                 ticket_id,
-                "runbook_result",
+                RunbookResult(run=run_id, runbook=runbook.name, status=status, detail=detail),
                 actor="system",
-                data={"run": run_id, "runbook": runbook.name, "status": status, "detail": detail},
             )
         except Exception:
             logger.exception("cannot record the end of runbook run %s", run_id)

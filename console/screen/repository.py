@@ -15,6 +15,7 @@ from deskside.console.errors import NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.tickets.models import Ticket
 from deskside.console.timeline import add as add_entry
+from deskside.console.timeline import kinds, typed
 
 from .models import ScreenRecording
 
@@ -72,9 +73,10 @@ class ScreenRepository:
                 await add_entry(
                     session,
                     ticket_id,
-                    "screen_viewer_joined" if join else "screen_requested",
+                    (kinds.ScreenViewerJoined if join else kinds.ScreenRequested)(
+                        screen_session=session_id, device=device, what="view"
+                    ),
                     actor=identity.actor,
-                    data={"screen_session": session_id, "device": device, "what": "view"},
                     at=now,
                     events=events,
                 )
@@ -99,7 +101,9 @@ class ScreenRepository:
         async with self._db.transaction(events=events) as session:
             ticket = await get_row(session, Ticket, ticket_id, "ticket", lock=True)
             ticket.updated_at = now
-            await add_entry(session, ticket_id, kind, actor=actor, data=data, at=now, events=events)
+            await add_entry(
+                session, ticket_id, typed(kind, data), actor=actor, at=now, events=events
+            )
             await audit.append(
                 session,
                 actor=actor,

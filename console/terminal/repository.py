@@ -12,6 +12,7 @@ from deskside.console.db import Database, utcnow
 from deskside.console.errors import NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.timeline import add as add_entry
+from deskside.console.timeline import kinds
 
 from .models import ShellSession
 from .schemas import TerminalStatus, TerminalView
@@ -69,9 +70,8 @@ class TerminalRepository:
                 await add_entry(
                     session,
                     ticket_id,
-                    "shell",
+                    kinds.Shell(shell_session=session_id, device=device),
                     actor=identity.actor,
-                    data={"shell_session": session_id, "device": device},
                     at=now,
                     events=events,
                 )
@@ -98,9 +98,8 @@ class TerminalRepository:
                 await add_entry(
                     session,
                     row.ticket_id,
-                    "shell_started",
+                    kinds.ShellStarted(shell_session=row.id, consent=row.consent),
                     actor=f"agent:{device_id}",
-                    data=data,
                     at=now,
                     events=events,
                 )
@@ -141,16 +140,15 @@ class TerminalRepository:
                 await add_entry(
                     session,
                     row.ticket_id,
-                    "shell_closed",
+                    kinds.ShellClosed(
+                        shell_session=row.id,
+                        status=str(status),
+                        exit_code=exit_code,
+                        error=row.error,
+                        consent=row.consent,
+                        transcript_bytes=len(transcript),
+                    ),
                     actor=row.requested_by,
-                    data={
-                        "shell_session": row.id,
-                        "status": str(status),
-                        "exit_code": exit_code,
-                        "error": row.error,
-                        "consent": row.consent,
-                        "transcript_bytes": len(transcript),
-                    },
                     at=now,
                     events=events,
                 )

@@ -17,6 +17,7 @@ from deskside.console.clitools import (
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketDetail, TicketView
+from deskside.console.timeline.describe import describe, label
 
 # -- Tickets --------------------------------------------------------------------------------
 
@@ -102,86 +103,11 @@ def ticket_show(ctx: Context, number: int) -> None:
     click.echo("Timeline:")
     for event in detail.timeline:
         click.echo(
-            f"  {when(event.at)}  {event.actor}  {event.kind}: {_describe(event.kind, event.data)}"
+            f"  {when(event.at)}  {event.actor}  {label(event.data)}: {describe(event.data)}"
         )
         if event.snapshot_id is not None and event.snapshot_id in snapshots:
             for line in _snapshot_summary(snapshots[event.snapshot_id]):
                 click.echo(f"      {line}")
-
-
-def _describe(kind: str, data: dict[str, Any]) -> str:
-    if kind == "note":
-        return str(data.get("text", ""))
-    if kind in ("status", "assignment"):
-        return f"{data.get('from') or '-'} -> {data.get('to') or '-'}"
-    if kind == "created":
-        priority, source = data.get("priority", "?"), data.get("source", "?")
-        return f"{data.get('title', '')} (P{priority}, from {source})"
-    if kind == "diagnostics":
-        return f"snapshot taken {str(data.get('taken_at', '?'))[:19]}"
-    if kind == "command" and data.get("script"):
-        args = " ".join(str(a) for a in data.get("argv", []))
-        return f"script {data['script']} {args}".rstrip()
-    if kind == "command":
-        return " ".join(str(a) for a in data.get("argv", []))
-    if kind == "command_refused":
-        what = " ".join(str(a) for a in data.get("argv", [])) or "terminal"
-        return f"{what}: refused ({data.get('reason', '')})"
-    if kind == "command_result":
-        result = f"{data.get('status')}, exit {data.get('exit_code')}"
-        if data.get("error"):
-            result += f" ({data['error']})"
-        tail = str(data.get("output_tail") or "").strip()
-        return result + ("\n        " + tail.replace("\n", "\n        ") if tail else "")
-    if kind == "shell":
-        return f"terminal opened (session {data.get('shell_session')})"
-    if kind == "shell_started":
-        return f"terminal started, allowed by {data.get('consent')}"
-    if kind == "shell_closed":
-        return (
-            f"terminal {data.get('status')}, exit {data.get('exit_code')}, "
-            f"{data.get('transcript_bytes', 0)} bytes recorded "
-            f"(shell-replay {data.get('shell_session')})"
-        )
-    if kind.startswith("screen_"):
-        return _describe_screen(kind, data)
-    return ", ".join(
-        f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
-        for k, v in data.items()
-    )
-
-
-def _describe_screen(kind: str, data: dict[str, Any]) -> str:
-    """A screen session's step (``deskside.console.screenrelay``), in words."""
-    session = data.get("screen_session")
-    if kind == "screen_requested":
-        return f"screen view asked of the user (session {session})"
-    if kind == "screen_viewer_joined":
-        return f"another viewer joined (session {session})"
-    if kind == "screen_started":
-        recorded = ", recorded" if data.get("recorded") else ""
-        return f"screen shared (consent: {data.get('consent')}{recorded})"
-    error = f" ({data['error']})" if data.get("error") else ""
-    if kind == "screen_refused":
-        return f"screen refused: {data.get('reason')}{error}"
-    if kind == "screen_control_requested":
-        return f"control of mouse and keyboard asked of the user (session {session})"
-    if kind == "screen_control_granted":
-        return f"control granted (consent: {data.get('consent')})"
-    if kind == "screen_control_refused":
-        return f"control refused: {data.get('reason')}{error}"
-    if kind == "screen_control_ended":
-        return f"control ended: {data.get('reason')}{error}"
-    if kind == "screen_ended":
-        text = f"screen session ended: {data.get('reason')}{error}"
-        if "frames" in data:
-            text += f", {data['frames']} frames in {data.get('duration', 0):.0f} s"
-        if data.get("drawings"):
-            text += f", {data['drawings']} drawings"
-        if data.get("recording_bytes"):
-            text += f", recording of {data['recording_bytes']} bytes"
-        return text
-    return ", ".join(f"{k} {v}" for k, v in data.items())
 
 
 def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:

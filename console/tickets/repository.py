@@ -17,8 +17,9 @@ from deskside.console.db import Database, get_row, utcnow
 from deskside.console.devices.models import Device, Snapshot
 from deskside.console.errors import InvalidRequest
 from deskside.console.events import DomainEvent
+from deskside.console.timeline import kinds
+from deskside.console.timeline.kinds import TimelineEntry
 from deskside.console.timeline.models import TicketEvent
-from deskside.console.timeline.schemas import EventView
 from deskside.protocol import messages as m
 
 from . import lifecycle
@@ -92,15 +93,14 @@ class TicketRepository:
                 await entries.add(
                     session,
                     ticket.id,
-                    "created",
+                    kinds.Created(
+                        title=new.title,
+                        source=str(source),
+                        priority=priority,
+                        impact=new.impact,
+                        urgency=new.urgency,
+                    ),
                     actor=actor,
-                    data={
-                        "title": new.title,
-                        "source": str(source),
-                        "priority": priority,
-                        "impact": new.impact,
-                        "urgency": new.urgency,
-                    },
                     at=now,
                     events=events,
                 )
@@ -220,14 +220,19 @@ class TicketRepository:
             ticket.updated_at = now
             for kind, data in steps:
                 await entries.add(
-                    session, ticket.id, kind, actor=actor, data=data, at=now, events=events
+                    session,
+                    ticket.id,
+                    entries.typed(kind, data),
+                    actor=actor,
+                    at=now,
+                    events=events,
                 )
             view = ticket_view(ticket)
             changed = sorted({k for kind, d in steps for k in (d if kind == "change" else [kind])})
             events.append(TicketChanged(ticket_id=ticket.id, ticket=view, fields=tuple(changed)))
             return view
 
-    async def add_note(self, ticket_id: int, text: str, *, actor: str) -> EventView:
+    async def add_note(self, ticket_id: int, text: str, *, actor: str) -> TimelineEntry:
         """Add a note to a ticket's timeline."""
         if not 1 <= len(text) <= 65536:
             raise InvalidRequest("a note is 1-65536 characters")
@@ -239,10 +244,12 @@ class TicketRepository:
             if ticket.first_response_at is None and actor.startswith(("user:", "api:")):
                 ticket.first_response_at = now
             return await entries.add(
-                session, ticket_id, "note", actor=actor, data={"text": text}, at=now, events=events
+                session, ticket_id, kinds.Note(text=text), actor=actor, at=now, events=events
             )
 
-    async def attach_snapshot(self, ticket_id: int, snapshot_id: int, *, actor: str) -> EventView:
+    async def attach_snapshot(
+        self, ticket_id: int, snapshot_id: int, *, actor: str
+    ) -> TimelineEntry:
         """Attach a device's snapshot to a ticket; it is then kept for good."""
         now = utcnow()
         events: list[DomainEvent] = []
@@ -261,17 +268,15 @@ class TicketRepository:
             return lifecycle.is_open((await get_row(session, Ticket, ticket_id, "ticket")).status)
 
     async def add_timeline_event(
-        self, ticket_id: int, kind: str, *, actor: str, data: dict[str, Any]
-    ) -> EventView:
+        self, ticket_id: int, entry: kinds.EventData, *, actor: str
+    ) -> TimelineEntry:
         """Record something on a ticket's timeline (a runbook's start or end, say)."""
         now = utcnow()
         events: list[DomainEvent] = []
         async with self._db.transaction(events=events) as session:
             ticket = await get_row(session, Ticket, ticket_id, "ticket", lock=True)
             ticket.updated_at = now
-            return await entries.add(
-                session, ticket_id, kind, actor=actor, data=data, at=now, events=events
-            )
+            return await entries.add(session, ticket_id, entry, actor=actor, at=now, events=events)
 
 
 async def _diagnostics_entry(
@@ -281,13 +286,12 @@ async def _diagnostics_entry(
     snapshot: Snapshot,
     now: Any,
     events: list[DomainEvent],
-) -> EventView:
+) -> TimelineEntry:
     return await entries.add(
         session,
         ticket_id,
-        "diagnostics",
+        kinds.Diagnostics(taken_at=snapshot.taken_at.isoformat(), schema=snapshot.schema),
         actor=actor,
-        data={"taken_at": snapshot.taken_at.isoformat(), "schema": snapshot.schema},
         at=now,
         events=events,
         snapshot_id=snapshot.id,

@@ -11,7 +11,7 @@ from deskside.console.auth.guards import require, requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.devices.schemas import SnapshotInfo
 from deskside.console.errors import Conflict
-from deskside.console.timeline.schemas import EventView
+from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketSource, TicketStatus
 from .repository import TicketRepository
@@ -110,7 +110,7 @@ class TicketController(Controller):
         tickets: TicketRepository,
         ticket_id: TicketId,
         data: NewNote,
-    ) -> EventView:
+    ) -> TimelineEntry:
         """Add a note to a ticket's timeline (201)."""
         return await tickets.add_note(ticket_id, data.text, actor=identity.actor)
 
@@ -123,7 +123,7 @@ class TicketController(Controller):
         data: AttachDiagnostics,
         snapshots: Snapshots,
         presence: SnapshotRequests,
-    ) -> EventView:
+    ) -> TimelineEntry:
         """Attach the device's latest snapshot, or (``fresh``) ask the agent for a new one.
 
         409 when the ticket has no device, the device has no snapshot, or (fresh)

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from deskside.console.timeline.schemas import EventView
+from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketStatus
 
@@ -99,4 +99,4 @@ class TicketDetail(msgspec.Struct, frozen=True, kw_only=True):
     """A ticket with its whole timeline, oldest first."""
 
     ticket: TicketView
-    timeline: list[EventView]
+    timeline: list[TimelineEntry]

@@ -40,15 +40,21 @@ from .kinds import (
     TimelineData,
     Unknown,
     encode,
+    kind_of,
 )
 
-__all__ = ["describe"]
+__all__ = ["describe", "label"]
 
 _T = TypeVar("_T")
 _D = TypeVar("_D")
 
 # How the output's last lines are set off under the entry's own line.
 _TAIL_INDENT = "\n        "
+
+
+def label(entry: TimelineData) -> str:
+    """The entry's kind as stored (an ``Unknown`` entry's own, not "unknown")."""
+    return entry.stored_kind if isinstance(entry, Unknown) else str(kind_of(entry))
 
 
 def describe(entry: TimelineData) -> str:

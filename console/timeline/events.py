@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from deskside.console.events import DomainEvent
 
-from .schemas import EventView
+from .kinds import TimelineEntry
 
 __all__ = ["TimelineEntryAdded"]
 
@@ -17,4 +17,4 @@ class TimelineEntryAdded(DomainEvent, frozen=True, kw_only=True, tag="timeline.e
     topic_field: ClassVar[str | None] = "ticket_id"
 
     ticket_id: int
-    entry: EventView
+    entry: TimelineEntry

@@ -15,6 +15,7 @@ from deskside.console.tickets.events import TicketChanged, TicketCreated
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketChanges
 from deskside.console.timeline.events import TimelineEntryAdded
+from deskside.console.timeline.kinds import Created, EventKind
 
 
 class Pinged(DomainEvent, frozen=True, kw_only=True, tag="test.pinged"):
@@ -80,7 +81,9 @@ async def test_events_are_published_after_commit_and_not_after_rollback(
         assert created[0].topic == str(ticket.id)
         entry = created[1]
         assert isinstance(entry, TimelineEntryAdded)
-        assert (entry.entry.kind, entry.entry.data["title"]) == ("created", "Printer")
+        assert entry.entry.kind == EventKind.CREATED
+        assert isinstance(entry.entry.data, Created)
+        assert entry.entry.data.title == "Printer"
         # A refused change rolls back: nothing is published.
         with pytest.raises(Exception, match="cannot become"):
             await store.tickets.update_ticket(

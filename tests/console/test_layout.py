@@ -24,7 +24,7 @@ PUBLIC = {
     "auth": SHARED | {"identity", "guards", "access"},
     "audit": SHARED | {"chain"},
     "tickets": SHARED | {"lifecycle"},
-    "timeline": SHARED | {"entries"},  # timeline.add / add_sync
+    "timeline": SHARED | {"entries", "kinds", "describe"},  # typed entries, written and read
 }
 
 

@@ -21,6 +21,7 @@ from deskside.console.db.sqlite import Checkpointer, InlineSQLite
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource
 from deskside.console.tickets.schemas import NewTicket
+from deskside.console.timeline.kinds import Note
 
 ADMIN = ApiIdentity(actor="api:test", scopes=frozenset({"commands:run"}))
 
@@ -112,7 +113,7 @@ async def test_a_locked_database_is_waited_for_off_the_loop(store: Store, tmp_pa
     note = await asyncio.wait_for(writing, 10)
     timeline = (await store.tickets.get_ticket(ticket)).timeline
     assert timeline[-1].id == note.id
-    assert timeline[-1].data["text"] == "written once the lock is free"
+    assert timeline[-1].data == Note(text="written once the lock is free")
 
 
 async def test_a_cancelled_wait_leaves_the_connection_usable(store: Store, tmp_path: Path) -> None:
@@ -127,9 +128,9 @@ async def test_a_cancelled_wait_leaves_the_connection_usable(store: Store, tmp_p
     with pytest.raises(asyncio.CancelledError):
         await writing
     note = await store.tickets.add_note(ticket, "afterwards", actor="user:alice")
-    texts = [e.data.get("text") for e in (await store.tickets.get_ticket(ticket)).timeline]
-    assert "afterwards" in texts
-    assert note.data["text"] == "afterwards"
+    notes = [e.data for e in (await store.tickets.get_ticket(ticket)).timeline]
+    assert Note(text="afterwards") in notes
+    assert note.data == Note(text="afterwards")
     assert (await store.commands.get_command(command)).id == command
 
 

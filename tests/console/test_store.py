@@ -25,6 +25,7 @@ from deskside.console.schema import Base
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketChanges
+from deskside.console.timeline.kinds import Change, Note, NumberChange
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
 from deskside.protocol.enrollment import device_id
@@ -284,7 +285,8 @@ async def test_changing_impact_recomputes_priority_and_due_times(store: Store) -
     assert changed.resolution_due - changed.created_at == 4 * HOUR
     event = (await store.tickets.get_ticket(ticket.id)).timeline[-1]
     assert event.kind == "change"
-    assert event.data["priority"] == {"from": 5, "to": 1}
+    assert isinstance(event.data, Change)
+    assert event.data.priority == NumberChange(from_=5, to=1)
 
 
 async def test_notes_and_filters(store: Store) -> None:
@@ -297,7 +299,7 @@ async def test_notes_and_filters(store: Store) -> None:
         source=TicketSource.CLI,
     )
     note = await store.tickets.add_note(a.id, "called the user", actor="user:alice")
-    assert note.data == {"text": "called the user"}
+    assert note.data == Note(text="called the user")
     await store.tickets.update_ticket(
         b.id, TicketChanges(status=TicketStatus.RESOLVED), actor="user:a"
     )

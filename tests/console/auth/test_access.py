@@ -17,6 +17,7 @@ from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketChanges
 from deskside.console.timeline.events import TimelineEntryAdded
+from deskside.console.timeline.kinds import CommandRefused
 
 ADMIN = ApiIdentity(
     actor="user:root", scopes=frozenset({"commands:run"}), username="root", role="admin"
@@ -115,8 +116,9 @@ async def test_a_refusal_is_recorded_on_the_audit_log_and_the_ticket(store: Stor
     await store.db.run(refuse, events=events)
     (entry,) = [e for e in events if isinstance(e, TimelineEntryAdded)]
     assert entry.entry.kind == "command_refused"
-    assert entry.entry.data == {"argv": ["id"], "reason": str(entry.entry.data["reason"])}
-    assert "bob may not act" in entry.entry.data["reason"]
+    assert isinstance(entry.entry.data, CommandRefused)
+    assert entry.entry.data.argv == ("id",)
+    assert "bob may not act" in entry.entry.data.reason
     (audit,) = await store.audit.log(limit=1)
     assert (audit.action, audit.actor, audit.data["device"]) == (
         "command.refused",

@@ -288,17 +288,22 @@ def test_the_openapi_document_types_every_kind() -> None:
     assert "frames" not in schemas["ScreenEnded"]["required"]
 
 
-def test_no_name_clashes_with_the_console_api(tmp_path: Path) -> None:
-    """Litestar names a component after its class, and renames both of two classes of
-    one name after their modules: the console's own components keep their names."""
+def test_the_api_document_types_the_timeline(tmp_path: Path) -> None:
+    """The REST API gives tickets' timelines typed, and Litestar (which names a
+    component after its class, and renames two classes of one name after their
+    modules) keeps every component's own name."""
     from deskside.console.app import build_app
+    from deskside.console.gateway import Gateway
+    from deskside.console.store import Store
+    from deskside.protocol import crypto
 
-    # Neither the store nor the gateway is used to build the document.
-    alone = build_app(None, None, tmp_path)  # type: ignore[arg-type]
-    before = set(alone.openapi_schema.to_schema()["components"]["schemas"])
-    app = build_app(None, None, tmp_path)  # type: ignore[arg-type]
-    app.register(_entry)
-    after = set(app.openapi_schema.to_schema()["components"]["schemas"])
-    assert "TimelineEntry" in after
-    assert before <= after
-    assert not [name for name in after if re.fullmatch(r"[a-z0-9_]+_[A-Z]\w*", name)]
+    # Building the document touches neither the database nor an agent.
+    store = Store.connect(f"sqlite:///{tmp_path}/unused.db")
+    app = build_app(store, Gateway(store, crypto.generate_private_key()), tmp_path)
+    schemas = app.openapi_schema.to_schema()["components"]["schemas"]
+    assert "TimelineEntry" in schemas
+    detail = schemas["TicketDetail"]["properties"]["timeline"]
+    assert detail["items"]["$ref"].endswith("/TimelineEntry")
+    for cls in typing.get_args(EventData):
+        assert cls.__name__ in schemas
+    assert not [name for name in schemas if re.fullmatch(r"[a-z0-9_]+_[A-Z]\w*", name)]
