@@ -52,12 +52,17 @@ try {
     & $Python @PyArgs $Fetch $Enrollment $Wheel $Work
     if ($LASTEXITCODE -ne 0) { Fail 'could not fetch the agent from the console' }
 
-    # 2. An environment of the agent's own; the wheel over whatever was there.
+    # 2. An environment of the agent's own; the wheel over whatever was there (forced:
+    # pip keeps an installed copy of the same version), then the dependencies of its
+    # agent extra (none of the console's), from the package index.
     $VenvPython = Join-Path $Venv 'Scripts\python.exe'
     if (-not (Test-Path $VenvPython)) { & $Python @PyArgs -m venv $Venv }
-    & $VenvPython -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps (Join-Path $Work $Wheel)
-    & $VenvPython -m pip install --quiet --disable-pip-version-check (Join-Path $Work $Wheel)
+    $WheelPath = Join-Path $Work $Wheel
+    & $VenvPython -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $WheelPath
     if ($LASTEXITCODE -ne 0) { Fail 'pip could not install the agent' }
+    $WheelUrl = ([Uri]$WheelPath).AbsoluteUri  # file:///C:/..., spaces escaped
+    & $VenvPython -m pip install --quiet --disable-pip-version-check "deskside[agent] @ $WheelUrl"
+    if ($LASTEXITCODE -ne 0) { Fail "pip could not install the agent's dependencies" }
 
     # 3. Enroll (or keep the identity, on an upgrade) and register the service.
     $Scope = if ($User) { '--user' } else { '--system' }

@@ -63,12 +63,17 @@ main() {
 @FETCH_PY@
 DESKSIDE_FETCH_PY
 
-    # 2. An environment of the agent's own; the wheel over whatever was there.
+    # 2. An environment of the agent's own; the wheel over whatever was there (forced:
+    # pip keeps an installed copy of the same version), then the dependencies of its
+    # agent extra (none of the console's), from the package index.
     mkdir -p "$AGENT_HOME"
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         --force-reinstall --no-deps "$WORK/$WHEEL"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$WORK/$WHEEL"
+    WHEEL_URL=$("$VENV/bin/python" -c \
+        'import pathlib, sys; print(pathlib.Path(sys.argv[1]).absolute().as_uri())' "$WORK/$WHEEL")
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "deskside[agent] @ $WHEEL_URL"
 
     # The command on the PATH, for 'deskside-agent help' (not for a custom DESKSIDE_AGENT_HOME).
     if [ -z "${DESKSIDE_AGENT_HOME:-}" ]; then

@@ -19,7 +19,8 @@ need_debs() {
     fi
 }
 
-# ensure_venv [EXTRAS]: .venv with the project installed editable, with those extras.
+# ensure_venv [EXTRAS]: .venv with the project installed editable, with those extras
+# (comma-separated: agent, console, test; see pyproject.toml).
 ensure_venv() {
     local target=.
     [ -n "${1:-}" ] && target=".[$1]"

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-ensure_venv
+ensure_venv agent,console  # both sides: the demo runs a console and an agent
 exec .venv/bin/deskside-console --data-dir ./data demo "$@"

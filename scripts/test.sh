@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # systemd: systemd-analyze verify and, in a systemd-nspawn container (systemd-container),
 # the agent installed as a real system service (tests/installer).
 need_debs postgresql xvfb xdotool python3-tk chromium systemd systemd-container
-ensure_venv test
+ensure_venv agent,console,test
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

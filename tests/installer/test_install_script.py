@@ -4,7 +4,8 @@ The line that ``token create --install-line`` prints is run in a fresh directory
 (with ``sh -s`` instead of ``sudo sh -s``, for the user, and the service
 registration pointed at ``none``: systemd is not this machine's init, so no unit
 is started here). It creates a virtual environment, installs the wheel fetched
-with the pinned certificate, and leaves an agent the console knows.
+with the pinned certificate and the dependencies of its agent extra (none of the
+console's), and leaves an agent the console knows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.consoleproc import ConsoleProcess
+from tests.test_dependencies import CONSOLE_ONLY, agent_side_imports
 
 
 def _sh_line(console: ConsoleProcess) -> str:
@@ -61,6 +63,13 @@ def test_install_line_leaves_an_enrolled_agent_and_upgrades_in_place(
     version = subprocess.run([agent, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("deskside-agent, version ")
     assert device in console.cli("devices").stdout
+    # Its environment has the agent's dependencies, enough for every agent-side
+    # module, and none of the console's.
+    found = agent_side_imports(str(agent_home / "venv" / "bin" / "python"))
+    assert not found["failed"]
+    assert {"psutil", "msgspec", "numpy"} <= set(found["distributions"])
+    leaked = CONSOLE_ONLY & set(found["distributions"])
+    assert not leaked
 
     # Again, with a new token: an upgrade that keeps the identity.
     again = _run(_sh_line(console), env)
