@@ -395,7 +395,7 @@ async def test_a_technician_who_may_not_act_on_the_ticket_is_refused(
     assert "commands:run" in await page.evaluate("window.deskside.screen.reason")
     # The refusal is on the ticket, with the session it would have been.
     (refusal,) = [e for e in timeline(console, token, ticket) if e["kind"] == "screen_refused"]
-    assert set(refusal["data"]) == {"screen_session", "reason"}
+    assert set(refusal["data"]) == {"kind", "screen_session", "reason"}  # typed: its kind too
     assert "commands:run" in refusal["data"]["reason"]
     assert refusal["actor"].startswith("api:")
     page = await open_viewer(browser, console, ticket, "dsk_not-a-token-at-all")
