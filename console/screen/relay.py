@@ -62,7 +62,14 @@ from deskside.protocol.errors import ConnectionClosed
 
 from . import remote as screenremote
 from .events import ScreenSessionEnded, ScreenSessionStarted
-from .session import RECORDING_MAGIC, AgentLink, ScreenRelay, ScreenViewer, Timeline
+from .session import (
+    RECORDING_MAGIC,
+    AgentLink,
+    ScreenRelay,
+    ScreenViewer,
+    SessionState,
+    Timeline,
+)
 
 __all__ = ["ScreenHub", "pack_frame"]
 
@@ -153,14 +160,14 @@ class ScreenHub:
         """The session of this ticket, device and technician still going, if any."""
         for relay in self.relays.values():
             key = (relay.ticket_id, relay.device_id, relay.actor)
-            if key == (ticket_id, device_id, actor) and relay.state != "ended":
+            if key == (ticket_id, device_id, actor) and relay.state != SessionState.ENDED:
                 return relay
         return None
 
     def busy(self, device_id: str) -> ScreenRelay | None:
         """A session of another technician (or ticket) on this device, if any."""
         for relay in self.relays.values():
-            if relay.device_id == device_id and relay.state != "ended":
+            if relay.device_id == device_id and relay.state != SessionState.ENDED:
                 return relay
         return None
 
@@ -222,7 +229,7 @@ class ScreenHub:
         """A viewer went away; the last one ends the session."""
         relay.viewers.discard(viewer)
         relay.remote.video_ok.pop(viewer, None)
-        if relay.state == "ended":
+        if relay.state == SessionState.ENDED:
             return
         if relay.viewers:
             await self._ack(relay)
@@ -269,7 +276,7 @@ class ScreenHub:
             logger.debug("device %s: %s for no session", agent.device_id, type(message).__name__)
             return
         if isinstance(message, m.ScreenFrame):
-            if relay.state != "started":
+            if relay.state != SessionState.STARTED:
                 return
             packed = pack_frame(message)
             relay.record(packed)
@@ -288,7 +295,7 @@ class ScreenHub:
             if not relay.viewers:
                 await self.leave(relay, ScreenViewer(actor=relay.actor))
         elif isinstance(message, m.ScreenStarted):
-            relay.state = "started"
+            relay.state = SessionState.STARTED
             relay.started_at = time.monotonic()
             relay.started = {
                 "type": "started",
@@ -326,7 +333,7 @@ class ScreenHub:
                 {"consent": message.consent, "recorded": relay.recording is not None},
             )
         elif isinstance(message, screenremote.AGENT_MESSAGES):
-            if relay.state == "started":
+            if relay.state == SessionState.STARTED:
                 await screenremote.from_agent(relay, message, self._timeline)
         elif isinstance(message, m.ScreenRefused):
             await self._end(relay, "screen_refused", message.reason, message.error)
@@ -359,7 +366,7 @@ class ScreenHub:
             await self._send(relay, m.ScreenAck(session_id=relay.session_id, seq=seq))
 
     async def _send(self, relay: ScreenRelay, message: m.Message) -> None:
-        if relay.state == "ended":
+        if relay.state == SessionState.ENDED:
             return
         with contextlib.suppress(ConnectionClosed):
             await relay.agent.channel.send(message)
@@ -367,9 +374,9 @@ class ScreenHub:
     async def _end(
         self, relay: ScreenRelay, kind: str, reason: m.ScreenEndReason, error: str
     ) -> None:
-        if relay.state == "ended":
+        if relay.state == SessionState.ENDED:
             return
-        relay.state = "ended"
+        relay.state = SessionState.ENDED
         self.relays.pop(relay.session_id, None)
         what = "refused" if kind == "screen_refused" else "ended"
         self._broadcast(relay, {"type": what, "reason": str(reason), "error": error})

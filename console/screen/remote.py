@@ -34,7 +34,7 @@ import msgspec
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed
 
-from .session import ScreenRelay, ScreenViewer, Timeline
+from .session import ControlState, ScreenRelay, ScreenViewer, SessionState, Timeline
 
 __all__ = [
     "AGENT_MESSAGES",
@@ -82,7 +82,7 @@ async def from_viewer(
 ) -> None:
     """A guidance, control or input message from a viewer of ``relay``."""
     remote = relay.remote
-    if relay.state != "started" or viewer.actor != relay.actor:
+    if relay.state != SessionState.STARTED or viewer.actor != relay.actor:
         viewer.put({"type": "error", "status": 409, "detail": "the session is not on"})
         return
     now = time.monotonic()
@@ -99,11 +99,13 @@ async def from_viewer(
         event = _checked(_input_decoder, text, kind, relay, viewer)
         if event is None:
             return
-        if remote.control != "on" or not remote.inputs.consume(now):
+        if remote.control != ControlState.ON or not remote.inputs.consume(now):
             remote.inputs_refused += 1
             if now - remote.refused_told > 1.0:
                 remote.refused_told = now
-                reason = "control is not granted" if remote.control != "on" else "too fast"
+                reason = (
+                    "control is not granted" if remote.control != ControlState.ON else "too fast"
+                )
                 viewer.put({"type": "input_refused", "reason": reason})
             return
         remote.inputs_relayed += 1
@@ -118,21 +120,21 @@ async def from_viewer(
         remote.mode = choice.mode
         await apply_mode(relay)
     elif kind == "control_request":
-        if remote.control != "off":
+        if remote.control != ControlState.OFF:
             viewer.put({"type": "control", "state": remote.control})
             return
         if not remote.requests.consume(now):
             viewer.put({"type": "error", "status": 429, "detail": "asked too often"})
             return
-        remote.control = "asking"
-        _broadcast(relay, {"type": "control", "state": "asking"})
+        remote.control = ControlState.ASKING
+        _broadcast(relay, {"type": "control", "state": ControlState.ASKING})
         await record_step(timeline, relay, "screen_control_requested", relay.actor, {})
         await _send(relay, m.ScreenControlRequest(session_id=relay.session_id))
     elif kind == "control_release":
-        if remote.control == "off":
+        if remote.control == ControlState.OFF:
             return
         was = remote.control
-        remote.control = "off"
+        remote.control = ControlState.OFF
         await _send(
             relay,
             m.ScreenControlEnded(
@@ -141,8 +143,8 @@ async def from_viewer(
                 error="the technician gave control back",
             ),
         )
-        _broadcast(relay, {"type": "control", "state": "off", "reason": "released"})
-        kind_ = "screen_control_ended" if was == "on" else "screen_control_refused"
+        _broadcast(relay, {"type": "control", "state": ControlState.OFF, "reason": "released"})
+        kind_ = "screen_control_ended" if was == ControlState.ON else "screen_control_refused"
         await record_step(timeline, relay, kind_, relay.actor, {"reason": "released"})
 
 
@@ -169,7 +171,7 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
         }
         _broadcast(relay, remote.guidance)
     elif isinstance(message, m.ScreenControlGranted):
-        if remote.control != "asking":
+        if remote.control != ControlState.ASKING:
             # Withdrawn meanwhile: control goes off again at once.
             await _send(
                 relay,
@@ -180,12 +182,12 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
                 ),
             )
             return
-        remote.control = "on"
+        remote.control = ControlState.ON
         _broadcast(
             relay,
             {
                 "type": "control",
-                "state": "on",
+                "state": ControlState.ON,
                 "consent": message.consent,
                 "takeback_seconds": message.takeback_seconds,
             },
@@ -194,8 +196,8 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
             timeline, relay, "screen_control_granted", agent, {"consent": message.consent}
         )
     elif isinstance(message, m.ScreenControlRefused):
-        if remote.control == "asking":
-            remote.control = "off"
+        if remote.control == ControlState.ASKING:
+            remote.control = ControlState.OFF
         _broadcast(
             relay,
             {
@@ -213,14 +215,14 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
             {"reason": str(message.reason), "error": message.error},
         )
     elif isinstance(message, m.ScreenControlEnded):
-        if remote.control != "on":
+        if remote.control != ControlState.ON:
             return
-        remote.control = "off"
+        remote.control = ControlState.OFF
         _broadcast(
             relay,
             {
                 "type": "control",
-                "state": "off",
+                "state": ControlState.OFF,
                 "reason": str(message.reason),
                 "error": message.error,
             },
@@ -239,8 +241,8 @@ async def from_agent(relay: ScreenRelay, message: m.Message, timeline: Timeline)
 async def session_ended(relay: ScreenRelay, timeline: Timeline) -> dict[str, Any]:
     """The session ended: control with it (recorded); the counts for its end."""
     remote = relay.remote
-    if remote.control == "on":
-        remote.control = "off"
+    if remote.control == ControlState.ON:
+        remote.control = ControlState.OFF
         await record_step(
             timeline,
             relay,
@@ -248,7 +250,7 @@ async def session_ended(relay: ScreenRelay, timeline: Timeline) -> dict[str, Any
             f"agent:{relay.device_id}",
             {"reason": "session_ended"},
         )
-    remote.control = "off"
+    remote.control = ControlState.OFF
     return remote.summary()
 
 
@@ -258,7 +260,7 @@ def _broadcast(relay: ScreenRelay, item: dict[str, Any]) -> None:
 
 
 async def _send(relay: ScreenRelay, message: m.Message) -> None:
-    if relay.state == "ended":
+    if relay.state == SessionState.ENDED:
         return
     try:
         await relay.agent.channel.send(message)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -57,6 +58,8 @@ from deskside.console.store import Store
 from .remote import VIEWER_TYPES
 from .repository import ScreenRepository
 from .session import ScreenRelay, ScreenViewer
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["STATIC_DIR", "ScreenController", "screen_socket", "viewer_files"]
 
@@ -188,8 +191,12 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
         pass
     finally:
         reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await reader
+        except asyncio.CancelledError:
+            pass  # what cancel() is for
+        except Exception:
+            logger.exception("screen %s: the viewer's reader failed", relay.session_id)
         await hub.leave(relay, viewer)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await socket.close()

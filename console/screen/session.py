@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import struct
 import time
 from dataclasses import dataclass, field
@@ -20,11 +21,30 @@ __all__ = [
     "RECORDING_CAP",
     "RECORDING_MAGIC",
     "AgentLink",
+    "ControlState",
     "RemoteRelay",
     "ScreenRelay",
     "ScreenViewer",
+    "SessionState",
     "Timeline",
 ]
+
+
+class SessionState(enum.StrEnum):
+    """Where a relayed screen session is."""
+
+    ASKING = "asking"  # the device's user is asked
+    STARTED = "started"  # frames flow
+    ENDED = "ended"
+
+
+class ControlState(enum.StrEnum):
+    """Whether the technician controls the pointer and keyboard (a second consent)."""
+
+    OFF = "off"
+    ASKING = "asking"
+    ON = "on"
+
 
 RECORDING_MAGIC: Final = b"DSR1"
 # Largest recording kept per session; frames beyond it are relayed, not recorded.
@@ -56,8 +76,7 @@ def _bucket(rate: float, burst: int) -> TokenBucket:
 class RemoteRelay:
     """Guidance and control state of one relayed session."""
 
-    # "off", "asking" (the user is asked), "on".
-    control: str = "off"
+    control: ControlState = ControlState.OFF
     # The last guidance status from the agent, for viewers who join later.
     guidance: dict[str, Any] | None = None
     guides: TokenBucket = field(default_factory=lambda: _bucket(GUIDE_RATE, GUIDE_BURST))
@@ -79,7 +98,7 @@ class RemoteRelay:
         items: list[dict[str, Any]] = []
         if self.guidance is not None:
             items.append(self.guidance)
-        if self.control != "off":
+        if self.control != ControlState.OFF:
             items.append({"type": "control", "state": self.control})
         return items
 
@@ -176,8 +195,7 @@ class ScreenRelay:
     actor: str
     agent: AgentLink
     viewers: set[ScreenViewer] = field(default_factory=set)
-    # "asking" (consent), "started", "ended".
-    state: str = "asking"
+    state: SessionState = SessionState.ASKING
     # The "started" message, for viewers who join later.
     started: dict[str, Any] | None = None
     # The last frame seq received, and the highest acknowledged to the agent.

@@ -9,7 +9,7 @@ from typing import Any
 
 from deskside.console.screen.session import GUIDE_BURST, ScreenViewer
 from deskside.protocol import messages as m
-from tests.console.test_screenrelay import Link, open_hub, started
+from tests.console.screen.test_relay import Link, open_hub, started
 
 
 def drain(viewer: ScreenViewer) -> list[Any]:

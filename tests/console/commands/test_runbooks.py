@@ -13,7 +13,7 @@ import pytest
 from deskside.console.commands.runbooks import builtin_runbooks, parse_runbooks
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConfigError
-from tests.console.test_commands import PlayedAgent, agent, api, console, new_ticket  # noqa: F401
+from tests.console.commands.test_routes import PlayedAgent, agent, api, console, new_ticket  # noqa: F401
 from tests.consoleproc import ConsoleProcess
 from tests.helpers import script
 
