@@ -22,7 +22,7 @@ from .commands.cli import run, runbook
 from .config import DataDir, default_data_dir
 from .devices.cli import device, devices, token
 from .screen.cli import screen
-from .terminal.cli import shell, shell_replay
+from .terminal.cli import shell, shell_replay, terminal, terminal_replay
 from .tickets.cli import ticket, tickets
 
 __all__ = ["main"]
@@ -154,6 +154,8 @@ for _command in (
     ticket,
     run,
     runbook,
+    terminal,
+    terminal_replay,
     shell,
     shell_replay,
     screen,

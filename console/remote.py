@@ -210,7 +210,7 @@ async def open_terminal(
     cols, rows = shutil.get_terminal_size()
     query = {"cols": str(cols), "rows": str(rows)} | ({"device": device} if device else {})
     base = server_base_url(config).replace("https://", "wss://").replace("http://", "ws://")
-    url = f"{base}/api/v1/tickets/{ticket}/shell?{urlencode(query)}"
+    url = f"{base}/api/v1/tickets/{ticket}/terminal?{urlencode(query)}"
     context: ssl.SSLContext | None = None
     if config.tls_cert is not None:
         context = ssl.create_default_context(cafile=str(config.tls_cert))

@@ -165,7 +165,7 @@ async def test_commands_and_a_terminal_from_the_console_to_the_agent(
 
     # An interactive terminal: typed input is echoed by a real shell on a PTY.
     code, stdout, _ = await console_cli(
-        console, "shell", "--ticket", number, "--as", "admin",
+        console, "terminal", "--ticket", number, "--as", "admin",
         stdin=b"echo hello-from-the-pty; exit 3\n",
     )  # fmt: skip
     assert code == 3

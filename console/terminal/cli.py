@@ -1,8 +1,11 @@
-"""``deskside-console shell | shell-replay``: a terminal on a ticket's device, and its replay."""
+"""``deskside-console terminal | terminal-replay``: a terminal on a ticket's device, and its
+replay. ``shell`` and ``shell-replay``, their names before, still work (hidden).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import sys
 
@@ -15,16 +18,16 @@ from deskside.console.clitools import (
 )
 
 
-@click.command()
+@click.command("terminal")
 @click.option("--ticket", "ticket_id", type=click.IntRange(1, 2**31 - 1), required=True)
 @click.option("--device", "device_id", default=None, help="Another device than the ticket's.")
 @click.option("--as", "username", default=None, help="The technician [default: your login name].")
 @pass_context
-def shell(ctx: Context, ticket_id: int, device_id: str | None, username: str | None) -> None:
+def terminal(ctx: Context, ticket_id: int, device_id: str | None, username: str | None) -> None:
     """An interactive terminal on a ticket's device, recorded to the ticket.
 
     The device's policy and its user decide whether it opens. Exits with the
-    shell's exit code (126 if refused). Replay it with 'shell-replay'.
+    shell's exit code (126 if refused). Replay it with 'terminal-replay'.
     """
     from deskside.console.remote import open_terminal
 
@@ -43,12 +46,12 @@ def shell(ctx: Context, ticket_id: int, device_id: str | None, username: str | N
     click.get_current_context().exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)
 
 
-@click.command("shell-replay")
+@click.command("terminal-replay")
 @click.argument("session_id")
 @click.option("--speed", type=click.FloatRange(0.1, 100), default=1.0, show_default=True)
 @click.option("--cast", is_flag=True, help="Print the asciinema v2 cast instead of playing it.")
 @pass_context
-def shell_replay(ctx: Context, session_id: str, speed: float, cast: bool) -> None:
+def terminal_replay(ctx: Context, session_id: str, speed: float, cast: bool) -> None:
     """Play back a terminal session recorded on a ticket."""
     from deskside.console.remote import replay
 
@@ -57,3 +60,15 @@ def shell_replay(ctx: Context, session_id: str, speed: float, cast: bool) -> Non
         sys.stdout.buffer.write(transcript)
         return
     replay(transcript, speed, sys.stdout)
+
+
+def _hidden(command: click.Command, name: str) -> click.Command:
+    """``command`` under its old name, kept working but no longer listed."""
+    alias = copy.copy(command)
+    alias.name, alias.hidden = name, True
+    return alias
+
+
+# The commands' names before "terminal" was the one word for the concept.
+shell = _hidden(terminal, "shell")
+shell_replay = _hidden(terminal_replay, "shell-replay")

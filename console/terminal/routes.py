@@ -1,4 +1,5 @@
-"""The technicians' terminal endpoint: ``/api/v1/tickets/{id}/shell`` (a WebSocket).
+"""The technicians' terminal endpoint: ``/api/v1/tickets/{id}/terminal`` (a WebSocket;
+``.../shell``, its name before, still works), and terminal sessions on record.
 
 Authorization is a bearer token, as for the REST API, with the rights of running
 a command. Once open, binary messages are terminal bytes both ways; text
@@ -53,7 +54,7 @@ def _size(value: str | None, default: int) -> int:
     return size
 
 
-@websocket("/api/v1/tickets/{ticket_id:int}/shell")
+@websocket(["/api/v1/tickets/{ticket_id:int}/terminal", "/api/v1/tickets/{ticket_id:int}/shell"])
 async def shell_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ignore[type-arg]
     """An interactive terminal on the ticket's device, relayed and recorded."""
     store: Store = socket.app.state.store
@@ -136,17 +137,24 @@ async def _from_client(socket: WebSocket, hub: TerminalHub, relay: TerminalRelay
 class TerminalController(Controller):
     """Terminal sessions on record."""
 
-    path = "/api/v1/shells"
+    path = "/api/v1"
     tags = ["terminal"]  # noqa: RUF012 - Litestar's API
 
-    @get("/{session_id:str}", guards=[requires(Scope.TICKETS_READ)])
+    # ``/shells/...``: the paths' names before "terminal" was the one word for it.
+    @get(
+        ["/terminals/{session_id:str}", "/shells/{session_id:str}"],
+        guards=[requires(Scope.TICKETS_READ)],
+    )
     async def terminal_view(
         self, terminals: TerminalRepository, session_id: Annotated[str, Parameter(max_length=64)]
     ) -> TerminalView:
         """A terminal session: who, when, how it ended."""
         return await terminals.get_terminal(session_id)
 
-    @get("/{session_id:str}/transcript", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        ["/terminals/{session_id:str}/transcript", "/shells/{session_id:str}/transcript"],
+        guards=[requires(Scope.TICKETS_READ)],
+    )
     async def terminal_transcript(
         self, terminals: TerminalRepository, session_id: Annotated[str, Parameter(max_length=64)]
     ) -> Response[bytes]:

@@ -86,7 +86,7 @@ def describe(entry: TimelineData) -> str:
         case ShellClosed():
             return (
                 f"terminal {entry.status}, exit {entry.exit_code}, "
-                f"{entry.transcript_bytes} bytes recorded (shell-replay {entry.shell_session})"
+                f"{entry.transcript_bytes} bytes recorded (terminal-replay {entry.shell_session})"
             )
         case ScreenRequested():
             return f"screen view asked of the user (session {entry.screen_session})"

@@ -383,12 +383,14 @@ async def test_terminal_is_relayed_recorded_and_replayable(
     await agent.channel.send(m.ShellClosed(session_id=opened.session_id, exit_code=0))
     assert await asyncio.wait_for(process.wait(), 10) == 0
 
+    assert api.get(f"/api/v1/terminals/{opened.session_id}").json()["consent"] == "user"
+    # The paths' and commands' names before "terminal" still work.
     assert api.get(f"/api/v1/shells/{opened.session_id}").json()["consent"] == "user"
     shown = console.cli("ticket", "show", str(ticket)).stdout
     assert f"terminal opened (session {opened.session_id})" in shown
     assert "terminal started, allowed by user" in shown
     assert "terminal closed, exit 0" in shown
-    cast = console.cli("shell-replay", opened.session_id, "--cast").stdout.splitlines()
+    cast = console.cli("terminal-replay", opened.session_id, "--cast").stdout.splitlines()
     header = json.loads(cast[0])
     assert header["version"] == 2
     events = [json.loads(line) for line in cast[1:]]
@@ -408,7 +410,7 @@ async def test_terminal_refused_on_the_device(
     ticket = new_ticket(api, agent.id)
     process = await asyncio.create_subprocess_exec(
         script("deskside-console"), "--data-dir", str(console.data_dir),
-        "shell", "--ticket", str(ticket), "--as", "admin",
+        "terminal", "--ticket", str(ticket), "--as", "admin",
         stdin=PIPE, stdout=PIPE, stderr=PIPE,
     )  # fmt: skip
     opened = await agent.next_request()
@@ -430,7 +432,7 @@ async def test_terminal_resize_and_refusals_over_the_websocket(
 
     ticket = new_ticket(api, agent.id)
     token = console.api_token("commands:run", "tickets:read")
-    url = f"wss://127.0.0.1:{console.port}/api/v1/tickets/{ticket}/shell?cols=100&rows=30"
+    url = f"wss://127.0.0.1:{console.port}/api/v1/tickets/{ticket}/terminal?cols=100&rows=30"
     async with ws_connect(
         url, additional_headers={"Authorization": f"Bearer {token}"}, ssl=console.ssl_context()
     ) as websocket:

@@ -181,7 +181,7 @@ CASES: list[tuple[str, TimelineData, str]] = [
             consent="user",
             transcript_bytes=2048,
         ),
-        "terminal closed, exit 0, 2048 bytes recorded (shell-replay s1)",
+        "terminal closed, exit 0, 2048 bytes recorded (terminal-replay s1)",
     ),
     (
         "screen-requested",
