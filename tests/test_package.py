@@ -66,7 +66,7 @@ def test_wheel_installs_only_the_deskside_namespace(tmp_path: Path) -> None:
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))
     )
-    assert b"deskside-agent = deskside.agent.cli:main" in entry_points
+    assert b"deskside-agent = deskside.installer.cli:main" in entry_points
     assert b"deskside-console = deskside.console.cli:main" in entry_points
 
 
