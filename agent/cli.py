@@ -1,8 +1,10 @@
 """The ``deskside-agent`` command: the end-user side of Deskside.
 
 Exit codes: 0 success, 1 an error (message on stderr), 2 a usage error, 3 from
-``status`` when the agent is not enrolled. Only this module turns Deskside's
-exceptions into messages and exit codes.
+``status`` when the agent is not enrolled. Only this module (and the installer's
+commands, which ``deskside.installer.cli`` adds to this group for the
+``deskside-agent`` script) turns Deskside's exceptions into messages and exit codes.
+The agent never imports the installer: imports go ``installer -> agent``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from .spool import Spool
 from .state import daemon_alive, read_status, read_tickets
 from .uplink import describe_failure, is_refusal, refusal_reason
 
-__all__ = ["EXIT_NOT_ENROLLED", "main"]
+__all__ = ["EXIT_NOT_ENROLLED", "enrollment_error", "explicit_paths", "main"]
 
 # ``deskside-agent status`` exits with this when the agent is not enrolled.
 EXIT_NOT_ENROLLED = 3
@@ -128,7 +130,7 @@ def main(ctx: click.Context, config_dir: Path | None, state_dir: Path | None, ve
 # -- enroll ------------------------------------------------------------------------------
 
 
-def _enrollment_error(exc: DesksideError) -> click.ClickException:
+def enrollment_error(exc: DesksideError) -> click.ClickException:
     """What ``enroll`` and ``install`` tell the user when enrolling failed."""
     if isinstance(exc, HandshakeError):
         if is_refusal(exc):
@@ -190,7 +192,7 @@ def enroll(
             )
         config, identity = asyncio.run(do_enroll(paths, enrollment, force=force))
     except DesksideError as exc:
-        raise _enrollment_error(exc) from exc
+        raise enrollment_error(exc) from exc
     click.echo(f"Enrolled with {config.console_url}.")
     click.echo(f"Device id: {identity.device_id}")
 
@@ -418,40 +420,15 @@ def _hand_over(
     )
 
 
-# -- install, uninstall -------------------------------------------------------------------
+# -- For commands added by other packages ---------------------------------------------
 
 
-def _scope_option(func: Any) -> Any:
-    func = click.option(
-        "--user",
-        "scope",
-        flag_value="user",
-        help="For you only, in your desktop session (screen sharing needs it).",
-    )(func)
-    return click.option(
-        "--system",
-        "scope",
-        flag_value="system",
-        default=True,
-        help="For the whole machine, at boot, as its own account (the default; needs root).",
-    )(func)
+def explicit_paths(ctx: click.Context) -> AgentPaths | None:
+    """The directories given as options or environment variables, if any were.
 
-
-def _manager_option(func: Any) -> Any:
-    from deskside.installer import MANAGERS
-
-    return click.option(
-        "--service-manager",
-        type=click.Choice(MANAGERS),
-        default="auto",
-        show_default=True,
-        envvar="DESKSIDE_AGENT_SERVICE_MANAGER",
-        help="Which to register with; 'none' enrolls and sets up files only (containers).",
-    )(func)
-
-
-def _explicit_paths(ctx: click.Context) -> AgentPaths | None:
-    """The directories given as options or environment variables, if any were."""
+    For commands that have defaults of their own when none were given (the
+    installer's ``install`` and ``uninstall``).
+    """
     import os
 
     root = ctx.find_root()
@@ -459,58 +436,6 @@ def _explicit_paths(ctx: click.Context) -> AgentPaths | None:
     if given or os.environ.get(CONFIG_DIR_ENV) or os.environ.get(STATE_DIR_ENV):
         return _paths(ctx)
     return None
-
-
-@main.command()
-@click.argument("enrollment_string", metavar="ENROLLMENT-STRING")
-@_scope_option
-@_manager_option
-@click.option("--force", is_flag=True, help="Enroll again even if enrolled with another console.")
-@click.pass_context
-def install(
-    ctx: click.Context, enrollment_string: str, scope: str, service_manager: str, force: bool
-) -> None:
-    """Enroll this machine and run the agent as a service.
-
-    Run it again (with a new version of the agent installed) to upgrade: an agent
-    already enrolled with the same console keeps its identity, and the service is
-    registered again and restarted.
-    """
-    from deskside.installer import Scope
-    from deskside.installer import service_manager as pick
-    from deskside.installer.installation import install_agent
-
-    try:
-        manager = pick(service_manager)
-        done = install_agent(
-            enrollment_string, Scope(scope), manager, _explicit_paths(ctx), force=force
-        )
-    except DesksideError as exc:
-        raise _enrollment_error(exc) from exc
-    verb = "Upgraded in place (identity kept)" if done.upgraded else "Enrolled and installed"
-    click.echo(f"{verb}: device {done.device_id}")
-    click.echo(f"Configuration: {done.spec.config_dir}; state and log: {done.spec.state_dir}")
-    click.echo(done.description)
-
-
-@main.command()
-@_scope_option
-@_manager_option
-@click.option("--keep-data", is_flag=True, help="Keep the identity, configuration and logs.")
-@click.pass_context
-def uninstall(ctx: click.Context, scope: str, service_manager: str, keep_data: bool) -> None:
-    """Stop and remove the agent's service, and (without --keep-data) its data."""
-    from deskside.installer import Scope
-    from deskside.installer import service_manager as pick
-    from deskside.installer.installation import uninstall_agent
-
-    try:
-        manager = pick(service_manager)
-        done = uninstall_agent(Scope(scope), manager, _explicit_paths(ctx), keep_data=keep_data)
-    except DesksideError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for line in done:
-        click.echo(line)
 
 
 # -- status ------------------------------------------------------------------------------

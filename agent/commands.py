@@ -63,9 +63,11 @@ from typing import Any, Final
 import msgspec
 
 from deskside.channel import Channel
+from deskside.channel.dispatch import HandlerTable
 from deskside.protocol import codec
 from deskside.protocol.errors import ConnectionClosed, DesksideError
 from deskside.protocol.messages import (
+    CommandCancel,
     CommandExit,
     CommandOutput,
     CommandRequest,
@@ -369,6 +371,14 @@ class CommandService:
 
     # -- Messages from the console -------------------------------------------------------
 
+    def register(self, table: HandlerTable[Channel]) -> None:
+        """Route the console's ``CommandRequest`` and ``CommandCancel`` to this service.
+
+        ``Ack`` is not among them: it also acknowledges help requests, so the daemon
+        owns it and asks ``acknowledged()`` first."""
+        table.register(CommandRequest, self.request)
+        table.register(CommandCancel, self.cancel)
+
     async def request(self, channel: Channel, request: CommandRequest) -> None:
         """A ``CommandRequest``: start it, unless its id is known (never runs twice)."""
         command_id = request.command_id
@@ -403,8 +413,9 @@ class CommandService:
             self._start(channel, run, request, busy), name=f"deskside-command-{command_id}"
         )
 
-    def cancel(self, command_id: str) -> None:
+    async def cancel(self, channel: Channel, message: CommandCancel) -> None:
         """A ``CommandCancel``: end the command's process tree (or its consent prompt)."""
+        command_id = message.command_id
         run = self._runs.get(command_id)
         if run is None or run.exited or run.stop is None or run.stop.done():
             logger.info("cancel for command %s, which is not running here", command_id)

@@ -11,26 +11,37 @@ Theory of operation::
 * Before each attempt the configuration is read again, so a re-enrollment (or a
   new heartbeat setting) is picked up without restarting the daemon.
 * A session sends ``Hello``, then runs three things until the channel closes:
-  the receive loop (answers ``SnapshotRequest``, handles ``Ack`` / ``Error``),
-  the heartbeat loop, and the spool loop, which sends every spooled help request
-  after connecting and whenever new ones appear.
+  the receive loop, the heartbeat loop, and the spool loop, which sends every
+  spooled help request after connecting and whenever new ones appear.
+* The receive loop looks each message's type up in one table
+  (``deskside.channel.dispatch.HandlerTable``) and awaits its handler; a type
+  without one is logged at debug level and ignored. Each owner registers its own
+  messages (``register(table)``)::
+
+      SnapshotRequest, Ack, Error            ──> the daemon (this module)
+      CommandRequest, CommandCancel          ──> CommandService
+      ShellOpen, ShellData, ShellResize,
+        ShellClosed                          ──> TerminalService
+      ScreenOpen, ScreenAck, ScreenSettings,
+        ScreenKeyframeRequest, ScreenSetMode,
+        ScreenEnded, Guide*, ScreenControl*,
+        Input*                               ──> ScreenService
+
+  A new message is one handler in the module that owns it and one registration.
 * A request is sent once per session (``_in_flight``); it is deleted from the
   spool only when its ``Ack`` arrives, and sent again in a later session if the
   Ack never came. The console files one ticket per request id.
 * A console that refuses the device (close code 4003: unknown or revoked) is an
   ERROR in the log, and the daemon keeps trying at the capped backoff: an
   administrator may re-admit the device.
-* Remote commands (``CommandRequest``, ``CommandCancel``, their ``Ack``) go to the
-  ``CommandService`` (``deskside.agent.commands``), terminals (``ShellOpen``,
-  ``ShellData``, ``ShellResize``, ``ShellClosed``) to the ``TerminalService``
-  (``deskside.agent.terminal``). Both run in their own tasks, under the policy of
-  the configuration in force, and write the audit log (``deskside.agent.audit``).
-  Command results outlive a session: they are spooled and delivered after the
-  next connect (``recover()`` at start picks up those of an earlier run);
-  terminals end with their session.
-* Screen sessions (``ScreenOpen``, ``ScreenAck``, ``ScreenKeyframeRequest``,
-  ``ScreenSettings``, ``ScreenEnded``, ``ScreenSetMode``, guidance, control and
-  input) go to the ``ScreenService``
+* Remote commands go to the ``CommandService`` (``deskside.agent.commands``;
+  an ``Ack`` reaches it through the daemon, which asks it first), terminals to the
+  ``TerminalService`` (``deskside.agent.terminal``). Both run in their own tasks,
+  under the policy of the configuration in force, and write the audit log
+  (``deskside.agent.audit``). Command results outlive a session: they are spooled
+  and delivered after the next connect (``recover()`` at start picks up those of
+  an earlier run); terminals end with their session.
+* Screen sessions (view, guidance, control and input) go to the ``ScreenService``
   (``deskside.agent.screen.service``), under the ``[screen]`` policy; the capture
   and codec libraries are imported only when a session is allowed.
 * SIGTERM / SIGINT set the stop event: running commands' process trees and open
@@ -59,35 +70,17 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from deskside.channel import Channel
+from deskside.channel.dispatch import HandlerTable
 from deskside.protocol.connection import CloseCode
 from deskside.protocol.errors import ConfigError, ConnectionClosed, DesksideError
 from deskside.protocol.messages import (
     Ack,
-    CommandCancel,
-    CommandRequest,
     DiagnosticsSnapshot,
     Error,
     ErrorCode,
-    GuideClear,
-    GuideDraw,
-    GuidePointer,
     Heartbeat,
-    InputKey,
-    InputPointer,
     Message,
     Metrics,
-    ScreenAck,
-    ScreenControlEnded,
-    ScreenControlRequest,
-    ScreenEnded,
-    ScreenKeyframeRequest,
-    ScreenOpen,
-    ScreenSetMode,
-    ScreenSettings,
-    ShellClosed,
-    ShellData,
-    ShellOpen,
-    ShellResize,
     SnapshotRequest,
 )
 
@@ -227,6 +220,18 @@ class Daemon:
         self._screens = ScreenService(
             self._audit, lambda: self._config.screen, consent_lock=consent_lock
         )
+        # What to do with each type of message from the console: every service
+        # registers the messages it owns.
+        self._handlers: HandlerTable[Channel] = HandlerTable()
+        self._register(self._handlers)
+        self._commands.register(self._handlers)
+        self._terminals.register(self._handlers)
+        self._screens.register(self._handlers)
+
+    @property
+    def handlers(self) -> HandlerTable[Channel]:
+        """The receive loop's table: message type from the console -> its handler."""
+        return self._handlers
 
     @property
     def status(self) -> DaemonStatus:
@@ -478,47 +483,15 @@ class Daemon:
 
     # -- Messages from the console ------------------------------------------------------
 
+    def _register(self, table: HandlerTable[Channel]) -> None:
+        """Route the messages the daemon answers itself: snapshots, ``Ack``, ``Error``."""
+        table.register(SnapshotRequest, self._snapshot_requested)
+        table.register(Ack, self._acknowledged)
+        table.register(Error, self._console_error)
+
     async def _handle(self, channel: Channel, message: Message) -> None:
-        """Act on one message from the console."""
-        if isinstance(message, SnapshotRequest):
-            await self._snapshot_requested(channel, message)
-        elif isinstance(message, Ack):
-            await self._acknowledged(message)
-        elif isinstance(message, Error):
-            await self._console_error(message)
-        elif isinstance(message, CommandRequest):
-            await self._commands.request(channel, message)
-        elif isinstance(message, CommandCancel):
-            self._commands.cancel(message.command_id)
-        elif isinstance(message, ShellOpen):
-            await self._terminals.open(channel, message)
-        elif isinstance(message, ShellData):
-            self._terminals.data(message)
-        elif isinstance(message, ShellResize):
-            self._terminals.resize(message)
-        elif isinstance(message, ShellClosed):
-            self._terminals.close(message)
-        elif isinstance(message, ScreenAck):
-            self._screens.acknowledged(message)
-        elif isinstance(message, ScreenOpen):
-            await self._screens.open(channel, message)
-        elif isinstance(message, ScreenKeyframeRequest):
-            self._screens.keyframe(message)
-        elif isinstance(message, ScreenSettings):
-            self._screens.settings(message)
-        elif isinstance(message, ScreenEnded):
-            self._screens.ended(message)
-        elif isinstance(message, GuidePointer | GuideDraw | GuideClear):
-            await self._screens.guide(message)
-        elif isinstance(message, InputPointer | InputKey):
-            self._screens.input(message)
-        elif isinstance(message, ScreenControlRequest):
-            self._screens.control_request(message)
-        elif isinstance(message, ScreenControlEnded):
-            await self._screens.control_ended(message)
-        elif isinstance(message, ScreenSetMode):
-            self._screens.set_mode(message)
-        else:
+        """Act on one message from the console: its handler, if it has one."""
+        if not await self._handlers.dispatch(channel, message):
             logger.debug("ignored a %s from the console", type(message).__name__)
 
     async def _snapshot_requested(self, channel: Channel, request: SnapshotRequest) -> None:
@@ -555,7 +528,7 @@ class Daemon:
             return
         logger.info("sent diagnostics snapshot %s", request.request_id)
 
-    async def _acknowledged(self, ack: Ack) -> None:
+    async def _acknowledged(self, channel: Channel, ack: Ack) -> None:
         request_id = ack.request_id
         if await self._commands.acknowledged(request_id):
             return
@@ -576,7 +549,7 @@ class Daemon:
         except DesksideError as exc:
             logger.warning("cannot record the ticket: %s", exc)
 
-    async def _console_error(self, error: Error) -> None:
+    async def _console_error(self, channel: Channel, error: Error) -> None:
         request_id = error.request_id
         if request_id is not None and request_id in self._in_flight:
             self._in_flight.discard(request_id)

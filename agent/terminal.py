@@ -50,6 +50,7 @@ from typing import IO, Any, Final
 import msgspec
 
 from deskside.channel import Channel
+from deskside.channel.dispatch import HandlerTable
 from deskside.protocol.errors import ConnectionClosed, DesksideError
 from deskside.protocol.messages import (
     ShellClosed,
@@ -281,6 +282,13 @@ class TerminalService:
 
     # -- Messages from the console -------------------------------------------------------
 
+    def register(self, table: HandlerTable[Channel]) -> None:
+        """Route the console's terminal messages (``Shell*``) to this service."""
+        table.register(ShellOpen, self.open)
+        table.register(ShellData, self.data)
+        table.register(ShellResize, self.resize)
+        table.register(ShellClosed, self.close)
+
     async def open(self, channel: Channel, request: ShellOpen) -> None:
         """A ``ShellOpen``: check, ask, start (in a task); a refusal is a ShellClosed."""
         session_id = request.session_id
@@ -301,7 +309,7 @@ class TerminalService:
             self._run(session), name=f"deskside-terminal-{session_id}"
         )
 
-    def data(self, message: ShellData) -> None:
+    async def data(self, channel: Channel, message: ShellData) -> None:
         """Bytes typed by the technician: to the PTY (or kept until the shell starts)."""
         session = self._sessions.get(message.session_id)
         if session is None or session.ending is not None:
@@ -319,7 +327,7 @@ class TerminalService:
         session.recorder.record("i", message.data)
         self._write(session, message.data)
 
-    def resize(self, message: ShellResize) -> None:
+    async def resize(self, channel: Channel, message: ShellResize) -> None:
         """The technician's window changed size: tell the PTY (and so the shell)."""
         session = self._sessions.get(message.session_id)
         if session is None:
@@ -332,7 +340,7 @@ class TerminalService:
             with contextlib.suppress(OSError):
                 _set_window_size(session.master, message.rows, message.cols)
 
-    def close(self, message: ShellClosed) -> None:
+    async def close(self, channel: Channel, message: ShellClosed) -> None:
         """The console closed the terminal: hang up the shell."""
         session = self._sessions.get(message.session_id)
         if session is not None:

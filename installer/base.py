@@ -42,6 +42,7 @@ __all__ = [
     "ServiceManager",
     "ServiceSpec",
     "SubprocessRunner",
+    "linux_dirs",
     "write_text_file",
 ]
 
@@ -240,8 +241,6 @@ class NoServiceManager(ServiceManager):
 
     def default_dirs(self, scope: Scope, home: Path) -> tuple[Path, Path, Path]:
         """The same places as on Linux."""
-        from .systemd import linux_dirs
-
         return linux_dirs(scope, home)
 
     def prepare(self, spec: ServiceSpec) -> None:
@@ -256,6 +255,21 @@ class NoServiceManager(ServiceManager):
     def describe(self, spec: ServiceSpec) -> str:
         """Says how to run the daemon by hand."""
         return "no service registered; run the daemon with: " + " ".join(spec.command)
+
+
+def linux_dirs(scope: Scope, home: Path) -> tuple[Path, Path, Path]:
+    """(install root, config dir, state dir) on Linux and other XDG systems."""
+    if scope is Scope.SYSTEM:
+        return (
+            Path("/opt") / SERVICE_NAME,
+            Path("/etc") / SERVICE_NAME,
+            Path("/var/lib") / SERVICE_NAME,
+        )
+    return (
+        home / ".local/share" / SERVICE_NAME,
+        home / ".config" / SERVICE_NAME,
+        home / ".local/state" / SERVICE_NAME,
+    )
 
 
 def write_text_file(path: Path, text: str, *, mode: int = 0o644) -> None:

@@ -24,13 +24,13 @@ from .base import (
     Scope,
     ServiceManager,
     ServiceSpec,
+    linux_dirs,
     write_text_file,
 )
 
 __all__ = [
     "SYSTEM_UNIT_PATH",
     "SystemdManager",
-    "linux_dirs",
     "quote_exec",
     "render_system_unit",
     "render_user_unit",
@@ -40,21 +40,6 @@ __all__ = [
 SYSTEM_UNIT_PATH: Final = Path("/etc/systemd/system") / f"{SERVICE_NAME}.service"
 _USER_UNIT_DIR: Final = Path(".config/systemd/user")
 _UNIT: Final = f"{SERVICE_NAME}.service"
-
-
-def linux_dirs(scope: Scope, home: Path) -> tuple[Path, Path, Path]:
-    """(install root, config dir, state dir) on Linux and other XDG systems."""
-    if scope is Scope.SYSTEM:
-        return (
-            Path("/opt") / SERVICE_NAME,
-            Path("/etc") / SERVICE_NAME,
-            Path("/var/lib") / SERVICE_NAME,
-        )
-    return (
-        home / ".local/share" / SERVICE_NAME,
-        home / ".config" / SERVICE_NAME,
-        home / ".local/state" / SERVICE_NAME,
-    )
 
 
 def quote_exec(argv: tuple[str, ...] | list[str]) -> str:

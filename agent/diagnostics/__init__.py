@@ -13,10 +13,15 @@ Modules, each with what it reads in its docstring:
 * ``collectors``: OS, uptime, CPU, memory, disks, interfaces, processes, users,
   battery (psutil and the standard library).
 * ``network``: default gateway, DNS servers, reachability checks.
+* ``platforms``: what differs per OS (its name, CPU model, gateway, DNS servers,
+  ping), one module per OS behind small interfaces, this OS's imported on first use.
 * ``systemd``: failed units and recent journal errors (Linux).
 * ``metrics``: the light metrics of heartbeats.
 * ``render``: the text report and the JSON.
 * ``limits``, ``commands``: the bounds every collector keeps, and how tools are run.
+
+The Linux backend is tested on real machines; the macOS and Windows ones by
+contract only, against tool outputs in their formats (``tests/agent/diagnostics``).
 """
 
 from __future__ import annotations

@@ -2,14 +2,15 @@
 
 Each ``collect_*`` function is blocking and fills one section of a ``Snapshot``; the
 orchestrator (``deskside.agent.diagnostics.snapshot``) runs them in threads with a
-time bound. What each one reads:
+time bound. What differs per OS is asked of this OS's ``Host``
+(``deskside.agent.diagnostics.platforms``). What each one reads:
 
-* ``collect_os``: ``platform.uname()``, the host name, and on Linux
-  ``/etc/os-release`` (``PRETTY_NAME``).
+* ``collect_os``: ``platform.uname()``, the host name, and the OS's name for people
+  (on Linux, ``PRETTY_NAME`` of ``/etc/os-release``).
 * ``collect_uptime``: the boot time (psutil).
 * ``collect_cpu``: CPU counts, usage over half a second, load average, frequency
-  (psutil); the model from ``/proc/cpuinfo`` (Linux), ``sysctl`` (macOS) or the
-  registry (Windows).
+  (psutil); the model as the OS tells it (``/proc/cpuinfo`` on Linux, ``sysctl`` on
+  macOS, the registry on Windows).
 * ``collect_memory``: memory and swap totals (psutil).
 * ``collect_disks``: the mount table and each file system's size (psutil); pseudo
   file systems are skipped, network ones get one second each.
@@ -25,13 +26,11 @@ the refused fields: that is normal, not an error.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import platform
 import re
 import socket
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from deskside.protocol.messages import (
     UserSession,
 )
 
-from .commands import find_tool, run_tool
+from . import platforms
 from .limits import (
     MAX_ADDRESSES,
     MAX_CMDLINE,
@@ -157,44 +156,17 @@ _QUOTED_SECRET: Final = re.compile(
 
 
 def os_family() -> OsFamily:
-    """The family of the running OS, from ``sys.platform`` (no I/O)."""
-    # One if-chain: mypy checks only the current platform's branch of it.
-    if sys.platform.startswith("linux"):
-        family = OsFamily.LINUX
-    elif sys.platform == "darwin":
-        family = OsFamily.MACOS
-    elif sys.platform == "win32":
-        family = OsFamily.WINDOWS
-    else:
-        family = OsFamily.OTHER
-    return family
-
-
-def _os_name(family: OsFamily) -> str:
-    if family is OsFamily.LINUX:
-        with contextlib.suppress(OSError):
-            release = platform.freedesktop_os_release()
-            return release.get("PRETTY_NAME") or release.get("NAME") or "Linux"
-        return "Linux"
-    if family is OsFamily.MACOS:
-        return f"macOS {platform.mac_ver()[0]}".strip()
-    if family is OsFamily.WINDOWS:
-        # Windows 11 still calls itself release "10"; its builds start at 22000.
-        windows_release = platform.release()
-        build = platform.version().split(".")[2:3]
-        if windows_release == "10" and build and build[0].isdigit() and int(build[0]) >= 22000:
-            windows_release = "11"
-        return f"Windows {windows_release} {platform.win32_edition() or ''}".strip()
-    return platform.system() or sys.platform
+    """The family of the running OS (no I/O)."""
+    return platforms.current().host.family
 
 
 def collect_os() -> OsInfo:
     """The OS name, kernel release and version, architecture and host name."""
-    family = os_family()
+    host = platforms.current().host
     uname = platform.uname()
     return OsInfo(
-        family=family,
-        name=clip(_os_name(family), MAX_NAME),
+        family=host.family,
+        name=clip(host.os_name(), MAX_NAME),
         release=clip(uname.release, MAX_NAME),
         version=clip(uname.version, MAX_NAME),
         arch=clip(uname.machine, MAX_NAME),
@@ -208,36 +180,6 @@ def collect_uptime() -> float:
 
 
 # -- CPU and memory -----------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as file:
-            # x86 says "model name"; ARM boards say "Model" or "Hardware".
-            found: dict[str, str] = {}
-            for line in file:
-                key, sep, value = line.partition(":")
-                key = key.strip().lower()
-                if sep and key in ("model name", "model", "hardware", "cpu model"):
-                    found.setdefault(key, value.strip())
-            for key in ("model name", "cpu model", "model", "hardware"):
-                if found.get(key):
-                    return found[key]
-    elif sys.platform == "darwin":
-        tool = find_tool("sysctl")
-        if tool is not None:
-            result = run_tool([tool, "-n", "machdep.cpu.brand_string"], timeout=2.0)
-            if result.returncode == 0 and result.stdout.strip():
-                return result.stdout.strip()
-    elif sys.platform == "win32":
-        import winreg
-
-        with contextlib.suppress(OSError):
-            key = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
-            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key) as handle:
-                value, _ = winreg.QueryValueEx(handle, "ProcessorNameString")
-                return str(value).strip()
-    return platform.processor()
 
 
 def _load_average() -> list[float]:
@@ -264,7 +206,7 @@ def collect_cpu() -> CpuInfo:
     """Processor model and counts, usage over ``SAMPLE_INTERVAL``, load and frequency."""
     physical = psutil.cpu_count(logical=False)
     return CpuInfo(
-        model=clip(_cpu_model(), MAX_NAME),
+        model=clip(platforms.current().host.cpu_model(), MAX_NAME),
         logical=count(psutil.cpu_count() or 0),
         physical=None if physical is None else count(physical),
         percent=number(psutil.cpu_percent(interval=SAMPLE_INTERVAL), high=100.0),
@@ -313,8 +255,7 @@ def _is_data_mount(mountpoint: str, fstype: str) -> bool:
         return mountpoint == "/"
     if fstype in PSEUDO_FILESYSTEMS:
         return False
-    # macOS mounts its sealed system volumes there; "/" already shows their space.
-    return not (sys.platform == "darwin" and mountpoint.startswith("/System/Volumes/"))
+    return not platforms.current().host.hides_mount(mountpoint)
 
 
 def list_mounts() -> list[Mount]:
@@ -457,9 +398,9 @@ def _optional(read: psutil.Process, attribute: str) -> object:
 
 
 def _open_processes() -> Iterator[psutil.Process]:
+    host = platforms.current().host
     for pid in psutil.pids():
-        # Windows' "System Idle Process" reports idle time as CPU usage.
-        if pid == 0 and sys.platform == "win32":
+        if host.hides_process(pid):
             continue
         try:
             yield psutil.Process(pid)

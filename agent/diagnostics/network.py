@@ -1,6 +1,7 @@
 """Routing, name servers and reachability: what "the network is down" comes down to.
 
-What each part reads:
+What each part reads (the per-OS part through this OS's ``Network``, in
+``deskside.agent.diagnostics.platforms``):
 
 * ``find_default_gateway``: ``/proc/net/route``, then ``/proc/net/ipv6_route``
   (Linux); ``route -n get default`` (macOS, BSD); ``route print -4`` (Windows).
@@ -23,9 +24,7 @@ import contextlib
 import ipaddress
 import re
 import socket
-import struct
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 
 from deskside.protocol.messages import NetworkInfo, ReachabilityCheck
 
+from . import platforms
 from .commands import find_tool, run_tool
 from .limits import MAX_DNS_SERVERS, MAX_NAME, call_with_timeout, clip, number
 
@@ -41,26 +41,13 @@ __all__ = [
     "collect_reachability",
     "find_default_gateway",
     "find_dns_servers",
-    "parse_ipv6_route",
-    "parse_proc_net_route",
-    "parse_resolv_conf",
 ]
 
 # Default ports of the console URL schemes.
 _DEFAULT_PORTS: Final = {"wss": 443, "https": 443, "ws": 80, "http": 80}
 
-# Flags of /proc/net/route: the route is up and goes through a gateway.
-_RTF_UP: Final = 0x1
-_RTF_GATEWAY: Final = 0x2
-
-# The local stub of systemd-resolved, which hides the real servers.
-_RESOLVED_STUBS: Final = frozenset({"127.0.0.53", "127.0.0.54"})
-
 # Most console addresses tried per TCP check (IPv6 and IPv4, a few each).
 _MAX_ADDRESSES: Final = 4
-
-# The default route's destination and mask in Windows' route table.
-_ANY_V4: Final = "0.0.0.0"  # noqa: S104 (a route destination, not an address to bind)
 
 # Ports probed on the gateway when there is no ping: DNS forwarders and admin pages.
 _GATEWAY_PORTS: Final = (53, 80)
@@ -72,164 +59,18 @@ _PING_TIME: Final = re.compile(r"time[=<]\s*([0-9.]+)\s*ms")
 # -- Default gateway ----------------------------------------------------------------------
 
 
-def parse_proc_net_route(text: str) -> str | None:
-    """The IPv4 default gateway in the text of ``/proc/net/route``, lowest metric first."""
-    best: tuple[int, str] | None = None
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        try:
-            destination, gateway = int(fields[1], 16), int(fields[2], 16)
-            flags, metric, mask = int(fields[3], 16), int(fields[6]), int(fields[7], 16)
-        except ValueError:
-            continue
-        if destination or mask or not gateway:
-            continue
-        if flags & (_RTF_UP | _RTF_GATEWAY) != _RTF_UP | _RTF_GATEWAY:
-            continue
-        # The kernel prints the address in host byte order (little-endian on x86 and ARM).
-        address = socket.inet_ntoa(struct.pack("=L", gateway))
-        if best is None or metric < best[0]:
-            best = (metric, address)
-    return None if best is None else best[1]
-
-
-def parse_ipv6_route(text: str) -> str | None:
-    """The IPv6 default gateway in the text of ``/proc/net/ipv6_route``, lowest metric first."""
-    best: tuple[int, str] | None = None
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 10 or fields[1] != "00" or fields[0].strip("0"):
-            continue
-        try:
-            hop = ipaddress.IPv6Address(bytes.fromhex(fields[4]))
-            metric = int(fields[5], 16)
-        except ValueError:
-            continue
-        if hop.is_unspecified:
-            continue
-        # A link-local next hop only means something with its interface.
-        address = f"{hop}%{fields[9]}" if hop.is_link_local else str(hop)
-        if best is None or metric < best[0]:
-            best = (metric, address)
-    return None if best is None else best[1]
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return file.read(1 << 20)
-    except OSError:
-        return None
-
-
-def _linux_gateway() -> str | None:
-    text = _read_text("/proc/net/route")
-    gateway = parse_proc_net_route(text) if text else None
-    if gateway is None:
-        text = _read_text("/proc/net/ipv6_route")
-        gateway = parse_ipv6_route(text) if text else None
-    return gateway
-
-
-def _route_get_gateway() -> str | None:
-    tool = find_tool("route")
-    if tool is None:
-        return None
-    result = run_tool([tool, "-n", "get", "default"], timeout=2.0)
-    for line in result.stdout.splitlines():
-        key, _, value = line.strip().partition(":")
-        if key == "gateway" and value.strip():
-            return value.strip()
-    return None
-
-
-def _windows_gateway() -> str | None:
-    tool = find_tool("route")
-    if tool is None:
-        return None
-    result = run_tool([tool, "print", "-4", _ANY_V4], timeout=2.0)
-    # "0.0.0.0  0.0.0.0  192.168.1.1  192.168.1.23  25" (words around it are localized)
-    best: tuple[int, str] | None = None
-    for line in result.stdout.splitlines():
-        fields = line.split()
-        if len(fields) >= 5 and fields[0] == fields[1] == _ANY_V4:
-            with contextlib.suppress(ValueError):
-                gateway = str(ipaddress.IPv4Address(fields[2]))
-                metric = int(fields[4])
-                if best is None or metric < best[0]:
-                    best = (metric, gateway)
-    return None if best is None else best[1]
-
-
 def find_default_gateway() -> str | None:
     """The address of the default gateway, or None if there is no default route."""
-    if sys.platform.startswith("linux"):
-        gateway = _linux_gateway()
-    elif sys.platform == "win32":
-        gateway = _windows_gateway()
-    else:
-        gateway = _route_get_gateway()
+    gateway = platforms.current().network.default_gateway()
     return None if gateway is None else clip(gateway, MAX_NAME)
 
 
 # -- Name servers -------------------------------------------------------------------------
 
 
-def parse_resolv_conf(text: str) -> list[str]:
-    """The ``nameserver`` addresses in the text of a resolv.conf, in order."""
-    servers: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "nameserver" and fields[1] not in servers:
-            servers.append(fields[1])
-    return servers
-
-
-def _unix_dns_servers() -> list[str]:
-    servers = parse_resolv_conf(_read_text("/etc/resolv.conf") or "")
-    if servers and set(servers) <= _RESOLVED_STUBS:
-        upstream = _read_text("/run/systemd/resolve/resolv.conf")
-        if upstream:
-            servers += [s for s in parse_resolv_conf(upstream) if s not in servers]
-    if not servers and sys.platform == "darwin":
-        tool = find_tool("scutil")
-        if tool is not None:
-            result = run_tool([tool, "--dns"], timeout=2.0)
-            for line in result.stdout.splitlines():
-                key, _, value = line.strip().partition(":")
-                if key.startswith("nameserver[") and value.strip() not in servers:
-                    servers.append(value.strip())
-    return servers
-
-
-def _windows_dns_servers() -> list[str]:
-    servers: list[str] = []
-    if sys.platform == "win32":
-        import winreg
-
-        for service in ("Tcpip", "Tcpip6"):
-            root = rf"SYSTEM\CurrentControlSet\Services\{service}\Parameters\Interfaces"
-            with (
-                contextlib.suppress(OSError),
-                winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, root) as interfaces,
-            ):
-                for index in range(winreg.QueryInfoKey(interfaces)[0]):
-                    name = winreg.EnumKey(interfaces, index)
-                    with winreg.OpenKey(interfaces, name) as interface:
-                        for value_name in ("NameServer", "DhcpNameServer"):
-                            with contextlib.suppress(OSError):
-                                value, _ = winreg.QueryValueEx(interface, value_name)
-                                for server in re.split(r"[\s,]+", str(value)):
-                                    if server and server not in servers:
-                                        servers.append(server)
-    return servers
-
-
 def find_dns_servers() -> list[str]:
     """The DNS servers this machine asks, in order (at most ``MAX_DNS_SERVERS``)."""
-    servers = _windows_dns_servers() if sys.platform == "win32" else _unix_dns_servers()
+    servers = platforms.current().network.dns_servers()
     return [clip(server, MAX_NAME) for server in servers[:MAX_DNS_SERVERS]]
 
 
@@ -351,18 +192,13 @@ def _check_console(console_url: str, timeout: float) -> list[ReachabilityCheck]:
     return checks
 
 
-def _ping_argv(tool: str, gateway: str) -> list[str]:
-    if sys.platform == "win32":
-        return [tool, "-n", "1", "-w", "1000", gateway]
-    if sys.platform == "darwin" or "bsd" in sys.platform:
-        return [tool, "-n", "-c", "1", "-W", "1000", gateway]  # milliseconds there
-    return [tool, "-n", "-c", "1", "-W", "1", gateway]
-
-
-def _ping(tool: str, gateway: str, target: str, timeout: float) -> ReachabilityCheck:
+def _ping(
+    network: platforms.Network, tool: str, gateway: str, target: str, timeout: float
+) -> ReachabilityCheck:
     start = time.perf_counter()
     try:
-        result = run_tool(_ping_argv(tool, gateway), timeout=timeout)
+        argv = network.ping_argv(tool, gateway)
+        result = run_tool(argv, timeout=timeout, c_locale=network.c_locale)
     except OSError as exc:
         return ReachabilityCheck(target=target, ok=False, detail=clip(f"ping: {exc}", MAX_NAME))
     except subprocess.TimeoutExpired:
@@ -405,10 +241,11 @@ def _probe(gateway: str, target: str, timeout: float) -> ReachabilityCheck:
 
 def _check_gateway(gateway: str, timeout: float) -> ReachabilityCheck:
     target = clip(f"gateway {gateway}", MAX_NAME)
-    tool = find_tool("ping6" if sys.platform == "darwin" and ":" in gateway else "ping")
+    network = platforms.current().network
+    tool = find_tool(network.ping_tool(gateway))
     if tool is None:
         return _probe(gateway, target, min(timeout, 1.5))
-    return _ping(tool, gateway, target, timeout)
+    return _ping(network, tool, gateway, target, timeout)
 
 
 def collect_reachability(console_url: str | None, budget: float = 8.0) -> list[ReachabilityCheck]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Final
 from deskside.agent import consent
 from deskside.agent.audit import AuditLog
 from deskside.channel import Channel
+from deskside.channel.dispatch import HandlerTable
 from deskside.protocol import messages as m
 from deskside.protocol.errors import ConnectionClosed, DesksideError
 
@@ -95,6 +96,24 @@ class ScreenService:
         self._current: _Running | None = None
         self._stopping = False
 
+    def register(self, table: HandlerTable[Channel]) -> None:
+        """Route the console's screen, guidance, control and input messages here."""
+        table.register(m.ScreenOpen, self.open)
+        table.register(m.ScreenAck, self.acknowledged)
+        table.register(m.ScreenKeyframeRequest, self.keyframe)
+        table.register(m.ScreenSettings, self.settings)
+        table.register(m.ScreenSetMode, self.set_mode)
+        # One type a line: mypy joins a tuple of types into their base class, which a
+        # handler of the union does not accept.
+        table.register(m.GuidePointer, self.guide)
+        table.register(m.GuideDraw, self.guide)
+        table.register(m.GuideClear, self.guide)
+        table.register(m.ScreenControlRequest, self.control_request)
+        table.register(m.ScreenControlEnded, self.control_ended)
+        table.register(m.InputPointer, self.input)
+        table.register(m.InputKey, self.input)
+        table.register(m.ScreenEnded, self.ended)
+
     async def open(self, channel: Channel, request: m.ScreenOpen) -> None:
         """A ``ScreenOpen``: checked, asked and run in a task; refusals are answered."""
         current = self._current
@@ -118,19 +137,19 @@ class ScreenService:
         current = self._current
         return current if current is not None and current.request.session_id == session_id else None
 
-    def acknowledged(self, message: m.ScreenAck) -> None:
+    async def acknowledged(self, channel: Channel, message: m.ScreenAck) -> None:
         """The viewer drew a frame."""
         running = self._find(message.session_id)
         if running is not None and running.session is not None:
             running.session.acknowledged(message.seq)
 
-    def keyframe(self, message: m.ScreenKeyframeRequest) -> None:
+    async def keyframe(self, channel: Channel, message: m.ScreenKeyframeRequest) -> None:
         """The viewer needs a whole frame."""
         running = self._find(message.session_id)
         if running is not None and running.session is not None:
             running.session.request_keyframe()
 
-    def settings(self, message: m.ScreenSettings) -> None:
+    async def settings(self, channel: Channel, message: m.ScreenSettings) -> None:
         """New quality, frame rate or monitor."""
         running = self._find(message.session_id)
         if running is None or running.session is None:
@@ -143,7 +162,7 @@ class ScreenService:
         if monitor is not None and running.remote is not None:
             running.remote.set_frame_map(_frame_map(running.session, monitor))
 
-    def set_mode(self, message: m.ScreenSetMode) -> None:
+    async def set_mode(self, channel: Channel, message: m.ScreenSetMode) -> None:
         """Tiles, video or auto, as the viewers asked: a keyframe of the new kind."""
         running = self._find(message.session_id)
         if running is None or running.session is None or running.encoder is None:
@@ -152,31 +171,33 @@ class ScreenService:
             running.encoder.set_mode(message.mode)
             running.session.request_keyframe()
 
-    async def guide(self, message: m.GuidePointer | m.GuideDraw | m.GuideClear) -> None:
+    async def guide(
+        self, channel: Channel, message: m.GuidePointer | m.GuideDraw | m.GuideClear
+    ) -> None:
         """The technician's pointer or drawing, for the user's screen."""
         running = self._find(message.session_id)
         if running is not None and running.remote is not None:
             await running.remote.guide(message)
 
-    def control_request(self, message: m.ScreenControlRequest) -> None:
+    async def control_request(self, channel: Channel, message: m.ScreenControlRequest) -> None:
         """The technician asks for control: the user is asked a second time."""
         running = self._find(message.session_id)
         if running is not None and running.remote is not None:
             running.remote.request_control(message)
 
-    async def control_ended(self, message: m.ScreenControlEnded) -> None:
+    async def control_ended(self, channel: Channel, message: m.ScreenControlEnded) -> None:
         """The technician gave control back."""
         running = self._find(message.session_id)
         if running is not None and running.remote is not None:
             await running.remote.release_control(message)
 
-    def input(self, message: m.InputPointer | m.InputKey) -> None:
+    async def input(self, channel: Channel, message: m.InputPointer | m.InputKey) -> None:
         """A pointer or key event of the technician (injected only under control)."""
         running = self._find(message.session_id)
         if running is not None and running.remote is not None:
             running.remote.input(message)
 
-    def ended(self, message: m.ScreenEnded) -> None:
+    async def ended(self, channel: Channel, message: m.ScreenEnded) -> None:
         """The console ended the session (the technician left)."""
         running = self._find(message.session_id)
         if running is not None:

@@ -8,16 +8,24 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import pytest
 
-from deskside.agent.config import AgentPaths, load_enrolled
+from deskside.agent.audit import AuditLog
+from deskside.agent.commands import CommandService
+from deskside.agent.config import AgentConfig, AgentPaths, Identity, load_enrolled
 from deskside.agent.daemon import Daemon, DaemonSettings
 from deskside.agent.enrollment import enroll
 from deskside.agent.help_request import build_help_request
+from deskside.agent.policy import CommandPolicy
+from deskside.agent.screen.policy import ScreenPolicy
+from deskside.agent.screen.service import ScreenService
 from deskside.agent.spool import Spool
 from deskside.agent.state import read_status, read_tickets
+from deskside.agent.terminal import TerminalService
+from deskside.channel import Channel
+from deskside.channel.dispatch import HandlerTable
 from deskside.protocol import messages as m
 from deskside.protocol.enrollment import parse_enrollment
 from tests.agent.conftest import Agent, eventually
@@ -358,3 +366,87 @@ async def test_reenrollment_is_picked_up_on_reconnect(
     finally:
         daemon.stop()
         await asyncio.wait_for(task, 3)
+
+
+# -- The receive loop's table ------------------------------------------------------------
+
+# What each owner handles: the branches of the isinstance ladder the table replaced.
+# Removing a registration (or moving a message to another owner) fails a test here.
+DAEMON_MESSAGES: frozenset[type[Any]] = frozenset({m.SnapshotRequest, m.Ack, m.Error})
+COMMAND_MESSAGES: frozenset[type[Any]] = frozenset({m.CommandRequest, m.CommandCancel})
+TERMINAL_MESSAGES: frozenset[type[Any]] = frozenset(
+    {m.ShellOpen, m.ShellData, m.ShellResize, m.ShellClosed}
+)
+SCREEN_MESSAGES: frozenset[type[Any]] = frozenset(
+    {
+        m.ScreenOpen,
+        m.ScreenAck,
+        m.ScreenKeyframeRequest,
+        m.ScreenSettings,
+        m.ScreenEnded,
+        m.GuidePointer,
+        m.GuideDraw,
+        m.GuideClear,
+        m.InputPointer,
+        m.InputKey,
+        m.ScreenControlRequest,
+        m.ScreenControlEnded,
+        m.ScreenSetMode,
+    }
+)
+
+
+@pytest.fixture
+def offline_daemon(tmp_path: Path) -> Daemon:
+    """A daemon that is never run: enough to look at its table and feed it messages."""
+    identity = Identity.generate()
+    config = AgentConfig(
+        console_url="wss://127.0.0.1:9/agent",
+        console_key=bytes(32),
+        device_id=identity.device_id,
+    )
+    paths = AgentPaths(config_dir=tmp_path / "config", state_dir=tmp_path / "state")
+    return Daemon(paths, config, identity, FAST)
+
+
+def test_the_table_covers_every_message_the_agent_handles(offline_daemon: Daemon) -> None:
+    handled = offline_daemon.handlers.types()
+    expected = DAEMON_MESSAGES | COMMAND_MESSAGES | TERMINAL_MESSAGES | SCREEN_MESSAGES
+    assert len(expected) == 22
+    assert sorted(t.__name__ for t in expected - handled) == []
+    assert sorted(t.__name__ for t in handled - expected) == []
+    # Today that is everything the console may send.
+    assert handled == set(get_args(m.ConsoleMessage))
+
+
+def test_each_service_registers_the_messages_it_owns(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl", tmp_path / "audit.head")
+    lock = asyncio.Lock()
+    services: list[
+        tuple[CommandService | TerminalService | ScreenService, frozenset[type[Any]]]
+    ] = [
+        (CommandService(tmp_path, audit, CommandPolicy, consent_lock=lock), COMMAND_MESSAGES),
+        (TerminalService(tmp_path, audit, CommandPolicy, consent_lock=lock), TERMINAL_MESSAGES),
+        (ScreenService(audit, ScreenPolicy, consent_lock=lock), SCREEN_MESSAGES),
+    ]
+    for service, owned in services:
+        table: HandlerTable[Channel] = HandlerTable()
+        service.register(table)
+        names = sorted(t.__name__ for t in table.types())
+        assert names == sorted(t.__name__ for t in owned), type(service).__name__
+
+
+async def test_messages_reach_their_owner_and_the_rest_is_logged(
+    offline_daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No handler touches the channel on these paths: nothing is open.
+    channel = cast(Channel, object())
+    caplog.set_level("DEBUG", logger="deskside.agent")
+    await offline_daemon._handle(channel, m.ShellData(session_id="t1", seq=0, data=b"ls\n"))
+    assert "ShellData for terminal t1, which is not open" in caplog.text
+    await offline_daemon._handle(channel, m.CommandCancel(command_id="c1"))
+    assert "cancel for command c1, which is not running here" in caplog.text
+    # A message the agent does not act on: logged at debug, nothing else.
+    await offline_daemon._handle(channel, m.Heartbeat(sent_at=0.0))
+    ignored = "ignored a Heartbeat from the console"
+    assert [r.levelname for r in caplog.records if r.getMessage() == ignored] == ["DEBUG"]

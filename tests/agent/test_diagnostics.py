@@ -26,6 +26,7 @@ from deskside.agent.diagnostics import (
     systemd,
 )
 from deskside.agent.diagnostics.limits import SNAPSHOT_BUDGET, TOP_PROCESSES, clip, fit
+from deskside.agent.diagnostics.platforms import linux, posix
 from deskside.protocol.codec import decode as decode_message
 from deskside.protocol.codec import encode
 from deskside.protocol.messages import (
@@ -407,8 +408,8 @@ def test_parse_proc_net_route() -> None:
         "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"
         "eth0\t00000000\t010200C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
     )
-    assert network.parse_proc_net_route(text) == "192.0.2.1"
-    assert network.parse_proc_net_route(text.splitlines()[0]) is None
+    assert linux.parse_proc_net_route(text) == "192.0.2.1"
+    assert linux.parse_proc_net_route(text.splitlines()[0]) is None
 
 
 def test_parse_ipv6_route() -> None:
@@ -418,12 +419,12 @@ def test_parse_ipv6_route() -> None:
         f"{zero} 00 {zero} 00 fe800000000000000000000000000001 00000100 0 0 3 wlan0\n"
         f"{zero} 00 {zero} 00 {zero} ffffffff 1 0 00200200 lo\n"
     )
-    assert network.parse_ipv6_route(text) == "fe80::1%wlan0"
+    assert linux.parse_ipv6_route(text) == "fe80::1%wlan0"
 
 
 def test_parse_resolv_conf() -> None:
     text = "# generated\nsearch example.org\nnameserver 192.0.2.53\nnameserver ::1\nnameserver\n"
-    assert network.parse_resolv_conf(text) == ["192.0.2.53", "::1"]
+    assert posix.parse_resolv_conf(text) == ["192.0.2.53", "::1"]
 
 
 def test_parse_systemctl_failed() -> None:

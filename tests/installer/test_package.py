@@ -29,10 +29,11 @@ def test_wheel_is_reproducible_and_installable_metadata(tmp_path: Path) -> None:
     names = zipfile.ZipFile(first).namelist()
     assert "deskside/installer/agent.sh" in names
     assert "deskside/agent/cli.py" in names
+    assert "deskside/installer/cli.py" in names  # the deskside-agent script
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     info = wheel_name().split("-py3")[0] + ".dist-info"
     entry_points = zipfile.ZipFile(first).read(f"{info}/entry_points.txt")
-    assert b"deskside-agent = deskside.agent.cli:main" in entry_points
+    assert b"deskside-agent = deskside.installer.cli:main" in entry_points
     # pip accepts it (RECORD, WHEEL, METADATA are consistent).
     check = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "-q", str(first)],

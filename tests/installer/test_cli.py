@@ -1,13 +1,19 @@
-"""install / uninstall against a real console, with no service manager to register with."""
+"""``deskside-agent install`` / ``uninstall``: on the agent's CLI, and against a real console.
+
+The console tests register with no service manager ("none").
+"""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from deskside.agent.cli import main
+from deskside.agent import cli as agent_cli
+from deskside.installer.cli import main
 from tests.consoleproc import ConsoleProcess
+from tests.helpers import script
 
 
 def _agent(root: Path, *args: str) -> tuple[int, str]:
@@ -16,6 +22,24 @@ def _agent(root: Path, *args: str) -> tuple[int, str]:
         ["--config-dir", str(root / "config"), "--state-dir", str(root / "state"), *args],
     )
     return result.exit_code, result.output
+
+
+def test_the_script_is_the_agent_s_cli_with_install_and_uninstall() -> None:
+    assert set(main.commands) == {*agent_cli.main.commands, "install", "uninstall"}
+    # The agent's own group is left without them: the agent knows no installer.
+    assert not {"install", "uninstall"} & set(agent_cli.main.commands)
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("enroll", "run", "status", "install", "uninstall"):
+        assert f"\n  {command} " in result.output
+    help_text = subprocess.run(
+        [script("deskside-agent"), "install", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Usage: deskside-agent install [OPTIONS] ENROLLMENT-STRING" in help_text
+    assert "--service-manager [auto|systemd|launchd|windows|none]" in help_text
 
 
 def test_install_upgrade_refuse_other_console_uninstall(
