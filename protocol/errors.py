@@ -14,6 +14,17 @@
           ├── ConnectionClosedOK     ... after a normal close
           └── ConnectionClosedError  ... after an error, by either side or the network
 
+The other parts add their own branches under the same root, each defined (and
+drawn in full) in the module named beside it::
+
+    DesksideError
+     ├── ConsoleError                what the console refuses, with an HTTP status
+     │                               (deskside.console.errors)
+     ├── ScreenError                 a screen session cannot capture, encode, inject or
+     │                               draw (deskside.agent.screen.errors)
+     └── InstallerError              installing or removing the agent's service failed
+                                     (deskside.installer.base)
+
 Like h11, ``LocalProtocolError`` means "your code is wrong" and
 ``RemoteProtocolError`` means "the peer is wrong": the first is a bug to fix, the
 second is input to refuse. Like trio, a closed channel says who closed it and

@@ -26,4 +26,7 @@ This package's ``__init__`` and ``service``/``policy``/``indicator`` modules imp
 nothing heavy: numpy, simplejpeg, mss, PyAV, pynput and Xlib are imported by ``session``,
 ``capture``, ``tiles`` and ``cursor``, which the service imports only when a session
 starts, so an idle daemon stays small.
+
+What a session cannot do here (capture, encode, inject, draw) is a ``ScreenError``
+(errors.py, which draws that branch of the project's exception tree).
 """

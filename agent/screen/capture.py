@@ -12,13 +12,9 @@ from typing import Any
 
 import mss
 
-from deskside.protocol.errors import DesksideError
+from .errors import CaptureError
 
 __all__ = ["CaptureError", "Capturer", "Frame", "MonitorInfo"]
-
-
-class CaptureError(DesksideError):
-    """The screen cannot be captured (no display, monitor gone, X error)."""
 
 
 @dataclass(frozen=True, kw_only=True)

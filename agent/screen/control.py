@@ -70,6 +70,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from deskside.agent.screen.errors import ControlError
 from deskside.agent.screen.framemap import FrameMap
 from deskside.protocol.messages import (
     InputKey,
@@ -171,10 +172,6 @@ _MODIFIER_OF: Final[dict[str, KeyModifier]] = {
     "cmd_r": KeyModifier.META,
 }
 _SHORTCUT_MODIFIERS: Final = frozenset({KeyModifier.CTRL, KeyModifier.ALT, KeyModifier.META})
-
-
-class ControlError(Exception):
-    """Input cannot be injected here: no X display, or pynput has no backend for it."""
 
 
 class Outcome(enum.Enum):
@@ -512,17 +509,25 @@ class InputInjector:
     # -- Events ----------------------------------------------------------------------
 
     def handle(self, message: InputPointer | InputKey) -> Outcome:
-        """Inject one wire message (if allowed)."""
-        if isinstance(message, InputPointer):
-            return self.pointer(
-                message.x,
-                message.y,
-                message.action,
-                message.button,
-                wheel_x=message.wheel_x,
-                wheel_y=message.wheel_y,
-            )
-        return self.key(message.code, message.key, message.down, message.modifiers)
+        """Inject one wire message (if allowed); :class:`ControlError` if that failed."""
+        try:
+            if isinstance(message, InputPointer):
+                return self.pointer(
+                    message.x,
+                    message.y,
+                    message.action,
+                    message.button,
+                    wheel_x=message.wheel_x,
+                    wheel_y=message.wheel_y,
+                )
+            return self.key(message.code, message.key, message.down, message.modifiers)
+        except ControlError:
+            raise
+        except Exception as exc:
+            # pynput and Xlib raise many unrelated types (XError, ConnectionClosedError,
+            # OSError, ...) when the display goes away. Only the type goes in the
+            # message: an X error's text can carry the keycode that was being typed.
+            raise ControlError(f"input failed: {type(exc).__name__}") from exc
 
     def pointer(
         self,

@@ -71,6 +71,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta
 
+from deskside.agent.screen.errors import OverlayError
 from deskside.agent.screen.framemap import FrameMap
 from deskside.protocol.messages import GuideClear, GuideDraw, GuidePointer, GuideShape
 
@@ -98,10 +99,6 @@ _START_TIMEOUT: Final = 10.0
 
 ScreenCoordinate = Annotated[int, Meta(ge=0, le=65535)]
 Colour = Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
-
-
-class OverlayError(Exception):
-    """The overlay could not be shown (no display, no SHAPE extension) or has ended."""
 
 
 # -- Commands between the daemon and the overlay process ---------------------------------
@@ -185,12 +182,11 @@ class GuidanceOverlay:
         overlay = cls(process, frame_map)
         try:
             line = await overlay._answer(_START_TIMEOUT)
+            if _reply(line).get("ready") is not True:
+                raise OverlayError(f"the overlay said {line!r} instead of ready")
         except OverlayError:
             await overlay._kill()
             raise
-        if msgspec.json.decode(line).get("ready") is not True:
-            await overlay._kill()
-            raise OverlayError(f"the overlay said {line!r} instead of ready")
         return overlay
 
     @property
@@ -233,7 +229,7 @@ class GuidanceOverlay:
             token = self._token
             await self._write(_Sync(token=token))
             while True:
-                answer = msgspec.json.decode(await self._answer(timeout))
+                answer = _reply(await self._answer(timeout))
                 if answer.get("synced") == token:
                     return
 
@@ -293,6 +289,17 @@ class GuidanceOverlay:
         await self._process.wait()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._stderr_task), 2.0)
+
+
+def _reply(line: bytes) -> dict[str, Any]:
+    """One line the overlay wrote on stdout, as the JSON object it should be."""
+    try:
+        reply = msgspec.json.decode(line)
+    except msgspec.DecodeError as exc:  # a crash dump or stray output, not an answer
+        raise OverlayError(f"the overlay wrote {line[:100]!r} instead of an answer") from exc
+    if not isinstance(reply, dict):
+        raise OverlayError(f"the overlay wrote {line[:100]!r} instead of an answer")
+    return reply
 
 
 # -- The overlay process -----------------------------------------------------------------

@@ -370,7 +370,7 @@ class RemoteInput:
 
     async def _inject(self) -> None:
         """Inject the queued events in order, on the injector's thread."""
-        from .control import Outcome
+        from .control import ControlError, Outcome
 
         while True:
             message = await self._inputs.get()
@@ -379,9 +379,9 @@ class RemoteInput:
                 continue
             try:
                 outcome = await self._on_thread(functools.partial(injector.handle, message))
-            except Exception as exc:  # the display went away, ...
-                logger.warning("screen %s: input failed: %s", self._request.session_id, exc)
-                await self._end_control(_Reason.ERROR, f"input failed: {type(exc).__name__}")
+            except ControlError as exc:  # the display went away, ...
+                logger.warning("screen %s: %s", self._request.session_id, exc)
+                await self._end_control(_Reason.ERROR, str(exc))
                 return
             if outcome is Outcome.INJECTED:
                 self.inputs_injected += 1

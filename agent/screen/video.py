@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Final
 import av
 import numpy as np
 
+from .errors import VideoError
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -62,10 +64,6 @@ _NAL_SPS: Final = 7
 _NAL_PPS: Final = 8
 # x264's "infinite" keyframe interval.
 _NO_PERIODIC_KEYFRAMES: Final = 1 << 30
-
-
-class VideoError(Exception):
-    """The encoder could not be set up or refused a frame (a wrong size, a closed encoder)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +238,18 @@ class VideoEncoder:
         """
         context = self._require_open()
         pixels = self._pixels(bgra)
-        frame = av.VideoFrame(self.width, self.height, "bgra")
-        plane = frame.planes[0]
-        if plane.line_size == self.width * 4:
-            # One copy into the frame: from_ndarray took 9 ms a 1080p frame, this 1 ms.
-            plane.update(pixels.data)  # type: ignore[arg-type]  # any buffer (stub: bytes)
-        else:
-            frame = av.VideoFrame.from_ndarray(pixels, format="bgra")
+        try:
+            frame = av.VideoFrame(self.width, self.height, "bgra")
+            plane = frame.planes[0]
+            if plane.line_size == self.width * 4:
+                # One copy into the frame: from_ndarray took 9 ms a 1080p frame, this 1 ms.
+                plane.update(pixels.data)  # type: ignore[arg-type]  # any buffer (stub: bytes)
+            else:
+                frame = av.VideoFrame.from_ndarray(pixels, format="bgra")
+        except (av.FFmpegError, ValueError) as exc:
+            # PyAV's own checks raise ValueError (a buffer of the wrong size), FFmpeg's
+            # allocation FFmpegError; the sizes were checked above, so this is rare.
+            raise VideoError(f"cannot make a frame: {exc}") from exc
         frame.pts = timestamp_us
         frame.time_base = _TIME_BASE
         if self._keyframe_wanted.is_set():

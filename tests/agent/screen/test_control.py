@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from Xlib.error import ConnectionClosedError
 
-from deskside.agent.screen.control import InputInjector, KeyAction, Outcome, map_key
+from deskside.agent.screen.control import ControlError, InputInjector, KeyAction, Outcome, map_key
 from deskside.agent.screen.framemap import FrameMap
+from deskside.protocol.errors import DesksideError
 from deskside.protocol.messages import (
     InputKey,
     InputPointer,
@@ -223,6 +225,37 @@ async def test_nothing_is_injected_while_disabled(
     injector.set_enabled(True)
     press(injector, "KeyV", "v")
     await target.text("zv")
+
+
+class GoneController:
+    """A pynput mouse controller whose X server went away."""
+
+    @property
+    def position(self) -> tuple[int, int]:
+        raise ConnectionClosedError("display")
+
+    @position.setter
+    def position(self, value: tuple[int, int]) -> None:
+        raise ConnectionClosedError("display")
+
+    def release(self, button: object) -> None:
+        raise ConnectionClosedError("display")
+
+
+def test_a_failed_injection_is_a_control_error(injector: InputInjector) -> None:
+    injector.set_enabled(True)
+    real, injector._mouse = injector._mouse, GoneController()
+    try:
+        # remote.py catches ControlError, ends control and tells the viewer why.
+        with pytest.raises(ControlError, match="ConnectionClosedError") as caught:
+            injector.handle(InputPointer(session_id="s", x=10, y=10))
+        assert isinstance(caught.value, DesksideError)
+        assert isinstance(caught.value.__cause__, ConnectionClosedError)
+    finally:
+        injector._mouse = real
+        # The traceback holds this frame, and so ``real``: without this the cycle keeps
+        # the controller until a later collection, after its X server is gone.
+        del real, caught
 
 
 def paused(injector: InputInjector) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 
+import msgspec
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -238,3 +239,22 @@ async def test_no_display_is_an_error() -> None:
         await GuidanceOverlay.start(HALF, display=":987")
     with pytest.raises(OverlayError, match="no X display"):
         await GuidanceOverlay.start(HALF, display="")
+
+
+async def test_an_answer_that_is_not_json_is_an_overlay_error() -> None:
+    # Stray output (a crash dump, a library's warning) where an answer should be.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; sys.stdin.readline(); print('Segmentation fault', flush=True); "
+        "sys.stdin.read()",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    overlay = GuidanceOverlay(process, HALF)
+    with pytest.raises(OverlayError, match="instead of an answer") as caught:
+        await overlay.sync()
+    assert isinstance(caught.value.__cause__, msgspec.DecodeError)
+    await overlay.close()
+    assert not overlay.running
