@@ -43,7 +43,6 @@ Writes are serialized by one writer task; an entry is on disk (fsync) before
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hashlib
 import json
@@ -165,8 +164,12 @@ class AuditLog:
     async def close(self) -> None:
         """Wait for the entries already queued to be written."""
         if self._writer is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.shield(self._writer)
+            except Exception:
+                # _write_all hands each entry's error to its append(), so this is a
+                # bug; closing must still finish.
+                logger.exception("the audit log writer of %s failed", self.path)
 
     async def _write_all(self) -> None:
         while not self._queue.empty():

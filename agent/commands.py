@@ -506,7 +506,7 @@ class CommandService:
         except Exception as exc:
             logger.exception("command %s failed in the agent", command_id)
             if not run.exited:
-                with contextlib.suppress(Exception):
+                try:
                     await self._finish(
                         run,
                         CommandExit(
@@ -517,6 +517,10 @@ class CommandService:
                         ),
                         event="ran",
                     )
+                except Exception:
+                    # Broad: the run is in an unknown state after the first failure,
+                    # which is logged above; this one must not hide it.
+                    logger.exception("command %s: cannot record its end either", command_id)
 
     async def _decide_and_run(self, run: _Run, request: CommandRequest) -> None:
         policy = self._policy()

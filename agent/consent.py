@@ -162,8 +162,12 @@ async def _finish(process: asyncio.subprocess.Process, limit: float) -> int | No
     except (TimeoutError, asyncio.CancelledError):
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.shield(process.wait())
+        except Exception:
+            # Broad: the time-out or cancellation re-raised below is what the caller
+            # must see; the dialog is killed whatever this says.
+            logger.debug("waiting for the killed consent dialog failed", exc_info=True)
         raise
     if process.returncode not in tuple(Answer):
         text = stderr.decode(errors="replace").strip().splitlines()

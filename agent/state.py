@@ -11,13 +11,15 @@ asked for, so the file on disk always ends with the newest status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import psutil  # type: ignore[import-untyped]
+
+from deskside.protocol.errors import DesksideError
 
 from .files import ensure_private_dir, write_atomic
 
@@ -39,6 +41,8 @@ _MAX_STATE_FILE = 1 << 20
 _START_TOLERANCE = 2.0
 # How often ``StatusRecorder.touch`` writes the file at most, seconds.
 TOUCH_INTERVAL = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 class DaemonStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,13 +117,15 @@ class StatusRecorder:
         self._last_write: asyncio.Future[None] | None = None
         # When the last write was scheduled (monotonic), for ``touch``.
         self._written_at = -TOUCH_INTERVAL
+        # The last write failed (said once until one succeeds again).
+        self._failing = False
 
     async def update(self, **changes: Any) -> None:
         """Apply ``changes`` (fields of ``DaemonStatus``) and write the file.
 
         The write goes on if the caller is cancelled, so the final status written
-        at shutdown is always the last one on disk. Write errors are ignored: the
-        status file is informative and must not stop the daemon.
+        at shutdown is always the last one on disk. Write errors are logged, not
+        raised: the status file is informative and must not stop the daemon.
         """
         self.status = msgspec.structs.replace(self.status, updated_at=time.time(), **changes)
         self._written_at = time.monotonic()
@@ -140,10 +146,18 @@ class StatusRecorder:
 
     async def _write(self, previous: asyncio.Future[None] | None, data: bytes) -> None:
         if previous is not None:
-            with contextlib.suppress(Exception):
-                await previous
-        with contextlib.suppress(Exception):
+            # Only its end matters here (order); it reports its own errors below.
+            await asyncio.wait({previous})
+        try:
             await asyncio.to_thread(self._write_file, data)
+        except (OSError, DesksideError) as exc:
+            # The file informs and must not stop the daemon; said once, not on every
+            # write (touch() writes every few seconds), and again after a success.
+            if not self._failing:
+                logger.warning("cannot write the status file: %s", exc)
+            self._failing = True
+        else:
+            self._failing = False
 
     def _write_file(self, data: bytes) -> None:
         ensure_private_dir(self._path.parent)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 import psutil  # type: ignore[import-untyped]
@@ -15,6 +15,8 @@ __all__ = ["agent_version", "make_hello", "os_info"]
 
 # Longest string a ``Name`` field of the wire messages holds.
 _NAME_LIMIT = 256
+
+logger = logging.getLogger(__name__)
 
 
 def agent_version() -> str:
@@ -32,8 +34,13 @@ def os_info() -> OsInfo:
 
 def _hello() -> Hello:
     boot_time: float | None = None
-    with contextlib.suppress(Exception):
+    try:
         boot_time = float(psutil.boot_time())
+    except Exception:
+        # Broad: the boot time is optional, and psutil raises different types by
+        # platform (psutil.Error, OSError, RuntimeError for a /proc/stat without
+        # btime); an unexpected one must not stop every Hello, and so every connection.
+        logger.debug("the boot time is unknown", exc_info=True)
     return Hello(agent_version=agent_version()[:_NAME_LIMIT], os=os_info(), boot_time=boot_time)
 
 

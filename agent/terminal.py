@@ -196,8 +196,12 @@ class CastRecorder:
     async def close(self) -> None:
         """Write what is left, sync and close."""
         if self._flusher is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._flusher
+            except Exception:
+                # _flush handles OSError itself, so this is a bug; what is left must
+                # still be written and the file closed.
+                logger.exception("the transcript writer of %s failed", self.path)
         await self._flush()
         file, self._file = self._file, None
         if file is not None:

@@ -243,10 +243,15 @@ class _XTestTyper:
     def __init__(self) -> None:
         from Xlib import XK, X
         from Xlib import display as xdisplay
+        from Xlib import error as xerror
         from Xlib.ext import xtest
 
         self._X = X
         self._xtest = xtest
+        # What Xlib raises when the server refuses a request, and when it is gone
+        # (the two have no common base).
+        self._x_refused: type[Exception] = xerror.XError
+        self._x_gone: tuple[type[Exception], ...] = (xerror.ConnectionClosedError, OSError)
         # Our own connection; every request is synced so it keeps its order with
         # pynput's connection.
         self.display = xdisplay.Display()
@@ -316,11 +321,18 @@ class _XTestTyper:
 
     def close(self) -> None:
         """Give back the lent keycodes and close the connection."""
-        with contextlib.suppress(Exception):
-            for keycode in self._lent.values():
-                self.display.change_keyboard_mapping(keycode, [(0,)])
-            self.display.sync()
-        with contextlib.suppress(Exception):
+        # A server that went away took its keymap along: nothing is left to give back.
+        with contextlib.suppress(*self._x_gone):
+            try:
+                for keycode in self._lent.values():
+                    self.display.change_keyboard_mapping(keycode, [(0,)])
+                self.display.sync()
+            except self._x_refused as exc:
+                # The keymap keeps the lent characters until the X session ends: worth
+                # a word, but only the type, as an X error's text can carry keycodes.
+                logger.warning("could not give back lent keycodes: %s", type(exc).__name__)
+        # Closing a connection the server has already dropped fails; it is closed anyway.
+        with contextlib.suppress(self._x_refused, *self._x_gone):
             self.display.close()
 
     def _find(self, char: str) -> tuple[int, int | None]:
@@ -492,9 +504,14 @@ class InputInjector:
             # listener's thread is blocked reading, where nothing sends it until
             # another event comes: send it on pynput's other connection (as its own
             # clean-up does), so the thread ends now, while the display is there.
-            with contextlib.suppress(Exception):
+            try:
                 listener._display_stop.record_disable_context(listener._context)
                 listener._display_stop.flush()
+            except Exception:
+                # Broad: pynput's private attributes (an AttributeError on another
+                # backend or version) and Xlib's errors (no common base). The thread
+                # then ends with the next event, or not: join() below says so.
+                logger.debug("could not stop the mouse listener's recording", exc_info=True)
             listener.join(5.0)
             if listener.is_alive():
                 logger.warning("the mouse listener did not stop")

@@ -11,6 +11,7 @@ viewer draws its own arrow.
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CursorState", "CursorTracker", "png_rgba"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,11 +68,14 @@ class CursorTracker:
         self._hot = (0, 0)
         # The event code of XFixes' cursor notifications.
         self._notify = -1
+        # A poll failed already (said once: poll() runs for every frame).
+        self._poll_failed = False
         try:
             from Xlib import display
 
             self._display = display.Display()
         except Exception:  # not X11 (python-xlib is installed on Linux only), no display
+            logger.debug("no X display for the pointer", exc_info=True)
             return
         try:
             if self._display.has_extension("XFIXES"):
@@ -81,7 +87,8 @@ class CursorTracker:
                 info = self._display.query_extension("XFIXES")
                 self._notify = info.first_event + xfixes.XFixesCursorNotify
                 self.has_shape = True
-        except Exception:
+        except Exception:  # Xlib's errors have no common base; the position still works
+            logger.debug("no XFixes: the pointer's shape is not sent", exc_info=True)
             self.has_shape = False
 
     def resend_shape(self) -> None:
@@ -108,7 +115,10 @@ class CursorTracker:
                     hot_y=self._hot[1],
                 )
             image = self._display.xfixes_get_cursor_image(root)
-        except Exception:
+        except Exception:  # Xlib's errors have no common base; the frame goes on without
+            if not self._poll_failed:
+                self._poll_failed = True
+                logger.debug("cannot read the pointer", exc_info=True)
             return None
         serial = int(image.cursor_serial)
         self._serial = serial

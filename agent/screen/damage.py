@@ -15,9 +15,12 @@ Without the extension ``changed()`` is always True.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 __all__ = ["DamageWatcher"]
+
+logger = logging.getLogger(__name__)
 
 
 class DamageWatcher:
@@ -45,7 +48,8 @@ class DamageWatcher:
             info = self._display.query_extension(damage.extname)
             self._notify = info.first_event + damage.DamageNotifyCode
             self._display.sync()
-        except Exception:
+        except Exception:  # not X11, no display; Xlib's errors have no common base
+            logger.debug("no X DAMAGE: every frame is grabbed", exc_info=True)
             self.close()
 
     @property
@@ -74,7 +78,8 @@ class DamageWatcher:
                 self._display.damage_subtract(self._damage, 0, 0)
                 self._display.sync()  # emptied before the caller grabs
             return changed
-        except Exception:
+        except Exception:  # said once: closed, changed() is True from now on
+            logger.debug("X DAMAGE failed: every frame is grabbed from now on", exc_info=True)
             self.close()
             return True
 
@@ -84,5 +89,5 @@ class DamageWatcher:
         if display is not None:
             try:
                 display.close()
-            except Exception:
-                return
+            except Exception:  # a connection the server dropped is closed anyway
+                logger.debug("closing the X connection failed", exc_info=True)

@@ -244,8 +244,12 @@ class RemoteInput:
             return
         self._closed = True
         if self._starting is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.shield(self._starting)
+            except Exception:
+                # start() handles OverlayError itself, so this is a bug; the session's
+                # end must still be recorded, so it is only logged.
+                logger.exception("screen %s: starting guidance failed", self._request.session_id)
         if self._asking is not None and not self._asking.done():
             self._asking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -404,14 +408,31 @@ class RemoteInput:
             self._inputs.get_nowait()
         injector, self._injector = self._injector, None
         if injector is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._on_thread(injector.close)
+            except Exception as exc:
+                # Broad: releasing held keys talks to an X server that may be gone, and
+                # Xlib's errors have no common base; the end of control must still be
+                # recorded. Only the type: an X error's text can carry a keycode.
+                logger.warning(
+                    "screen %s: closing the injector failed: %s",
+                    self._request.session_id,
+                    type(exc).__name__,
+                )
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
         if self._on_control is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._on_control(False)
+            except Exception:
+                # The caller's callback (the indicator's label): whatever it raises must
+                # not stop the end of control being told and recorded.
+                logger.warning(
+                    "screen %s: could not show that control ended",
+                    self._request.session_id,
+                    exc_info=True,
+                )
         if tell:
             await self._send(
                 m.ScreenControlEnded(

@@ -372,8 +372,14 @@ class ScreenService:
             self._end(running, _Reason.ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             if running.remote is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await running.remote.close()
+                except Exception:
+                    # Broad: the overlay, the injector and the audit log all end here,
+                    # and the indicator must still close and the end be recorded.
+                    logger.exception(
+                        "screen session %s: ending guidance and control failed", request.session_id
+                    )
             if indicator is not None:
                 await indicator.close()
             if running.session is not None:
@@ -443,8 +449,21 @@ class ScreenService:
                     break
         finally:
             session.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(frames), 5.0)
+            # Wait without raising: how the frames ended was reported above when it
+            # ended the session; if it ends only now, its error is said here.
+            await asyncio.wait({frames}, timeout=5.0)
+            if not frames.done():
+                logger.warning(
+                    "screen session %s: the capture did not stop within 5 s",
+                    running.request.session_id,
+                )
+            elif not frames.cancelled() and (error := frames.exception()) is not None:
+                logger.debug(
+                    "screen session %s: the capture ended with %s: %s",
+                    running.request.session_id,
+                    type(error).__name__,
+                    error,
+                )
             for task in waiters:
                 task.cancel()
 

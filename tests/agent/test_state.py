@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
+import pytest
 
 from deskside.agent.state import (
     DaemonStatus,
@@ -65,3 +67,29 @@ def test_tickets(tmp_path: Path) -> None:
     record_ticket(path, "b", 2)
     record_ticket(path, "a", 1)
     assert [(t.request_id, t.ticket_id) for t in read_tickets(path)] == [("b", 2), ("a", 1)]
+
+
+async def test_a_status_file_that_cannot_be_written_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the directory should be")
+    path = blocker / "status.json"
+    recorder = StatusRecorder(path, this_process())
+    with caplog.at_level(logging.WARNING, logger="deskside.agent.state"):
+        for i in range(3):
+            await recorder.update(last_contact=float(i))  # never raises
+    said = [r.getMessage() for r in caplog.records if "status file" in r.getMessage()]
+    assert len(said) == 1
+    assert str(blocker) in said[0]
+    # Once it can be written again, the next failure is said again.
+    blocker.unlink()
+    await recorder.update(last_contact=3.0)
+    assert read_status(path) is not None
+    caplog.clear()
+    path.unlink()
+    path.parent.rmdir()
+    blocker.write_text("again")
+    with caplog.at_level(logging.WARNING, logger="deskside.agent.state"):
+        await recorder.update(last_contact=4.0)
+    assert [r for r in caplog.records if "status file" in r.getMessage()]
