@@ -55,7 +55,8 @@ async def readyz(request: Request) -> Response[dict[str, str]]:  # type: ignore[
     store: Store = request.app.state.store
     try:
         await store.ping()
-    except Exception as exc:
+    except Exception as exc:  # whatever the driver raises, the node is not ready
+        logger.warning("not ready: the database did not answer: %s", type(exc).__name__)
         return Response(
             {"status": "unavailable", "detail": type(exc).__name__},
             status_code=HTTP_503_SERVICE_UNAVAILABLE,
