@@ -28,14 +28,8 @@ from deskside.protocol.noise import (
     parse_protocol_name,
 )
 
-# The repository and shared/ are siblings, here (/work/main) and in CI alike.
-VECTORS_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "testdata"
-    / "noise"
-    / "cacophony-25519-chachapoly-sha256.json"
-)
+# The cacophony project's vectors for this cipher suite; vectors/README.md names the source.
+VECTORS_PATH = Path(__file__).parent / "vectors" / "cacophony-25519-chachapoly-sha256.json"
 EXPECTED_VECTOR_COUNT = 59
 
 Vector = dict[str, Any]
