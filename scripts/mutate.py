@@ -44,6 +44,7 @@ Usage (from the repository, one module after another, never in parallel)::
     .venv/bin/python scripts/mutate.py                 # every module of MODULES
     .venv/bin/python scripts/mutate.py agent/spool.py  # one module
     .venv/bin/python scripts/mutate.py --list agent/spool.py  # the sample, not run
+    .venv/bin/python scripts/mutate.py --only "_last_received = now" protocol/connection.py
     options: --sample N (0: every mutant), --seed S, --timeout SECONDS, --fail-under PERCENT
 """
 
@@ -588,10 +589,18 @@ def print_table(results: list[ModuleResult]) -> None:
 def mutate_module(
     module: str, args: argparse.Namespace, equivalent: dict[str, str], seen: set[str]
 ) -> ModuleResult:
-    """Run the sampled mutants of one module; print progress and survivors."""
+    """Run the sampled mutants of one module; print progress and survivors.
+
+    Adds the name of every mutant the module has (sampled or not) to ``seen``."""
     source = (ROOT / module).read_text(encoding="utf-8")
     mutants = find_mutants(module, source)
-    chosen = sample(mutants, source, args.sample, args.seed)
+    seen.update(m.key for m in mutants)
+    if args.only:
+        # Every mutant whose name holds the text, instead of the sample (for checking one).
+        mutants = [m for m in mutants if args.only in m.key]
+        chosen = sample(mutants, source, 0, args.seed)
+    else:
+        chosen = sample(mutants, source, args.sample, args.seed)
     result = ModuleResult(module, total=len(mutants))
     print(f"\n{module}: {len(mutants)} mutants, {len(chosen)} sampled (seed {args.seed})")
     if args.list:
@@ -614,7 +623,6 @@ def mutate_module(
         for mutant in chosen:
             outcome, _ = runner.run(mutated_source(source, mutant), timeout)
             result.sampled += 1
-            seen.add(mutant.key)
             if outcome.status == "killed":
                 result.killed += 1
                 if mutant.key in equivalent:
@@ -646,6 +654,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--fail-under", type=float, default=None, help="least score w/o equivalents"
     )
     parser.add_argument("--list", action="store_true", help="show the sampled mutants, run nothing")
+    parser.add_argument("--only", help="run every mutant whose name contains this text, no sample")
     args = parser.parse_args(argv)
     for module in args.modules:
         if module not in MODULES:
@@ -676,9 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results)
     print(f"{time.monotonic() - started:.0f} s in all")
     done = {r.module for r in results}
-    unused = [key for key in equivalent if key.split(":", 1)[0] in done and key not in seen]
-    for key in unused:
-        print(f"not in this sample (or stale) in {EQUIVALENT_FILE.name}: {key}")
+    stale = [key for key in equivalent if key.split(":", 1)[0] in done and key not in seen]
+    for key in stale:
+        print(f"stale entry of {EQUIVALENT_FILE.name} (no such mutant any more): {key}")
     if args.fail_under is not None and any(
         r.score_without_equivalent() < args.fail_under for r in results
     ):
