@@ -289,8 +289,9 @@ class _Finder:
         if isinstance(child, ast.Compare):
             for i, op in enumerate(child.ops):
                 new_cmp = _COMPARE[type(op)]
+                which = f" (operator {i + 1} of {len(child.ops)})" if len(child.ops) > 1 else ""
                 description = (
-                    f"`{_SYMBOLS[type(op)]}` -> `{_SYMBOLS[new_cmp]}` in `{_snippet(child)}`"
+                    f"`{_SYMBOLS[type(op)]}` -> `{_SYMBOLS[new_cmp]}`{which} in `{_snippet(child)}`"
                 )
                 add(child, parent, name, where, description, _change_compare(i, new_cmp))
         elif isinstance(child, ast.BinOp | ast.AugAssign) and type(child.op) in _ARITHMETIC:
