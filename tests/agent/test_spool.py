@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deskside.agent.help_request import build_help_request
-from deskside.agent.spool import Spool
+from deskside.agent.spool import Spool, valid_request_id
 from deskside.protocol import codec
 from deskside.protocol import messages as m
 
@@ -32,6 +32,23 @@ def test_add_pending_remove(tmp_path: Path) -> None:
     assert not spool.remove(first.request_id)
     assert not spool.remove("../../etc/passwd")
     assert spool.pending() == [second]
+
+
+@pytest.mark.parametrize(
+    ("request_id", "valid"),
+    [("a", True), ("A-z_09", True), ("x" * 64, True), ("", False), ("x" * 65, False)]
+    + [(name, False) for name in ("a:b", "a.b", "../a", "a/b", "a b", "a\n")],
+)
+def test_request_ids_that_can_name_a_file(request_id: str, valid: bool) -> None:
+    assert valid_request_id(request_id) is valid
+    spool = Spool(Path("/nonexistent/spool"))
+    if valid:
+        assert spool.path_of(request_id).name == f"{request_id}.msgpack"
+    else:
+        with pytest.raises(ValueError, match="cannot name a spool file"):
+            spool.path_of(request_id)
+        assert not spool.contains(request_id)
+        assert not spool.remove(request_id)
 
 
 def test_temp_files_are_not_requests(tmp_path: Path) -> None:
