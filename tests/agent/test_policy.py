@@ -164,6 +164,7 @@ def test_limits_are_accepted(table: str, key: str, value: float) -> None:
         ('allow = [["ls", "a\\u0000b"]]', "allow[0] has an empty program or a NUL character"),
         ('scripts = { x = ["", "y"] }', "scripts.x has an empty program"),
         ('scripts = { x = ["a", "**"] }', None),
+        ('scripts = { "a\\n" = ["x"] }', "is not a script name"),
         (f'scripts = {{ {"s" * 65} = ["x"] }}', "is not a script name"),
         ("allow = [1]", "allow[0] must be a non-empty list of strings"),
     ],
