@@ -588,11 +588,17 @@ def print_table(results: list[ModuleResult]) -> None:
 
 
 def mutate_module(
-    module: str, args: argparse.Namespace, equivalent: dict[str, str], seen: set[str]
-) -> ModuleResult:
+    module: str,
+    args: argparse.Namespace,
+    equivalent: dict[str, str],
+    seen: set[str],
+    results: list[ModuleResult],
+) -> None:
     """Run the sampled mutants of one module; print progress and survivors.
 
-    Adds the name of every mutant the module has (sampled or not) to ``seen``."""
+    Appends the module's result to ``results`` first, so an interrupted run still
+    reports the mutants done; adds the name of every mutant the module has (sampled or
+    not) to ``seen``."""
     source = (ROOT / module).read_text(encoding="utf-8")
     mutants = find_mutants(module, source)
     seen.update(m.key for m in mutants)
@@ -603,11 +609,12 @@ def mutate_module(
     else:
         chosen = sample(mutants, source, args.sample, args.seed)
     result = ModuleResult(module, total=len(mutants))
+    results.append(result)
     print(f"\n{module}: {len(mutants)} mutants, {len(chosen)} sampled (seed {args.seed})")
     if args.list:
         for mutant in chosen:
             print(f"  {mutant.key}")
-        return result
+        return
     with tempfile.TemporaryDirectory(prefix="deskside-mutate-") as scratch:
         tree = Path(scratch) / "tree"
         _mirror(tree)
@@ -621,26 +628,26 @@ def mutate_module(
         print(
             f"  baseline {baseline.seconds:.1f} s, time-out {timeout:.0f} s: ", end="", flush=True
         )
-        for mutant in chosen:
-            outcome, _ = runner.run(mutated_source(source, mutant), timeout)
-            result.sampled += 1
-            if outcome.status == "killed":
-                result.killed += 1
-                if mutant.key in equivalent:
-                    print(f"\n  killed, yet named equivalent: {mutant.key}", end="")
-            elif outcome.status == "timeout":
-                result.timeouts += 1
-            else:
-                result.survivors.append(mutant)
-                result.equivalent += mutant.key in equivalent
-            print(
-                {"killed": ".", "timeout": "T", "survived": "S"}[outcome.status], end="", flush=True
-            )
-    print()
-    for mutant in result.survivors:
-        reason = equivalent.get(mutant.key)
-        print(f"  survived: {mutant.key}" + (f"  [equivalent: {reason}]" if reason else ""))
-    return result
+        try:
+            for mutant in chosen:
+                outcome, _ = runner.run(mutated_source(source, mutant), timeout)
+                result.sampled += 1
+                if outcome.status == "killed":
+                    result.killed += 1
+                    if mutant.key in equivalent:
+                        print(f"\n  killed, yet named equivalent: {mutant.key}", end="")
+                elif outcome.status == "timeout":
+                    result.timeouts += 1
+                else:
+                    result.survivors.append(mutant)
+                    result.equivalent += mutant.key in equivalent
+                mark = {"killed": ".", "timeout": "T", "survived": "S"}[outcome.status]
+                print(mark, end="", flush=True)
+        finally:
+            print()
+            for mutant in result.survivors:
+                reason = equivalent.get(mutant.key)
+                print(f"  survived: {mutant.key}" + (f"  [equivalent: {reason}]" if reason else ""))
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -668,16 +675,25 @@ def iter_modules(args: argparse.Namespace) -> Iterator[str]:
     yield from args.modules or MODULES
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Mutate each module in turn and report; 1 if a score is under ``--fail-under``."""
     args = _parse(argv)
+    # Ctrl-C, or a kill, stops the run the same way: the running pytest's process group
+    # is killed and the temporary tree removed (also when started in the background,
+    # where SIGINT is ignored unless a handler is set).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     equivalent = load_equivalent(EQUIVALENT_FILE)
     results: list[ModuleResult] = []
     seen: set[str] = set()
     started = time.monotonic()
     try:
         for module in iter_modules(args):
-            results.append(mutate_module(module, args, equivalent, seen))
+            mutate_module(module, args, equivalent, seen, results)
     except KeyboardInterrupt:
         print("\ninterrupted: the results so far")
     if args.list:
