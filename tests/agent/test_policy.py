@@ -200,6 +200,9 @@ def test_commands_must_be_a_table() -> None:
         (["ls", "**"], ["ls"], True),
         (["ls", "**"], ["ls", "-l", "/tmp"], True),
         (["ls", "**"], ["lsblk"], False),
+        (["ls", "**"], [], False),
+        (["ls", "-l", "**"], ["ls"], False),  # shorter than the pattern's head
+        (["ls", "-l", "**"], ["ls", "-l"], True),
         (["Echo"], ["echo"], False),  # case-sensitive everywhere
     ],
 )
@@ -239,7 +242,8 @@ def test_plans_and_refusals() -> None:
         mode=CommandMode.ALLOWLIST, shell=True, allow=(("echo", "**"),), scripts={"s": ("id",)}
     )
     assert "cannot be checked against its allow-list" in refused(allow, request("x", shell=True))
-    assert "matches no allow-list entry" in refused(allow, request("id"))
+    no_entry = "'id' with these arguments matches no allow-list entry"
+    assert refused(allow, request("id", "-u")) == f"not allowed by this device's policy: {no_entry}"
     script = plan_command(allow, request("-u", script="s"), is_root=False)
     assert isinstance(script, RunPlan)
     assert script.argv == ("id", "-u")
@@ -263,6 +267,17 @@ def test_plans_and_refusals() -> None:
     as_root = plan_command(run_as, request("id"), is_root=True, platform="linux")
     assert isinstance(as_root, RunPlan)
     assert as_root.run_as == "helpdesk"
+
+
+def test_policies_and_refusals_are_values() -> None:
+    policy = CommandPolicy()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.mode = CommandMode.OFF  # type: ignore[misc]
+    with pytest.raises(TypeError):  # by name only: the order of the fields is no API
+        CommandPolicy(CommandMode.OFF)  # type: ignore[call-arg]
+    assert {Refusal("no"), Refusal("no")} == {Refusal("no")}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Refusal("no").reason = "yes"  # type: ignore[misc]
 
 
 def test_terminal_policy() -> None:

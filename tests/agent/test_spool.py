@@ -32,8 +32,8 @@ def test_add_pending_remove(tmp_path: Path) -> None:
     assert spool.remove(first.request_id)
     assert not spool.contains(first.request_id)
     assert spool.contains(second.request_id)
-    assert not spool.remove(first.request_id)
-    assert not spool.remove("../../etc/passwd")
+    assert spool.remove(first.request_id) is False
+    assert spool.remove("../../etc/passwd") is False
     assert not spool.contains("../../etc/passwd")
     assert spool.pending() == [second]
     assert spool.count() == 1
@@ -52,8 +52,21 @@ def test_request_ids_that_can_name_a_file(request_id: str, valid: bool) -> None:
     else:
         with pytest.raises(ValueError, match="cannot name a spool file"):
             spool.path_of(request_id)
-        assert not spool.contains(request_id)
-        assert not spool.remove(request_id)
+        assert spool.contains(request_id) is False
+        assert spool.remove(request_id) is False
+
+
+def test_pending_is_oldest_first_whatever_the_file_names(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    requests = [
+        m.HelpRequest(request_id="z", description="first", created_at=1.0),
+        m.HelpRequest(request_id="b", description="tied, b", created_at=2.0),
+        m.HelpRequest(request_id="a", description="tied, a", created_at=2.0),
+        m.HelpRequest(request_id="m", description="last", created_at=3.0),
+    ]
+    for request in requests:
+        spool.add(request)
+    assert [r.request_id for r in spool.pending()] == ["z", "a", "b", "m"]
 
 
 def test_temp_files_are_not_requests(tmp_path: Path) -> None:
@@ -99,6 +112,7 @@ def test_only_request_files_are_counted(tmp_path: Path) -> None:
             "holds request xyz",
         ),
         ("notes.txt", b"hello", "not named"),
+        ("a b.msgpack", codec.encode(build_help_request("misnamed")), "not named"),
     ],
 )
 def test_bad_files_are_set_aside(
@@ -117,6 +131,9 @@ def test_bad_files_are_set_aside(
     (spool.directory / name).write_bytes(b"again")
     spool.pending()
     assert (spool.bad_directory / f"{name}.1").read_bytes() == b"again"
+    (spool.directory / name).write_bytes(b"and again")
+    spool.pending()
+    assert (spool.bad_directory / f"{name}.2").read_bytes() == b"and again"
 
 
 def test_requests_round_trip_with_snapshot(tmp_path: Path) -> None:

@@ -116,6 +116,8 @@ class FakeStore:
         self.broken: set[str] = set()
         # While set, each write waits for this event.
         self.gate: asyncio.Event | None = None
+        # When true, a write that waits at the gate commits while output is being read.
+        self.commit_during_read = False
         self.writes = 0
         self.state_queries = 0
 
@@ -137,6 +139,10 @@ class FakeStore:
         return len(chunks)
 
     async def command_output(self, command_id: str, from_seq: int = 0) -> list[OutputChunk]:
+        if self.commit_during_read and self.gate is not None:
+            written = len(self.stored.get(command_id, []))
+            self.gate.set()
+            await eventually(lambda: len(self.stored.get(command_id, [])) > written)
         return [c for c in self.stored.get(command_id, []) if c.seq >= from_seq]
 
 
@@ -223,6 +229,30 @@ async def test_a_committed_write_is_read_from_the_store_only() -> None:
     assert seqs(await buffers.read("c", stored=False)) == [1]
     assert seqs(await buffers.read("c")) == [0, 1]
     assert seqs(await buffers.read("c", from_seq=1)) == [1]
+
+
+async def test_a_batch_that_commits_while_output_is_read_is_read_once() -> None:
+    store = FakeStore()
+    buffers = buffers_on(store, flush_bytes=10)
+    await buffers.add("d", "c", 0, "stdout", b"0123456789")  # stored already
+    store.gate = asyncio.Event()
+    writing = asyncio.create_task(buffers.add("d", "c", 1, "stdout", b"0123456789"))
+    await eventually(lambda: store.writes == 2)
+    store.commit_during_read = True  # held in memory, then found in the store as well
+    assert seqs(await buffers.read("c")) == [0, 1]
+    await writing
+
+
+async def test_the_count_of_pending_bytes_starts_over_after_a_write() -> None:
+    store = FakeStore()
+    buffers = buffers_on(store, flush_bytes=10)
+    await buffers.add("d", "c", 0, "stdout", b"0123456789")
+    assert store.writes == 1
+    await buffers.add("d", "c", 1, "stdout", b"012345678")  # 9 bytes: kept
+    assert store.writes == 1
+    await buffers.add("d", "c", 2, "stdout", b"9")  # 10: written
+    assert store.writes == 2
+    assert seqs(store.stored["c"]) == [0, 1, 2]
 
 
 async def test_output_is_written_once_a_mebibyte_is_pending_by_default() -> None:

@@ -162,7 +162,7 @@ def test_what_cannot_be_encoded_is_a_local_error() -> None:
 
 @pytest.mark.parametrize(
     ("tag", "reported"),
-    [("x" * 64, True), ("x" * 65, False), ("", False), ("ping", False)],
+    [("x", True), ("x" * 64, True), ("x" * 65, False), ("", False), ("ping", False)],
 )
 def test_only_reasonable_unknown_tags_are_reported(tag: str, reported: bool) -> None:
     data = msgspec.msgpack.encode({"type": tag, "other": 1})
