@@ -86,7 +86,7 @@ DEFAULT_CONSENT_TIMEOUT: Final = 60.0
 _TIMEOUT_LIMIT: Final = 86400.0
 _OUTPUT_CAP_LIMIT: Final = 1 << 40
 _CONSENT_TIMEOUT_RANGE: Final = (1.0, 600.0)
-_SCRIPT_NAME: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SCRIPT_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEYS: Final = frozenset(
     {
         "mode",
@@ -231,7 +231,7 @@ class CommandPolicy:
             raise ConfigError(f"{where} scripts must be a table of name = argv")
         scripts: dict[str, tuple[str, ...]] = {}
         for name, value in scripts_value.items():
-            if not _SCRIPT_NAME.match(name):
+            if not _SCRIPT_NAME.fullmatch(name):
                 raise ConfigError(
                     f"{where} scripts: {name!r} is not a script name (letters, digits, . _ -)"
                 )

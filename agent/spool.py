@@ -40,12 +40,12 @@ logger = logging.getLogger(__name__)
 
 SUFFIX: Final = ".msgpack"
 # Request ids that are safe as file names on every platform (no ':' for Windows).
-_SAFE_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def valid_request_id(request_id: str) -> bool:
     """True if ``request_id`` can name a spool file."""
-    return bool(_SAFE_ID.match(request_id))
+    return bool(_SAFE_ID.fullmatch(request_id))
 
 
 class Spool:

@@ -42,3 +42,28 @@ def test_many_failures_stay_finite() -> None:
     backoff.failures = 10_000
     assert backoff.bound() == 5.0
     assert 0 <= backoff.next_delay() <= 5.0
+
+
+def test_defaults_suit_the_agent() -> None:
+    # Up to a minute between attempts; a connection up a minute proves the console healthy.
+    backoff = Backoff(rng=random.Random(5))
+    bounds = []
+    for _ in range(8):
+        bounds.append(backoff.bound())
+        backoff.next_delay()
+    assert bounds == [1, 2, 4, 8, 16, 32, 60, 60]
+    backoff.connection_lasted(59.9)
+    assert backoff.bound() == 60
+    backoff.connection_lasted(60.0)
+    assert backoff.bound() == 1
+    assert "rng" not in repr(backoff)  # the random source's state is noise in logs
+
+
+def test_doubling_stops_at_two_to_the_62() -> None:
+    backoff = Backoff(base=1.0, cap=float("inf"), rng=random.Random(6))
+    backoff.failures = 62
+    assert backoff.bound() == 2.0**62
+    backoff.failures = 10_000
+    assert backoff.bound() == 2.0**62  # finite, with no cap at all
+    backoff.failures = 61
+    assert backoff.bound() == 2.0**61

@@ -129,6 +129,60 @@ def test_bad_policy_names_the_key(table: str, message: str) -> None:
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [
+        ("output_cap = 1", "output_cap", 1),
+        (f"output_cap = {2**40}", "output_cap", 2**40),
+        ("timeout_max = 1", "timeout_max", 1.0),
+        ("timeout_max = 86400", "timeout_max", 86400.0),
+        ("consent_timeout = 1", "consent_timeout", 1.0),
+        ("consent_timeout = 600", "consent_timeout", 600.0),
+        ("consent_timeout = 2.5", "consent_timeout", 2.5),
+    ],
+)
+def test_limits_are_accepted(table: str, key: str, value: float) -> None:
+    assert getattr(parse(table), key) == value
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (f"output_cap = {2**40 + 1}", f"output_cap must be between 1 and {2**40}"),
+        ("output_cap = -1", "output_cap must be between 1 and"),
+        ("output_cap = true", "output_cap must be a whole number of bytes"),
+        ("timeout_max = 86400.5", "timeout_max must be between 1 and 86400 seconds"),
+        ("timeout_max = 0.5", "timeout_max must be between 1 and 86400 seconds"),
+        ("timeout_max = nan", "timeout_max must be between"),
+        ("timeout_max = inf", "timeout_max must be between"),
+        ('timeout_max = "60"', "timeout_max must be a number of seconds"),
+        ("consent_timeout = 0.5", "consent_timeout must be between 1 and 600 seconds"),
+        ("consent_timeout = 600.5", "consent_timeout must be between 1 and 600 seconds"),
+        ("run_as = 1", "run_as must be a non-empty string"),
+        ('run_as = "a\\u0000b"', "run_as must be a non-empty string"),
+        ('cwd = ""', "cwd must be a non-empty string"),
+        ('allow = [["ls", "a\\u0000b"]]', "allow[0] has an empty program or a NUL character"),
+        ('scripts = { x = ["", "y"] }', "scripts.x has an empty program"),
+        ('scripts = { x = ["a", "**"] }', None),
+        ('scripts = { "a\\n" = ["x"] }', "is not a script name"),
+        (f'scripts = {{ {"s" * 65} = ["x"] }}', "is not a script name"),
+        ("allow = [1]", "allow[0] must be a non-empty list of strings"),
+    ],
+)
+def test_values_out_of_range_are_refused(table: str, message: str | None) -> None:
+    if message is None:  # "**" is only special in allow patterns, not in scripts
+        assert parse(table).scripts == {"x": ("a", "**")}
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse(table)
+    assert message in str(caught.value)
+
+
+def test_script_names_at_their_limits() -> None:
+    name = "a.B-9_" + "x" * 58
+    assert parse(f'scripts = {{ "{name}" = ["id"] }}').scripts == {name: ("id",)}
+
+
 def test_commands_must_be_a_table() -> None:
     with pytest.raises(ConfigError, match="commands must be a table"):
         AgentConfig.from_toml("commands = 1\n" + BASE, "agent.toml")
@@ -146,6 +200,9 @@ def test_commands_must_be_a_table() -> None:
         (["ls", "**"], ["ls"], True),
         (["ls", "**"], ["ls", "-l", "/tmp"], True),
         (["ls", "**"], ["lsblk"], False),
+        (["ls", "**"], [], False),
+        (["ls", "-l", "**"], ["ls"], False),  # shorter than the pattern's head
+        (["ls", "-l", "**"], ["ls", "-l"], True),
         (["Echo"], ["echo"], False),  # case-sensitive everywhere
     ],
 )
@@ -185,7 +242,8 @@ def test_plans_and_refusals() -> None:
         mode=CommandMode.ALLOWLIST, shell=True, allow=(("echo", "**"),), scripts={"s": ("id",)}
     )
     assert "cannot be checked against its allow-list" in refused(allow, request("x", shell=True))
-    assert "matches no allow-list entry" in refused(allow, request("id"))
+    no_entry = "'id' with these arguments matches no allow-list entry"
+    assert refused(allow, request("id", "-u")) == f"not allowed by this device's policy: {no_entry}"
     script = plan_command(allow, request("-u", script="s"), is_root=False)
     assert isinstance(script, RunPlan)
     assert script.argv == ("id", "-u")
@@ -194,6 +252,8 @@ def test_plans_and_refusals() -> None:
     assert "absolute path" in refused(any_policy, request("ls", cwd="tmp"))
     assert "NUL" in refused(any_policy, request("ls", "a\0b"))
     assert refused(any_policy, request()) == "the command is empty"
+    assert refused(any_policy, request("", "x")) == "the command has an empty program name"
+    assert "an empty program name" in refused(allow, request("", "x"))
     bare_script = plan_command(allow, request(script="s"), is_root=False)
     assert isinstance(bare_script, RunPlan)
     assert bare_script.argv == ("id",)
@@ -207,6 +267,17 @@ def test_plans_and_refusals() -> None:
     as_root = plan_command(run_as, request("id"), is_root=True, platform="linux")
     assert isinstance(as_root, RunPlan)
     assert as_root.run_as == "helpdesk"
+
+
+def test_policies_and_refusals_are_values() -> None:
+    policy = CommandPolicy()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.mode = CommandMode.OFF  # type: ignore[misc]
+    with pytest.raises(TypeError):  # by name only: the order of the fields is no API
+        CommandPolicy(CommandMode.OFF)  # type: ignore[call-arg]
+    assert {Refusal("no"), Refusal("no")} == {Refusal("no")}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Refusal("no").reason = "yes"  # type: ignore[misc]
 
 
 def test_terminal_policy() -> None:

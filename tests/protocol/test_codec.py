@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deskside.protocol import messages as m
-from deskside.protocol.codec import Codec, UnknownMessage, decode, encode
+from deskside.protocol.codec import DEFAULT_MAX_MESSAGE_SIZE, Codec, UnknownMessage, decode, encode
 from deskside.protocol.errors import LocalProtocolError, RemoteProtocolError
 
 from .strategies import _struct, messages
@@ -127,3 +127,52 @@ def test_deep_nesting_is_refused_cleanly() -> None:
     data = b"\x91" * 200_000 + b"\xc0"
     with pytest.raises(RemoteProtocolError):
         decode(data)
+
+
+def test_the_default_limit_is_16_mib() -> None:
+    assert DEFAULT_MAX_MESSAGE_SIZE == 16 * 1024 * 1024
+    with pytest.raises(RemoteProtocolError, match="over the limit of 16777216"):
+        decode(bytes(16 * 1024 * 1024 + 1))
+    with pytest.raises(LocalProtocolError, match="over the limit of 16777216"):
+        encode(m.Error(code=m.ErrorCode.INTERNAL, message="x" * (16 * 1024 * 1024)))
+
+
+def test_a_message_of_exactly_the_limit_passes_both_ways() -> None:
+    message = m.Ping(nonce=7)
+    size = len(encode(message))
+    exact, under = Codec(max_message_size=size), Codec(max_message_size=size - 1)
+    assert exact.decode(exact.encode(message)) == message
+    with pytest.raises(LocalProtocolError):
+        under.encode(message)
+    with pytest.raises(RemoteProtocolError):
+        under.decode(encode(message))
+
+
+def test_a_codec_needs_a_positive_limit() -> None:
+    assert Codec(max_message_size=1).max_message_size == 1
+    for bad in (0, -1):
+        with pytest.raises(LocalProtocolError, match="positive"):
+            Codec(max_message_size=bad)
+
+
+def test_what_cannot_be_encoded_is_a_local_error() -> None:
+    with pytest.raises(LocalProtocolError, match="cannot encode Ping"):
+        encode(m.Ping(nonce=2**70))  # msgspec does not check on construction
+
+
+@pytest.mark.parametrize(
+    ("tag", "reported"),
+    [("x", True), ("x" * 64, True), ("x" * 65, False), ("", False), ("ping", False)],
+)
+def test_only_reasonable_unknown_tags_are_reported(tag: str, reported: bool) -> None:
+    data = msgspec.msgpack.encode({"type": tag, "other": 1})
+    if reported:
+        assert decode(data) == UnknownMessage(tag)
+    else:
+        with pytest.raises(RemoteProtocolError, match="invalid message"):
+            decode(data)
+
+
+def test_unknown_messages_are_values() -> None:
+    # Frozen like every message: comparable and hashable, so they can be counted.
+    assert {UnknownMessage("a"), UnknownMessage("a")} == {UnknownMessage("a")}

@@ -10,9 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deskside.protocol import crypto
+from deskside.protocol import codec, crypto, noise
 from deskside.protocol import messages as m
 from deskside.protocol.connection import (
+    NOISE_PROTOCOL_NAME,
+    PROLOGUE,
     AuthorizationRequested,
     ChannelConfig,
     ClientConnection,
@@ -26,6 +28,7 @@ from deskside.protocol.connection import (
     ServerConnection,
     State,
     UnknownMessageReceived,
+    max_frame_size,
 )
 from deskside.protocol.errors import (
     ConnectionClosedError,
@@ -166,6 +169,89 @@ def test_garbage_handshake_closes_the_console_side_cleanly(frame: bytes) -> None
     assert server.state is State.CLOSED
     assert server.close_code == CloseCode.HANDSHAKE_FAILED
     assert not received(server.events_received())
+
+
+def console_reply(payload: bytes) -> tuple[ClientConnection, bytes]:
+    """An agent that sent its first message, and a console's answer carrying ``payload``.
+
+    The console is a bare Noise responder, so it can answer what ServerConnection never
+    would (a version the agent did not offer, a message of the wrong type).
+    """
+    client, _ = make_pair()
+    (first,) = client.data_to_send()
+    console = noise.HandshakeState(
+        NOISE_PROTOCOL_NAME, initiator=False, prologue=PROLOGUE, s=CONSOLE_KEY
+    )
+    console.read_message(first)
+    return client, console.write_message(payload)
+
+
+def test_console_reply_of_the_right_shape_opens_the_agent_side() -> None:
+    # The fake console of the tests below, with a proper answer: the agent opens.
+    client, reply = console_reply(codec.encode(m.ServerParams(version=1)))
+    client.receive_data(reply, 0.0)
+    assert client.state is State.OPEN
+
+
+def test_console_choosing_a_version_the_agent_does_not_speak_is_refused() -> None:
+    client, reply = console_reply(codec.encode(m.ServerParams(version=2)))
+    client.receive_data(reply, 0.0)
+    assert client.state is State.CLOSED
+    assert client.close_code == CloseCode.VERSION_MISMATCH
+    assert "version 2" in client.close_reason
+    assert isinstance(client.error, HandshakeError)
+    assert not any(isinstance(e, HandshakeComplete) for e in client.events_received())
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (codec.encode(HELLO), "expected ServerParams, got Hello"),
+        (codec.encode(m.ClientParams(versions=[1])), "expected ServerParams, got ClientParams"),
+        (b"\x81\xa4type\xa6future", "unexpected future in the handshake"),
+        (b"\xc1", "bad handshake payload"),
+    ],
+)
+def test_console_reply_that_is_not_server_params_fails_the_handshake(
+    payload: bytes, reason: str
+) -> None:
+    client, reply = console_reply(payload)
+    client.receive_data(reply, 0.0)
+    assert client.state is State.CLOSED
+    assert client.close_code == CloseCode.HANDSHAKE_FAILED
+    assert reason in client.close_reason
+    assert isinstance(client.error, HandshakeError)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (codec.encode(HELLO), "expected ClientParams, got Hello"),
+        (codec.encode(m.ServerParams(version=1)), "expected ClientParams, got ServerParams"),
+    ],
+)
+def test_agent_handshake_that_is_not_client_params_fails(payload: bytes, reason: str) -> None:
+    agent = noise.HandshakeState(
+        NOISE_PROTOCOL_NAME, initiator=True, prologue=PROLOGUE, s=AGENT_KEY, rs=CONSOLE_PUB
+    )
+    asked: list[bytes] = []
+
+    def authorize(key: bytes, params: m.ClientParams) -> bool:
+        asked.append(key)
+        return True
+
+    server = ServerConnection(CONSOLE_KEY, authorize, 0.0)
+    server.receive_data(agent.write_message(payload), 0.0)
+    assert server.close_code == CloseCode.HANDSHAKE_FAILED
+    assert reason in server.close_reason
+    assert asked == []  # refused before anyone was asked about the key
+
+
+def test_oversized_handshake_message_is_refused_unread() -> None:
+    _, server = make_pair()
+    server.receive_data(b"\0" * 65536, 0.0)
+    assert server.close_code == CloseCode.HANDSHAKE_FAILED
+    assert server.close_reason == "handshake message too long"
 
 
 # -- Messages ------------------------------------------------------------------------------
@@ -361,6 +447,18 @@ def test_idle_peer_is_closed() -> None:
     assert (event.code, event.by_peer) == (CloseCode.IDLE_TIMEOUT, True)
 
 
+def test_a_peer_that_keeps_talking_is_not_idle() -> None:
+    config = ChannelConfig(keepalive_interval=20.0, idle_timeout=60.0)
+    client, server = open_pair(server_config=config)
+    client.send(m.Heartbeat(sent_at=50.0), 50.0)
+    pump(client, server, 50.0)
+    server.handle_timer(100.0)  # 100 s after opening, but 50 s after the last frame
+    assert server.state is State.OPEN
+    assert server.get_timer() == 110.0  # idle 60 s after what it last received
+    server.handle_timer(110.0)
+    assert server.close_code == CloseCode.IDLE_TIMEOUT
+
+
 def test_rate_limit_closes_a_flooding_peer() -> None:
     config = ChannelConfig(max_receive_rate=10.0, receive_burst=5)
     client, server = open_pair(server_config=config)
@@ -398,16 +496,23 @@ def test_an_agent_that_waits_its_send_delay_stays_within_the_limit() -> None:
         sent += 1
     assert server.state is State.OPEN
     assert len(received(server.events_received())) == 50
-    assert now >= 45 / 8.0  # 80 % of the rate, after a burst of 2
+    # 80 % of the rate (8 a second) after a burst of 2 (half of 80 % of 5): 48 paced.
+    assert now == pytest.approx(48 / 8.0)
     unpaced, _ = open_pair()
     assert unpaced.send_delay(0.0) == 0.0
 
 
 def test_close_is_told_to_the_peer() -> None:
     client, server = open_pair()
+    assert (client.close_code, client.close_reason, client.closed_by_peer) == (None, "", False)
+    assert (client.error, client.close_transport) == (None, False)
+    with pytest.raises(LocalProtocolError, match="not closed"):
+        client.close_exception()
     client.send(HELLO, 0.0)
     client.close(CloseCode.GOING_AWAY, "agent stopping", now=0.0)
     assert client.close_transport
+    assert (client.close_code, client.closed_by_peer) == (CloseCode.GOING_AWAY, False)
+    assert client.close_exception().by_peer is False
     pump(client, server)
     events = server.events_received()
     assert received(events) == [HELLO]
@@ -415,7 +520,14 @@ def test_close_is_told_to_the_peer() -> None:
     assert (event.code, event.reason, event.by_peer) == (1001, "agent stopping", True)
     with pytest.raises(ConnectionClosedOK):
         client.send(HELLO, 0.0)
-    assert isinstance(server.close_exception(), ConnectionClosedOK)
+    assert (server.close_code, server.close_reason, server.closed_by_peer) == (
+        1001,
+        "agent stopping",
+        True,
+    )
+    closed = server.close_exception()
+    assert isinstance(closed, ConnectionClosedOK)
+    assert (closed.code, closed.reason, closed.by_peer) == (1001, "agent stopping", True)
 
 
 def test_transport_lost_is_an_abnormal_close() -> None:
@@ -437,11 +549,105 @@ def test_garbage_after_open_closes_cleanly(frame: bytes) -> None:
     assert not received(server.events_received())
 
 
-def test_config_is_checked() -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"keepalive_interval": 60.0, "idle_timeout": 30.0},
+        {"keepalive_interval": 30.0, "idle_timeout": 30.0},
+        {"keepalive_interval": 0.0},
+        {"handshake_timeout": 0.0},
+        {"handshake_timeout": -1.0},
+        {"rekey_after_messages": 0},
+        {"max_message_size": 1023},
+        {"max_message_size": (1 << 30) + 1},
+        {"versions": []},
+        {"versions": [0]},
+        {"versions": [1, 65536]},
+    ],
+)
+def test_config_is_checked(settings: dict[str, object]) -> None:
     with pytest.raises(LocalProtocolError):
-        ChannelConfig(keepalive_interval=60.0, idle_timeout=30.0)
-    with pytest.raises(LocalProtocolError):
-        ChannelConfig(versions=[])
+        ChannelConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"keepalive_interval": 0.5, "idle_timeout": 0.75},
+        {"handshake_timeout": 0.5},
+        {"rekey_after_messages": 1},
+        {"max_message_size": 1024},
+        {"max_message_size": 1 << 30},
+        {"versions": [1, 65535]},
+    ],
+)
+def test_config_accepts_its_limits(settings: dict[str, object]) -> None:
+    config = ChannelConfig(**settings)  # type: ignore[arg-type]
+    for name, value in settings.items():
+        assert getattr(config, name) == value
+
+
+def test_close_codes_on_the_wire() -> None:
+    # Peers of other versions read these numbers: each is fixed, and no two are one.
+    assert {code.name: code.value for code in CloseCode} == {
+        "NORMAL": 1000,
+        "GOING_AWAY": 1001,
+        "ABNORMAL": 1006,
+        "PROTOCOL_ERROR": 4000,
+        "DECRYPTION_FAILED": 4001,
+        "HANDSHAKE_FAILED": 4002,
+        "UNKNOWN_PEER": 4003,
+        "VERSION_MISMATCH": 4004,
+        "IDLE_TIMEOUT": 4005,
+        "MESSAGE_TOO_BIG": 4006,
+        "RATE_LIMITED": 4007,
+        "HANDSHAKE_TIMEOUT": 4008,
+        "INTERNAL_ERROR": 4011,
+    }
+    assert len(CloseCode.__members__) == len(CloseCode)  # no aliases
+
+
+# The largest Noise plaintext in one record: 65535 minus the 16-byte tag.
+CHUNK = 65535 - 16
+
+
+def command_output_of_size(size: int) -> m.CommandOutput:
+    """A message whose MessagePack encoding is exactly ``size`` bytes."""
+    length = size
+    for _ in range(3):  # the length's own header grows with it: settle in a few steps
+        message = m.CommandOutput(
+            command_id="c", seq=0, stream=m.OutputStream.STDOUT, data=b"x" * length
+        )
+        length += size - len(codec.encode(message))
+    assert len(codec.encode(message)) == size
+    return message
+
+
+def test_max_frame_size_counts_the_records() -> None:
+    # nonce(8), the message, and per record a header(3) and a tag(16).
+    assert max_frame_size(0) == 8 + 19
+    assert max_frame_size(1) == 8 + 1 + 19
+    assert max_frame_size(CHUNK) == 8 + CHUNK + 19
+    assert max_frame_size(CHUNK + 1) == 8 + CHUNK + 1 + 2 * 19
+    assert max_frame_size(2 * CHUNK) == 8 + 2 * CHUNK + 2 * 19
+    assert max_frame_size(2 * CHUNK + 1) == 8 + 2 * CHUNK + 1 + 3 * 19
+
+
+@pytest.mark.parametrize("limit", [CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1])
+def test_a_message_of_exactly_the_limit_gets_through(limit: int) -> None:
+    client, server = open_pair(server_config=ChannelConfig(max_message_size=limit))
+    message = command_output_of_size(limit)
+    client.send(message, 0.0)
+    (frame,) = client.data_to_send()
+    assert len(frame) == max_frame_size(limit)
+    server.receive_data(frame, 0.0)
+    assert received(server.events_received()) == [message]
+    assert server.state is State.OPEN
+    with pytest.raises(LocalProtocolError, match="over the limit"):
+        client.send(command_output_of_size(limit + 1), 0.0)
+    # A frame one byte longer is refused before anything is decrypted.
+    server.receive_data(frame + b"\0", 0.0)
+    assert server.close_code == CloseCode.MESSAGE_TOO_BIG
 
 
 def test_real_time_values_work() -> None:
@@ -495,6 +701,19 @@ def test_deferred_authorization_refuse_with_reason() -> None:
     assert (event.code, event.reason) == (CloseCode.UNKNOWN_PEER, "enrollment token expired")
     assert server.close_transport
     assert not server.data_to_send()  # no channel yet: the WebSocket close says it
+
+
+def test_refusing_or_accepting_needs_a_pending_authorization() -> None:
+    _, server = open_pair()  # decided at once by its authorize callback
+    with pytest.raises(LocalProtocolError, match="no authorization is pending"):
+        server.refuse_peer(CloseCode.UNKNOWN_PEER, "too late", 0.0)
+    with pytest.raises(LocalProtocolError, match="no authorization is pending"):
+        server.accept_peer(0.0)
+    assert server.state is State.OPEN
+    waiting = ServerConnection(CONSOLE_KEY, None, 0.0)
+    with pytest.raises(LocalProtocolError, match="no authorization is pending"):
+        waiting.refuse_peer(CloseCode.UNKNOWN_PEER, "nobody asked", 0.0)
+    assert waiting.state is State.HANDSHAKE
 
 
 def test_pending_authorization_times_out() -> None:

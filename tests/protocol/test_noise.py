@@ -23,19 +23,14 @@ from deskside.protocol.noise import (
     MAX_PLAINTEXT_LEN,
     PATTERNS,
     CipherState,
+    HandshakePattern,
     HandshakeState,
     SymmetricState,
     parse_protocol_name,
 )
 
-# The repository and shared/ are siblings, here (/work/main) and in CI alike.
-VECTORS_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "testdata"
-    / "noise"
-    / "cacophony-25519-chachapoly-sha256.json"
-)
+# The cacophony project's vectors for this cipher suite; vectors/README.md names the source.
+VECTORS_PATH = Path(__file__).parent / "vectors" / "cacophony-25519-chachapoly-sha256.json"
 EXPECTED_VECTOR_COUNT = 59
 
 Vector = dict[str, Any]
@@ -388,11 +383,36 @@ def test_reserved_nonce() -> None:
     assert sender.nonce == receiver.nonce == 2**64 - 1
     with pytest.raises(LocalProtocolError):
         sender.encrypt_with_ad(b"", b"one too many")
-    with pytest.raises(DecryptionError):
-        receiver.decrypt_with_ad(b"", b"\x00" * 32)
+    # Refused even when properly sealed under the reserved nonce: not a failed tag.
+    sealed = crypto.ChaChaPoly(key).encrypt(2**64 - 1, b"", b"reserved")
+    with pytest.raises(DecryptionError, match="exhausted"):
+        receiver.decrypt_with_ad(b"", sealed)
     for bad in (-1, 2**64):
         with pytest.raises(LocalProtocolError):
             sender.set_nonce(bad)
+    for good in (0, 2**64 - 1):  # the whole range, ends included
+        sender.set_nonce(good)
+        assert sender.nonce == good
+
+
+def test_reserved_nonce_on_the_in_place_paths() -> None:
+    # The transport's fast path refuses nonce 2**64-1 as encrypt_with_ad does.
+    key = crypto.hash(b"transport key")
+    sender, receiver = CipherState(key), CipherState(key)
+    sender.set_nonce(2**64 - 2)
+    receiver.set_nonce(2**64 - 2)
+    sealed = bytearray(4 + 16)
+    assert sender.encrypt_into(b"ad", b"last", sealed) == 20
+    opened = bytearray(4)
+    assert receiver.decrypt_into(b"ad", sealed, opened) == 4
+    assert opened == b"last"
+    assert sender.nonce == receiver.nonce == 2**64 - 1
+    with pytest.raises(LocalProtocolError, match="exhausted"):
+        sender.encrypt_into(b"ad", b"one too many", bytearray(12 + 16))
+    sealed_reserved = crypto.ChaChaPoly(key).encrypt(2**64 - 1, b"ad", b"reserved")
+    with pytest.raises(DecryptionError, match="exhausted"):
+        receiver.decrypt_into(b"ad", sealed_reserved, bytearray(8))
+    assert sender.nonce == receiver.nonce == 2**64 - 1
 
 
 def test_cipher_state_without_key_passes_through() -> None:
@@ -406,6 +426,7 @@ def test_cipher_state_without_key_passes_through() -> None:
 
 
 def test_transport_size_limits() -> None:
+    assert (MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN) == (65535, 65535 - 16)  # section 3
     initiator_send, _, _, responder_receive = _transport()
     with pytest.raises(LocalProtocolError):
         initiator_send.encrypt_with_ad(b"", bytes(MAX_PLAINTEXT_LEN + 1))
@@ -463,6 +484,41 @@ def test_unknown_protocol_name(name: str) -> None:
         HandshakeState(name, True, s=INITIATOR_STATIC)
 
 
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("Noise_XXpsk0+psk0_25519_ChaChaPoly_SHA256", "'psk0' is repeated"),
+        ("Noise_XXpsk3+psk3_25519_ChaChaPoly_SHA256", "'psk3' is repeated"),
+        ("Noise_XXpsk4_25519_ChaChaPoly_SHA256", "pattern XX has 3 message(s)"),
+        ("Noise_XXfallback_25519_ChaChaPoly_SHA256", "unsupported Noise modifier 'fallback'"),
+    ],
+)
+def test_bad_modifiers_are_named(name: str, error: str) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        parse_protocol_name(name)
+    assert error in str(info.value)
+
+
+def test_a_wrong_pattern_table_entry_is_refused_not_crashed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "es" without a responder static key anywhere: no such pattern, so no key for it.
+    monkeypatch.setitem(PATTERNS, "NN", HandshakePattern((), (), (("e", "es"), ("e", "ee"))))
+    initiator = HandshakeState("Noise_NN_25519_ChaChaPoly_SHA256", True)
+    with pytest.raises(LocalProtocolError, match="needs a remote key for 'es'"):
+        initiator.write_message()
+
+
+def test_a_message_may_end_right_after_a_key() -> None:
+    # NN's first message with an empty payload is just e: 32 bytes, nothing after.
+    name = "Noise_NN_25519_ChaChaPoly_SHA256"
+    message = HandshakeState(name, True).write_message()
+    assert len(message) == 32
+    assert HandshakeState(name, False).read_message(message) == b""
+    with pytest.raises(RemoteProtocolError, match="too short"):
+        HandshakeState(name, False).read_message(message[:31])
+
+
 def test_writing_or_reading_out_of_turn() -> None:
     initiator, responder = _ik_initiator(), _ik_responder()
     with pytest.raises(LocalProtocolError):
@@ -498,6 +554,9 @@ def test_writing_or_reading_out_of_turn() -> None:
         lambda: HandshakeState(IK, True, rs=crypto.public_key(RESPONDER_STATIC)),
         lambda: HandshakeState(IK, True, s=INITIATOR_STATIC),
         lambda: HandshakeState(IK, False),
+        # XX: the initiator sends s only in the third message, the responder in the second.
+        lambda: HandshakeState("Noise_XX_25519_ChaChaPoly_SHA256", True),
+        lambda: HandshakeState("Noise_XX_25519_ChaChaPoly_SHA256", False),
         # XX sends the responder's static key: giving it as rs is an error.
         lambda: HandshakeState(
             "Noise_XX_25519_ChaChaPoly_SHA256",
