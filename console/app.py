@@ -10,14 +10,12 @@ from typing import Any
 from litestar import Litestar, MediaType, Request, Response, Router, WebSocket, get, websocket
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
-from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from .audit.routes import AuditController
-from .auth.guards import ApiTokenAuthentication, provide_identity
+from .auth.guards import authenticated, provide_identity
 from .commands.routes import CommandController, RunbookController
 from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
@@ -103,8 +101,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             ScreenController,
             AuditController,
         ],
-        # WebSockets authenticate themselves: browsers cannot give them headers.
-        middleware=[DefineMiddleware(ApiTokenAuthentication, scopes={ScopeType.HTTP})],
+        guards=[authenticated],
         dependencies={
             "identity": Provide(provide_identity),
             "accounts": _provide(store.accounts),

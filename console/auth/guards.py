@@ -1,22 +1,23 @@
 """Who may call a route: API tokens checked once per request, scopes checked by guards.
 
-``ApiTokenAuthentication`` (middleware on the ``/api/v1`` router) turns
-``Authorization: Bearer <API token>`` into an ``ApiIdentity`` on
-``request.auth``; a route states the scope it needs with
+The ``/api/v1`` router's guard (``authenticated``) turns ``Authorization: Bearer
+<API token>`` into an ``ApiIdentity`` kept on the request (``caller``), once per
+request; a route states the scope it needs with
 ``guards=[requires(Scope.TICKETS_READ)]``, and handlers take the caller as their
-``identity`` parameter. WebSockets, which browsers cannot give headers, call
-``authenticate`` themselves (see ``screen/routes.py``) and then ``require``.
+``identity`` parameter. (Guards rather than an authentication middleware: a
+middleware's extra ASGI layer cost a quarter of a light request's time.) WebSockets,
+which browsers cannot give headers, call ``authenticate`` themselves (see
+``screen/routes.py``) and then ``require``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from deskside.console.errors import Forbidden, Unauthorized
 
@@ -24,8 +25,9 @@ from .accounts import AccountRepository
 from .identity import ApiIdentity, Scope
 
 __all__ = [
-    "ApiTokenAuthentication",
     "authenticate",
+    "authenticated",
+    "caller",
     "provide_identity",
     "require",
     "requires",
@@ -40,17 +42,30 @@ def require(identity: ApiIdentity, scope: Scope) -> None:
 
 def requires(
     scope: Scope,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
     """A route guard: the caller's API token has ``scope``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        identity = connection.scope.get("auth")
-        if not isinstance(identity, ApiIdentity):
-            raise Unauthorized("send 'Authorization: Bearer <API token>'")
-        require(identity, scope)
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        require(await caller(connection), scope)
 
     guard.__name__ = f"requires_{scope.name.lower()}"
     return guard
+
+
+async def authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """The API router's guard: every request carries a valid API token."""
+    await caller(connection)
+
+
+async def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiIdentity:
+    """Who calls: their API token checked once per request, kept on the request."""
+    identity = connection.scope.get("auth")
+    if not isinstance(identity, ApiIdentity):
+        identity = await authenticate(connection)
+        connection.scope["auth"] = identity
+    return identity
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiIdentity:
@@ -62,20 +77,6 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiIde
     return await accounts.authenticate_api_token(token.strip())
 
 
-class ApiTokenAuthentication(AbstractAuthenticationMiddleware):
-    """Every HTTP request to the API carries a valid API token."""
-
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
-        """The caller as both ``user`` and ``auth``; ``Unauthorized`` otherwise."""
-        identity = await authenticate(connection)
-        return AuthenticationResult(user=identity, auth=identity)
-
-
 async def provide_identity(request: Request[Any, Any, Any]) -> ApiIdentity:
-    """The authenticated caller, for handlers' ``identity`` parameter."""
-    identity = request.scope.get("auth")
-    if not isinstance(identity, ApiIdentity):
-        identity = await authenticate(request)
-    return identity
+    """The caller, for handlers' ``identity`` parameter."""
+    return await caller(request)
