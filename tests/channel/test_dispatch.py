@@ -35,7 +35,7 @@ async def test_dispatch_calls_the_handler_of_the_exact_type() -> None:
 
 async def test_a_message_without_a_handler_is_reported_not_raised() -> None:
     table: HandlerTable[None] = HandlerTable()
-    assert not await table.dispatch(None, m.Heartbeat(sent_at=0.0))
+    assert await table.dispatch(None, m.Heartbeat(sent_at=0.0)) is False
 
 
 def test_a_type_has_one_handler() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import ClassVar
 
+import msgspec
 import pytest
 
 from deskside.console.db import Database, migrate
@@ -106,8 +107,68 @@ async def test_events_are_published_after_commit_and_not_after_rollback(
         await store.close()
 
 
+def behind(subscription: Subscription) -> bool:
+    return subscription.overflowed
+
+
 def _drain(subscription: Subscription) -> list[DomainEvent]:
     events = []
     while (event := subscription.get_nowait()) is not None:
         events.append(event)
     return events
+
+
+def test_events_are_frozen_keyword_only_and_tagged() -> None:
+    event = Pinged(key="a")
+    with pytest.raises(AttributeError):
+        event.key = "b"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Pinged("a")  # type: ignore[call-arg]
+    # The tag names the type, so a broker between nodes can carry events as they are.
+    assert msgspec.json.decode(msgspec.json.encode(event)) == {"type": "test.pinged", "key": "a"}
+
+
+def test_a_subscription_holds_4096_events_by_default_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = LocalEventBus()
+    subscription = bus.subscribe(Pinged)
+    assert not behind(subscription)
+    for n in range(4096):
+        bus.publish(Pinged(key=str(n)))
+    assert not behind(subscription)
+    bus.publish(Pinged(key="one too many"))
+    bus.publish(Pinged(key="and another"))
+    assert behind(subscription)
+    assert caplog.text.count("fell behind") == 1
+    assert len(_drain(subscription)) == 4096
+
+
+async def test_subscriptions_are_awaited_and_iterated() -> None:
+    bus = LocalEventBus()
+    with bus.subscribe(Pinged) as subscription:
+        bus.publish(Pinged(key="a"))
+        assert await subscription.get() == Pinged(key="a")
+        bus.publish(Pinged(key="b"))
+        bus.publish(Pinged(key="c"))
+        seen = []
+        async for event in subscription:
+            seen.append(event.topic)
+            if len(seen) == 2:
+                break
+        assert seen == ["b", "c"]
+
+
+def test_closing_the_last_subscription_leaves_nothing_behind() -> None:
+    """A console follows thousands of commands in a day, each by its own topic: the
+    bus must not keep an empty entry for every one of them."""
+    bus = LocalEventBus()
+    one = bus.subscribe(Pinged, topic="a")
+    two = bus.subscribe(Pinged, topic="a")
+    other = bus.subscribe(Pinged, Untopical, topic="b")
+    one.close()
+    bus.publish(Pinged(key="a"))
+    assert two.get_nowait() == Pinged(key="a")  # the other one's is still there
+    two.close()
+    other.close()
+    assert bus._subscriptions == {}

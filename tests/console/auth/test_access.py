@@ -8,7 +8,7 @@ import os
 import pytest
 from sqlalchemy import Connection
 
-from deskside.console.auth.access import check_device_action, record_refusal
+from deskside.console.auth.access import check_device_action, record_refusal, record_response
 from deskside.console.auth.identity import ApiIdentity
 from deskside.console.auth.schemas import Role
 from deskside.console.errors import Conflict, ConsoleError, Forbidden, NotFound
@@ -129,3 +129,34 @@ async def test_a_refusal_is_recorded_on_the_audit_log_and_the_ticket(store: Stor
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+async def test_a_ticket_without_a_device_names_none(store: Store) -> None:
+    ticket, _ = await store.tickets.create_ticket(
+        NewTicket(title="t", description="d"), actor="t", source=TicketSource.CLI
+    )
+    device, refusal = await decide(store, ticket.id, ADMIN)
+    assert device is None
+    assert isinstance(refusal, Conflict)
+    assert "has no device; name one" in str(refusal)
+
+
+async def test_a_response_is_recorded_on_its_ticket_only(store: Store) -> None:
+    first, _ = await setup(store)
+    other, _ = await store.tickets.create_ticket(
+        NewTicket(title="o", description="d"), actor="t", source=TicketSource.CLI
+    )
+    untouched = await store.tickets.ticket(other.id)
+    fresh, _ = await store.tickets.create_ticket(
+        NewTicket(title="f", description="d"), actor="t", source=TicketSource.CLI
+    )
+    at = _now() + datetime.timedelta(minutes=5)
+    await store.db.run(lambda conn: record_response(conn, fresh.id, at))
+    answered = await store.tickets.ticket(fresh.id)
+    assert (answered.first_response_at, answered.updated_at) == (at, at)
+    later = at + datetime.timedelta(minutes=5)
+    await store.db.run(lambda conn: record_response(conn, fresh.id, later))
+    again = await store.tickets.ticket(fresh.id)
+    assert (again.first_response_at, again.updated_at) == (at, later)  # the first stays
+    assert await store.tickets.ticket(other.id) == untouched
+    assert (await store.tickets.ticket(first)).first_response_at != at
