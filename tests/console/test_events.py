@@ -138,7 +138,9 @@ def test_a_subscription_holds_4096_events_by_default_and_warns_once(
         bus.publish(Pinged(key=str(n)))
     assert not behind(subscription)
     bus.publish(Pinged(key="one too many"))
+    assert caplog.text.count("fell behind") == 1  # said at the first loss
     bus.publish(Pinged(key="and another"))
+    bus.publish(Pinged(key="and a third"))
     assert behind(subscription)
     assert caplog.text.count("fell behind") == 1
     assert len(_drain(subscription)) == 4096
