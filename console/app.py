@@ -105,6 +105,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
         dependencies={
             "identity": Provide(provide_identity),
             "accounts": _provide(store.accounts),
+            "access": _provide(store.access),
             "audit": _provide(store.audit),
             "devices": _provide(store.devices),
             "snapshots": _provide(store.snapshots),

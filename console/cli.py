@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import click
 
 from .audit.cli import audit
-from .auth.cli import apitoken, user
+from .auth.cli import apitoken, group, user
 from .auth.schemas import Role
 from .clitools import Context, Group, pass_context
 from .commands.cli import run, runbook
@@ -147,6 +147,7 @@ def demo(ctx: Context, port: int) -> None:
 for _command in (
     token,
     user,
+    group,
     apitoken,
     devices,
     device,

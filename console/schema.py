@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from deskside.console.audit.models import AuditEntry
-from deskside.console.auth.models import ApiToken, User
+from deskside.console.auth.models import (
+    ApiToken,
+    GroupDeviceRight,
+    GroupMember,
+    TechnicianGroup,
+    User,
+    ViewerLink,
+)
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
 from deskside.console.db.base import Base
 from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
@@ -18,7 +25,11 @@ __all__ = ["TABLES", "Base"]
 TABLES = (
     AuditEntry,
     ApiToken,
+    GroupDeviceRight,
+    GroupMember,
+    TechnicianGroup,
     User,
+    ViewerLink,
     Command,
     CommandOutput,
     CustomRunbook,

@@ -8,7 +8,9 @@ repository owns its capability's tables (``deskside.console.<capability>``).
 from __future__ import annotations
 
 from deskside.console.audit.repository import AuditRepository
+from deskside.console.auth.access import DeviceAccess
 from deskside.console.auth.accounts import AccountRepository
+from deskside.console.auth.groups import GroupRepository
 from deskside.console.commands.repository import CommandRepository
 from deskside.console.commands.runbooks.repository import RunbookRepository
 from deskside.console.db import Database
@@ -31,6 +33,9 @@ class Store:
         # The bus domain events go to after their commit.
         self.bus: EventBus = db.bus
         self.accounts = AccountRepository(db)
+        self.groups = GroupRepository(db)
+        # Who may act on a device, for actions that record nothing of their own.
+        self.access = DeviceAccess(db)
         self.audit = AuditRepository(db)
         self.devices = DeviceRepository(db)
         self.snapshots = SnapshotRepository(db)

@@ -417,7 +417,7 @@ async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     ticket = await ticket_on_device(console, agent, token, display, consent=ConsentMode.NONE)
     # The CLI's link: a short-lived token of the technician in the fragment.
     link = console.cli("screen", "--ticket", str(ticket), "--as", "admin", "--record").stdout
-    assert link.startswith(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token=dsk_")
+    assert link.startswith(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token=dsv_")
     context = await browser.new_context(ignore_https_errors=True)
     page = await context.new_page()
     await page.goto(link.strip())

@@ -18,6 +18,7 @@ from deskside.console.db import Database, utcnow
 from deskside.console.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 
 from .identity import SCOPES, ApiIdentity, hash_secret
+from .links import LINK_PREFIX, ViewerLinks
 from .models import ApiToken, User
 from .schemas import ApiTokenCreated, Role
 
@@ -33,6 +34,7 @@ class AccountRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.links = ViewerLinks(db)
 
     async def add_user(
         self, username: str, password: str, *, role: Role, display_name: str = ""
@@ -141,7 +143,10 @@ class AccountRepository:
             )
 
     async def authenticate_api_token(self, token: str) -> ApiIdentity:
-        """Who holds this API token; ``Unauthorized`` if it is unknown, expired or revoked."""
+        """Who holds this API token (or viewer link, ``links.py``); ``Unauthorized`` if
+        it is unknown, expired or revoked."""
+        if token.startswith(LINK_PREFIX) and len(token) <= 128:
+            return await self.links.authenticate(token)
         if not token.startswith("dsk_") or len(token) > 128:
             raise Unauthorized("invalid API token")
         digest = hash_secret(token)

@@ -10,7 +10,7 @@ import msgspec
 
 from .schemas import Role
 
-__all__ = ["SCOPES", "ApiIdentity", "Scope", "hash_secret"]
+__all__ = ["SCOPES", "ApiIdentity", "LinkCapability", "Scope", "ViewerGrant", "hash_secret"]
 
 
 class Scope(enum.StrEnum):
@@ -36,6 +36,24 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+class LinkCapability(enum.StrEnum):
+    """The one thing a viewer link lets its holder do."""
+
+    VIEW = "view"
+    CONTROL = "control"  # view, and ask the user for control
+    REPLAY = "replay"  # play back one recording
+
+
+class ViewerGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """What a viewer link grants: one capability on one ticket's screen session."""
+
+    link_id: int
+    ticket_id: int
+    capability: LinkCapability
+    # The screen session it opened (view, control), or the recording (replay).
+    screen_session: str | None = None
+
+
 class ApiIdentity(msgspec.Struct, frozen=True):
     """Who is calling the API, and what they may do."""
 
@@ -44,6 +62,8 @@ class ApiIdentity(msgspec.Struct, frozen=True):
     # The technician the token acts for, and their role; None for a service token.
     username: str | None = None
     role: str | None = None
+    # Set for a viewer link: it has no API scope, only this.
+    grant: ViewerGrant | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -1,4 +1,4 @@
-"""Accounts' tables: technicians and API tokens.
+"""Accounts' tables: technicians, their groups, API tokens and viewer links.
 
 Secrets are never stored: API tokens are kept as SHA-256 hashes (long random
 strings, so a plain hash is enough to look them up and useless to a thief),
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import JSON, Boolean, Integer, LargeBinary, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deskside.console.db.base import Base, UTCDateTime
 
-__all__ = ["ApiToken", "User"]
+__all__ = ["ApiToken", "GroupDeviceRight", "GroupMember", "TechnicianGroup", "User", "ViewerLink"]
 
 
 class User(Base):
@@ -46,3 +46,60 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     # The technician this token acts for (e.g. minted by the CLI); None: a service.
     username: Mapped[str | None] = mapped_column(String(64))
+
+
+class TechnicianGroup(Base):
+    """A group of technicians (first-line desk, specialists, field service...)."""
+
+    __tablename__ = "technician_groups"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+
+
+class GroupMember(Base):
+    """A technician in a group."""
+
+    __tablename__ = "group_members"
+
+    group_name: Mapped[str] = mapped_column(
+        ForeignKey("technician_groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    username: Mapped[str] = mapped_column(
+        ForeignKey("users.username", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class GroupDeviceRight(Base):
+    """A group's members may act on the devices of a device group (its enrollment
+    token's ``group``)."""
+
+    __tablename__ = "group_device_rights"
+
+    group_name: Mapped[str] = mapped_column(
+        ForeignKey("technician_groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    device_group: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class ViewerLink(Base):
+    """A link that lets one technician view (or view and control) one ticket's screen
+    session, or replay one recording: nothing else. Kept as a SHA-256 hash.
+
+    It must be opened before ``expires_at``; it is bound to the first screen session
+    it opens (``screen_session``) and spent when that session ends (``ended_at``).
+    """
+
+    __tablename__ = "viewer_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    # "view", "control" (view and control) or "replay".
+    capability: Mapped[str] = mapped_column(String(16))
+    screen_session: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())

@@ -7,7 +7,7 @@ import enum
 
 import msgspec
 
-__all__ = ["ApiTokenCreated", "Role"]
+__all__ = ["ApiTokenCreated", "Role", "ViewerLinkCreated"]
 
 
 class Role(enum.StrEnum):
@@ -25,3 +25,11 @@ class ApiTokenCreated(msgspec.Struct, frozen=True, kw_only=True):
     token: str
     scopes: list[str]
     expires_at: datetime.datetime | None
+
+
+class ViewerLinkCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new viewer link's secret (shown once) and when it must be opened by."""
+
+    id: int
+    token: str
+    expires_at: datetime.datetime

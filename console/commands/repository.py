@@ -20,10 +20,15 @@ from msgspec import UNSET
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from deskside.console.audit import chain as audit
-from deskside.console.auth.access import check_device_action, record_refusal, record_response
+from deskside.console.auth.access import (
+    DeviceAction,
+    check_device_action,
+    record_action,
+    record_refusal,
+)
 from deskside.console.auth.identity import ApiIdentity
 from deskside.console.db import Database, utcnow
-from deskside.console.errors import ConsoleError, InvalidRequest, NotFound
+from deskside.console.errors import Conflict, ConsoleError, InvalidRequest, NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.timeline import add as add_entry
 from deskside.console.timeline import add_sync, kinds
@@ -71,7 +76,12 @@ class CommandRepository:
 
         def transaction(conn: Connection) -> tuple[CommandView, str] | ConsoleError:
             ticket, device_id, refusal = check_device_action(
-                conn, ticket_id, new.device_id, identity, online
+                conn,
+                ticket_id,
+                new.device_id,
+                identity,
+                online,
+                action=DeviceAction.RUNBOOK if runbook_run else DeviceAction.COMMAND,
             )
             data = {
                 "command": command_id,
@@ -109,8 +119,8 @@ class CommandRepository:
                 "exit_code": None,
                 "duration": None,
             }
+            record_action(conn, ticket, device_id, identity, now, events)
             conn.execute(_INSERT_COMMAND, values)
-            record_response(conn, ticket_id, now)
             add_sync(
                 conn,
                 ticket_id,
@@ -131,6 +141,96 @@ class CommandRepository:
                 conn, actor=identity.actor, action="command.requested", data=data, at=now
             )
             return command_view(SimpleNamespace(**values)), ticket.title
+
+        outcome = await self._db.run(transaction, events=events)
+        if isinstance(outcome, ConsoleError):
+            raise outcome
+        return outcome
+
+    async def start_runbook(
+        self,
+        ticket_id: int,
+        device_id: str | None,
+        started: kinds.RunbookStarted,
+        *,
+        identity: ApiIdentity,
+        online: Callable[[str], bool],
+    ) -> str:
+        """Check who asks, then record a runbook run's start on its ticket: the device
+        it runs on. A refusal is recorded and raised before anything else is written.
+        """
+        now = utcnow()
+        events: list[DomainEvent] = []
+
+        def transaction(conn: Connection) -> str | ConsoleError:
+            ticket, device, refusal = check_device_action(
+                conn, ticket_id, device_id, identity, online, action=DeviceAction.RUNBOOK
+            )
+            data = {"ticket": ticket_id, "device": device, "runbook": started.runbook}
+            if refusal is not None:
+                record_refusal(
+                    conn, ticket, identity, refusal, data, now, events, shown=("runbook",)
+                )
+                return refusal
+            assert device is not None
+            record_action(conn, ticket, device, identity, now, events)
+            add_sync(conn, ticket_id, started, actor=identity.actor, at=now, events=events)
+            audit.append_sync(
+                conn,
+                actor=identity.actor,
+                action="runbook.started",
+                data={**data, "run": started.run},
+                at=now,
+            )
+            return device
+
+        outcome = await self._db.run(transaction, events=events)
+        if isinstance(outcome, ConsoleError):
+            raise outcome
+        return outcome
+
+    async def cancel_command(
+        self, command_id: str, *, identity: ApiIdentity, online: Callable[[str], bool]
+    ) -> CommandView:
+        """Check who asks to cancel a running command (the rule of starting one), and
+        record who did; the command. ``Conflict`` if it has ended already."""
+        now = utcnow()
+        events: list[DomainEvent] = []
+
+        def transaction(conn: Connection) -> CommandView | ConsoleError:
+            found = conn.execute(_COMMAND, {"command": command_id}).one_or_none()
+            if found is None:
+                return NotFound(f"no command {command_id}")
+            ticket, _, refusal = check_device_action(
+                conn, found.ticket_id, found.device_id, identity, online, action=DeviceAction.CANCEL
+            )
+            data = {"command": command_id, "ticket": found.ticket_id, "device": found.device_id}
+            if refusal is None and found.finished_at is not None:
+                return Conflict(f"command {command_id} has ended already")
+            if refusal is not None:
+                record_refusal(
+                    conn,
+                    ticket,
+                    identity,
+                    refusal,
+                    {**data, "cancel": command_id},
+                    now,
+                    events,
+                    shown=("cancel",),
+                )
+                return refusal
+            add_sync(
+                conn,
+                found.ticket_id,
+                kinds.CommandCancel(command=command_id),
+                actor=identity.actor,
+                at=now,
+                events=events,
+            )
+            audit.append_sync(
+                conn, actor=identity.actor, action="command.cancel", data=data, at=now
+            )
+            return command_view(found)
 
         outcome = await self._db.run(transaction, events=events)
         if isinstance(outcome, ConsoleError):

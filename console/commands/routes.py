@@ -17,7 +17,7 @@ from litestar.response import Stream
 from deskside.console.agents import Agents
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
-from deskside.console.errors import Conflict, InvalidRequest, NotFound
+from deskside.console.errors import InvalidRequest, NotFound
 from deskside.console.events import Subscription
 from deskside.console.tickets.schemas import TicketView
 from deskside.protocol.errors import DesksideError
@@ -142,12 +142,19 @@ class CommandController(Controller):
         "/commands/{command_id:str}/cancel", status_code=202, guards=[requires(Scope.COMMANDS_RUN)]
     )
     async def cancel_command(
-        self, commands: CommandRepository, command_relay: CommandRelay, command_id: CommandId
+        self,
+        identity: ApiIdentity,
+        commands: CommandRepository,
+        command_relay: CommandRelay,
+        agents: Agents,
+        command_id: CommandId,
     ) -> CommandView:
-        """Ask the device to end a running command's process tree (202)."""
-        view = await commands.get_command(command_id)
-        if view.finished_at is not None:
-            raise Conflict(f"command {command_id} has ended already")
+        """Ask the device to end a running command's process tree (202).
+
+        The rule of starting a command applies; who asked is recorded on the ticket
+        and the audit log.
+        """
+        view = await commands.cancel_command(command_id, identity=identity, online=agents.online)
         await command_relay.cancel_command(view)
         return view
 
@@ -189,15 +196,12 @@ class RunbookController(Controller):
         except DesksideError as exc:
             raise InvalidRequest(str(exc)) from exc
         ticket = await tickets.ticket(ticket_id)
-        device_id = data.device_id or ticket.device_id
-        if device_id is None:
-            raise Conflict(f"ticket #{ticket_id} has no device; name one")
         run_id = await runbook_runner.start_runbook(
             ticket_id,
             runbook,
             values,
             identity=identity,
-            device_id=device_id,
+            device_id=data.device_id,
             reason=f"#{ticket_id} {ticket.title}",
         )
         return RunbookRunView(id=run_id, runbook=name, done=False, commands=[])

@@ -77,20 +77,25 @@ class RunbookRunner:
         values: dict[str, str],
         *,
         identity: ApiIdentity,
-        device_id: str,
+        device_id: str | None,
         reason: str,
     ) -> str:
-        """Run a runbook's steps one after the other in the background; the run's id."""
+        """Run a runbook's steps one after the other in the background; the run's id.
+
+        Who asks is checked, and a refusal recorded and raised, before the run starts.
+        """
         run_id = uuid.uuid4().hex
-        await self._tickets.add_timeline_event(
+        device_id = await self._commands.start_runbook(
             ticket_id,
+            device_id,
             RunbookStarted(
                 run=run_id,
                 runbook=runbook.name,
                 params=values,
                 steps=tuple(s.name for s in runbook.steps),
             ),
-            actor=identity.actor,
+            identity=identity,
+            online=self._agents.online,
         )
         task = asyncio.create_task(
             self._run_steps(run_id, ticket_id, runbook, values, identity, device_id, reason),

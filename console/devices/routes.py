@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from deskside.console.agents import Agents
+from deskside.console.auth.access import DeviceAccess, DeviceAction
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 
@@ -54,13 +55,23 @@ class DeviceController(Controller):
     @post("/devices/{device_id:str}/snapshots", guards=[requires(Scope.DEVICES_WRITE)])
     async def request_snapshot(
         self,
+        identity: ApiIdentity,
         devices: DeviceRepository,
         presence: Presence,
+        access: DeviceAccess,
+        agents: Agents,
         device_id: Annotated[str, Parameter(max_length=32)],
         timeout: Annotated[float, Parameter(gt=0, le=120)] = 30.0,
     ) -> SnapshotInfo:
-        """Ask the online device for a fresh snapshot and keep it (201)."""
+        """Ask the online device for a fresh snapshot and keep it (201).
+
+        A technician must have the rights of acting on the device (an admin, the
+        assignee of an open ticket of it, or a group with rights on its group).
+        """
         await devices.get_device(device_id)
+        await access.authorize(
+            identity, agents.online, action=DeviceAction.DIAGNOSTICS, device_id=device_id
+        )
         return await presence.request_snapshot(device_id, timeout)
 
     @post(

@@ -1,24 +1,33 @@
-"""``deskside-console screen``: a link to the screen viewer for a ticket."""
+"""``deskside-console screen``: a viewer link to a ticket's screen, or to a recording."""
 
 from __future__ import annotations
 
 import datetime
+import getpass
+from typing import TYPE_CHECKING
 
 import click
 
-from deskside.console.clitools import (
-    Context,
-    duration,
-    mint_token,
-    pass_context,
-)
+from deskside.console.auth.identity import LinkCapability
+from deskside.console.auth.schemas import ViewerLinkCreated
+from deskside.console.clitools import Context, duration, pass_context
+
+if TYPE_CHECKING:
+    from deskside.console.store import Store
 
 
 @click.command()
 @click.option("--ticket", "ticket_id", type=click.IntRange(1, 2**31 - 1), default=None)
 @click.option("--replay", "session_id", default=None, help="A recorded session to play back.")
 @click.option("--as", "username", default=None, help="The technician [default: your login name].")
-@click.option("--ttl", type=duration, default="2h", show_default=True, help="The link works for.")
+@click.option(
+    "--ttl",
+    type=duration,
+    default="10m",
+    show_default=True,
+    help="The link must be opened within this (1h at most).",
+)
+@click.option("--control", is_flag=True, help="The link may also ask the user for control.")
 @click.option("--record", is_flag=True, help="Record the session (the user is told).")
 @pass_context
 def screen(
@@ -27,18 +36,36 @@ def screen(
     session_id: str | None,
     username: str | None,
     ttl: datetime.timedelta,
+    control: bool,
     record: bool,
 ) -> None:
     """Print a link to view a ticket's device's screen (or to replay a recording).
 
-    The link carries a new API token for the technician, valid for --ttl, in its
-    fragment (never sent to a server). The device's user is asked when it opens.
+    The link is good for that one thing only, for the technician (--as): view (or,
+    with --control, view and ask for control) the ticket's screen, or play the
+    recording back. It must be opened within --ttl; once the screen session it
+    opened has ended it is spent. It travels in the URL's fragment, which browsers
+    never send to a server. The device's user is asked when it opens.
     """
     if (ticket_id is None) == (session_id is None):
         raise click.UsageError("give --ticket N, or --replay SESSION")
+    if session_id is not None and (control or record):
+        raise click.UsageError("--control and --record are for a live screen, not --replay")
+    name = username or getpass.getuser()
+    actor = f"cli:{getpass.getuser()}"
     config = ctx.config()
-    scopes = ["tickets:read"] if session_id is not None else ["commands:run", "tickets:read"]
-    created = mint_token(ctx, username, scopes, ttl)
+    if session_id is not None:
+        replayed = session_id
+        created = ctx.run(lambda store: _replay_link(store, name, replayed, ttl=ttl, actor=actor))
+    else:
+        assert ticket_id is not None
+        live = ticket_id
+        capability = LinkCapability.CONTROL if control else LinkCapability.VIEW
+        created = ctx.run(
+            lambda store: store.accounts.links.create_link(
+                name, live, capability, ttl=ttl, actor=actor
+            )
+        )
     base = config.agent_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
     base = base.removesuffix("/agent")
     if session_id is not None:
@@ -46,3 +73,18 @@ def screen(
     else:
         extra = "&record=1" if record else ""
         click.echo(f"{base}/viewer/screen.html#ticket={ticket_id}&token={created.token}{extra}")
+    click.echo(f"(open it by {created.expires_at:%Y-%m-%d %H:%M:%S} UTC)", err=True)
+
+
+async def _replay_link(
+    store: Store, username: str, session_id: str, *, ttl: datetime.timedelta, actor: str
+) -> ViewerLinkCreated:
+    ticket_id = await store.screens.recording_ticket(session_id)
+    return await store.accounts.links.create_link(
+        username,
+        ticket_id,
+        LinkCapability.REPLAY,
+        ttl=ttl,
+        actor=actor,
+        screen_session=session_id,
+    )

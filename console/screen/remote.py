@@ -38,6 +38,7 @@ from .session import ControlState, ScreenRelay, ScreenViewer, SessionState, Time
 
 __all__ = [
     "AGENT_MESSAGES",
+    "CONTROL_TYPES",
     "VIEWER_TYPES",
     "apply_mode",
     "from_agent",
@@ -52,6 +53,8 @@ _GUIDE_TYPES: Final = frozenset({"guide_pointer", "guide_draw", "guide_clear"})
 _INPUT_TYPES: Final = frozenset({"input_pointer", "input_key"})
 VIEWER_TYPES: Final = _GUIDE_TYPES | _INPUT_TYPES | {"control_request", "control_release", "mode"}
 """The ``type`` of the viewer messages this module handles."""
+CONTROL_TYPES: Final = _INPUT_TYPES | {"control_request"}
+"""The viewer messages that ask for, or use, control of the device."""
 
 AGENT_MESSAGES: Final = (
     m.ScreenGuideStatus,

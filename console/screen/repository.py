@@ -7,8 +7,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
+
 from deskside.console.audit import chain as audit
-from deskside.console.auth.access import check_device_action, record_refusal, record_response
+from deskside.console.auth.access import (
+    DeviceAction,
+    check_device_action,
+    record_action,
+    record_refusal,
+)
 from deskside.console.auth.identity import ApiIdentity
 from deskside.console.db import Database, get_row, utcnow
 from deskside.console.errors import NotFound
@@ -49,7 +56,9 @@ class ScreenRepository:
         async with self._db.transaction(events=events) as session:
             conn = await session.connection()
             ticket, device, refusal = await conn.run_sync(
-                check_device_action, ticket_id, device_id, identity, online
+                lambda sync: check_device_action(
+                    sync, ticket_id, device_id, identity, online, action=DeviceAction.SCREEN
+                )
             )
             data = {"screen_session": session_id, "ticket": ticket_id, "device": device}
             if refusal is not None:
@@ -69,7 +78,7 @@ class ScreenRepository:
             else:
                 assert ticket is not None
                 assert device is not None
-                await conn.run_sync(record_response, ticket_id, now)
+                await conn.run_sync(record_action, ticket, device, identity, now, events)
                 await add_entry(
                     session,
                     ticket_id,
@@ -141,6 +150,16 @@ class ScreenRepository:
                     truncated=truncated,
                 )
             )
+
+    async def recording_ticket(self, session_id: str) -> int:
+        """The ticket of a recorded screen session; ``NotFound`` if it was not recorded."""
+        async with self._db.reading() as session:
+            ticket_id = await session.scalar(
+                select(ScreenRecording.ticket_id).where(ScreenRecording.id == session_id)
+            )
+            if ticket_id is None:
+                raise NotFound(f"no recording of screen session {session_id}")
+            return ticket_id
 
     async def screen_recording(self, session_id: str) -> bytes:
         """A screen session's recording ("DSR1"); ``NotFound`` if it was not recorded."""

@@ -2,8 +2,12 @@
 the viewer page, ``/viewer/screen.html``, served from ``static/`` (no build step).
 
 Authentication: a bearer token with the rights of running a command, as for the
-terminal. Browsers cannot set headers on a WebSocket, so the token may instead be
-the first text message, ``{"type": "auth", "token": "dsk_..."}``; the viewer page
+terminal, or a viewer link (``deskside-console screen``; ``auth/links.py``), which
+grants viewing (or viewing and control) of this ticket's screen and nothing else.
+A page of another site is refused (``Origin``).
+
+Browsers cannot set headers on a WebSocket, so the token may instead be the first
+text message, ``{"type": "auth", "token": "dsk_..."}``; the viewer page
 takes it from its URL *fragment* (``screen.html#ticket=7&token=dsk_...``), which
 browsers never send to a server, so the token stays out of access logs, proxies
 and ``Referer`` headers. (A ``?token=`` query parameter would leak into all
@@ -49,15 +53,16 @@ from litestar.params import Parameter
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
-from deskside.console.auth.guards import authenticate, requires
-from deskside.console.auth.identity import ApiIdentity, Scope
-from deskside.console.errors import Conflict, ConsoleError, InvalidRequest, Unauthorized
+from deskside.console.auth.access import may_control, replay_refusal
+from deskside.console.auth.guards import authenticate, refuse_foreign_origin
+from deskside.console.auth.identity import ApiIdentity, LinkCapability
+from deskside.console.errors import Conflict, ConsoleError, Forbidden, InvalidRequest, Unauthorized
 from deskside.console.gateway import Gateway
 from deskside.console.store import Store
 
-from .remote import VIEWER_TYPES
+from .remote import CONTROL_TYPES, VIEWER_TYPES
 from .repository import ScreenRepository
-from .session import ScreenRelay, ScreenViewer
+from .session import ScreenRelay, ScreenViewer, SessionState
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +115,15 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
     store: Store = socket.app.state.store
     gateway: Gateway = socket.app.state.gateway
     hub = gateway.screens
+    if await refuse_foreign_origin(socket):
+        return
     await socket.accept()
     viewer: ScreenViewer | None = None
     relay: ScreenRelay | None = None
+    identity: ApiIdentity | None = None
     try:
         identity = await _authenticate(socket)
+        bound = await _bound_session(store, hub, identity)
         query = socket.query_params
         monitor = int(_number(query.get("monitor"), 1, 0, 64, "monitor"))
         quality = int(_number(query.get("quality"), 70, 1, 100, "quality"))
@@ -125,6 +134,8 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
             device = (await store.tickets.ticket(ticket_id)).device_id
         viewer = ScreenViewer(actor=identity.actor)
         existing = hub.find(ticket_id, device, identity.actor) if device else None
+        if bound is not None and existing is not bound:
+            raise Unauthorized("this viewer link is for another screen session")
         if existing is not None:
             # Checked again, and recorded, but the user is not asked twice.
             await store.screens.request_screen(
@@ -155,6 +166,9 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
                     },
                 )
                 raise refusal
+            grant = identity.grant
+            if grant is not None and not await store.accounts.links.bind(grant.link_id, session_id):
+                raise Unauthorized("this viewer link has been used")
             ticket = await store.tickets.ticket(ticket_id)
             relay = await hub.open(
                 gateway.daemon_session(device),
@@ -177,7 +191,9 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
         if relay is not None and viewer is not None:
             await hub.leave(relay, viewer)
         return
-    reader = asyncio.create_task(_from_viewer(socket, hub, relay, viewer))
+    reader = asyncio.create_task(
+        _from_viewer(socket, hub, relay, viewer, controls=may_control(identity))
+    )
     try:
         while True:
             item = await viewer.get()
@@ -198,8 +214,25 @@ async def screen_socket(socket: WebSocket, ticket_id: int) -> None:  # type: ign
         except Exception:
             logger.exception("screen %s: the viewer's reader failed", relay.session_id)
         await hub.leave(relay, viewer)
+        if identity.grant is not None and relay.state == SessionState.ENDED:
+            await store.accounts.links.end(identity.grant.link_id)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await socket.close()
+
+
+async def _bound_session(store: Store, hub: Any, identity: ApiIdentity) -> ScreenRelay | None:
+    """The live session a viewer link opened before, if it did; ``Unauthorized`` if
+    that session has ended (the link is spent)."""
+    grant = identity.grant
+    if grant is None or grant.screen_session is None:
+        return None
+    if grant.capability == LinkCapability.REPLAY:
+        raise Forbidden("a replay link only plays its recording")
+    relay: ScreenRelay | None = hub.relays.get(grant.screen_session)
+    if relay is None or relay.state == SessionState.ENDED:
+        await store.accounts.links.end(grant.link_id)
+        raise Unauthorized("this viewer link's session has ended; ask for a new link")
+    return relay
 
 
 async def _from_viewer(
@@ -207,8 +240,11 @@ async def _from_viewer(
     hub: Any,
     relay: ScreenRelay,
     viewer: ScreenViewer,
+    *,
+    controls: bool,
 ) -> None:
-    """Acknowledgements and settings from the viewer, until it leaves."""
+    """Acknowledgements and settings from the viewer, until it leaves; control only
+    if it ``controls`` (a viewer link may grant view only)."""
     try:
         while True:
             event = await socket.receive()
@@ -226,6 +262,10 @@ async def _from_viewer(
                 await hub.settings(
                     relay, quality=control.quality, max_fps=control.max_fps, monitor=control.monitor
                 )
+            elif control.type in CONTROL_TYPES and not controls:
+                viewer.put(
+                    {"type": "error", "status": 403, "detail": "this viewer link grants no control"}
+                )
             elif control.type in VIEWER_TYPES:
                 await hub.from_viewer(relay, viewer, control.type, str(event.get("text")))
             elif control.type == "close":
@@ -241,11 +281,20 @@ class ScreenController(Controller):
     path = "/api/v1/screens"
     tags = ["screen"]  # noqa: RUF012 - Litestar's API
 
-    @get("/{session_id:str}/recording", guards=[requires(Scope.TICKETS_READ)])
+    @get("/{session_id:str}/recording")
     async def screen_recording(
-        self, screens: ScreenRepository, session_id: Annotated[str, Parameter(max_length=64)]
+        self,
+        identity: ApiIdentity,
+        screens: ScreenRepository,
+        session_id: Annotated[str, Parameter(max_length=64)],
     ) -> Response[bytes]:
-        """A recorded screen session, as relayed ("DSR1"); ``replay.html`` plays it."""
+        """A recorded screen session, as relayed ("DSR1"); ``replay.html`` plays it.
+
+        Needs ``tickets:read``, or a replay link of this recording.
+        """
+        refusal = replay_refusal(identity, session_id)
+        if refusal is not None:
+            raise refusal
         recording = await screens.screen_recording(session_id)
         return Response(recording, media_type="application/octet-stream")
 

@@ -1,11 +1,15 @@
 // Plays a recorded screen session ("DSR1", see deskside/console/screenrelay.py):
-// replay.html#session=ID&token=dsk_... (the token stays in the fragment and goes
-// only into the Authorization header of the one request).
+// replay.html#session=ID&token=dsv_... (a replay link: the token stays out of
+// requests' URLs and goes only into the Authorization header of the one request).
 
 import { Painter, parseFrame } from "./frames.js";
 import { H264Painter } from "./h264.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
+const token = params.get("token") || "";
+// Out of the address bar and the browser's history: the link is a secret.
+params.delete("token");
+history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
 const $ = (id) => document.getElementById(id);
 const painter = new Painter($("screen"), $("pointer"));
 // Frames of the video mode; a recording starts with a keyframe (the agent sends one
@@ -23,7 +27,7 @@ function status(phase, text) {
 async function load() {
   const response = await fetch(
     `/api/v1/screens/${encodeURIComponent(params.get("session") || "")}/recording`,
-    { headers: { Authorization: `Bearer ${params.get("token") || ""}` } },
+    { headers: { Authorization: `Bearer ${token}` } },
   );
   if (!response.ok) {
     status("error", `Error ${response.status}: ${(await response.json()).detail || ""}`);

@@ -1,13 +1,17 @@
 // The screen viewer: draws the frames relayed by the console on a canvas.
 // No build step: a plain ES module. The binary frame layout is documented in
 // deskside/console/screenrelay.py. The token comes from the URL fragment
-// (#ticket=7&token=dsk_...), which the browser never sends to any server.
+// (#ticket=7&token=dsv_...: a viewer link), which the browser never sends to any
+// server, and is taken out of the address bar and the history once read.
 
 import { Painter, parseFrame } from "./frames.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const ticket = params.get("ticket");
 const token = params.get("token");
+// Out of the address bar and the browser's history: the link is a secret.
+params.delete("token");
+history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
 
 const $ = (id) => document.getElementById(id);
 const screen = $("screen");

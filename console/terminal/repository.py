@@ -6,7 +6,12 @@ import uuid
 from collections.abc import Callable
 
 from deskside.console.audit import chain as audit
-from deskside.console.auth.access import check_device_action, record_refusal, record_response
+from deskside.console.auth.access import (
+    DeviceAction,
+    check_device_action,
+    record_action,
+    record_refusal,
+)
 from deskside.console.auth.identity import ApiIdentity
 from deskside.console.db import Database, utcnow
 from deskside.console.errors import NotFound
@@ -41,7 +46,9 @@ class TerminalRepository:
         async with self._db.transaction(events=events) as session:
             conn = await session.connection()
             ticket, device, refusal = await conn.run_sync(
-                check_device_action, ticket_id, device_id, identity, online
+                lambda sync: check_device_action(
+                    sync, ticket_id, device_id, identity, online, action=DeviceAction.TERMINAL
+                )
             )
             data = {
                 "shell_session": session_id,
@@ -66,7 +73,7 @@ class TerminalRepository:
                     transcript_truncated=False,
                 )
                 session.add(row)
-                await conn.run_sync(record_response, ticket_id, now)
+                await conn.run_sync(record_action, ticket, device, identity, now, events)
                 await add_entry(
                     session,
                     ticket_id,

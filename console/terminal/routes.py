@@ -24,7 +24,7 @@ from litestar import Controller, Response, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 
-from deskside.console.auth.guards import authenticate, requires
+from deskside.console.auth.guards import authenticate, refuse_foreign_origin, requires
 from deskside.console.auth.identity import Scope
 from deskside.console.errors import ConsoleError, InvalidRequest
 from deskside.console.gateway import Gateway
@@ -60,6 +60,8 @@ async def shell_socket(socket: WebSocket, ticket_id: int) -> None:  # type: igno
     store: Store = socket.app.state.store
     gateway: Gateway = socket.app.state.gateway
     hub = gateway.terminals
+    if await refuse_foreign_origin(socket):
+        return
     await socket.accept()
     try:
         identity = await authenticate(socket)

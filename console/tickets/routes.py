@@ -7,7 +7,9 @@ from typing import Annotated, Protocol, runtime_checkable
 from litestar import Controller, get, patch, post
 from litestar.params import Parameter
 
-from deskside.console.auth.guards import require, requires
+from deskside.console.agents import Agents
+from deskside.console.auth.access import DeviceAccess, DeviceAction
+from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.devices.schemas import SnapshotInfo
 from deskside.console.errors import Conflict
@@ -123,8 +125,13 @@ class TicketController(Controller):
         data: AttachDiagnostics,
         snapshots: Snapshots,
         presence: SnapshotRequests,
+        access: DeviceAccess,
+        agents: Agents,
     ) -> TimelineEntry:
         """Attach the device's latest snapshot, or (``fresh``) ask the agent for a new one.
+
+        A fresh one needs ``devices:write`` too, and the rights of acting on the device
+        (an admin, the ticket's assignee, or a group with rights on the device).
 
         409 when the ticket has no device, the device has no snapshot, or (fresh)
         the device is offline; 504 when the agent does not answer in time.
@@ -132,8 +139,10 @@ class TicketController(Controller):
         device_id = (await tickets.ticket(ticket_id)).device_id
         if device_id is None:
             raise Conflict(f"ticket #{ticket_id} has no device")
-        if data.fresh:
-            require(identity, Scope.DEVICES_WRITE)
+        if data.fresh:  # an action on the device: its rule (``auth/access.py``)
+            await access.authorize(
+                identity, agents.online, action=DeviceAction.DIAGNOSTICS, ticket_id=ticket_id
+            )
             info = await presence.request_snapshot(device_id, data.timeout)
         else:
             latest = await snapshots.latest_snapshot(device_id)

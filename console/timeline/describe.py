@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar, assert_never
 
-from msgspec import UnsetType
+from msgspec import UNSET, UnsetType
 
 from .kinds import (
     Assignment,
     Change,
     Command,
+    CommandCancel,
     CommandRefused,
     CommandResult,
     Created,
@@ -76,9 +77,15 @@ def describe(entry: TimelineData) -> str:
             return args
         case CommandRefused():
             what = " ".join(_given(entry.argv, ())) or "terminal"
+            if entry.runbook is not UNSET:
+                what = f"runbook {entry.runbook}"
+            elif entry.cancel is not UNSET:
+                what = f"cancel of command {entry.cancel}"
             return f"{what}: refused ({entry.reason})"
         case CommandResult():
             return _command_result(entry)
+        case CommandCancel():
+            return f"cancel asked (command {entry.command})"
         case Shell():
             return f"terminal opened (session {entry.shell_session})"
         case ShellStarted():

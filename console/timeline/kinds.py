@@ -48,6 +48,7 @@ __all__ = [
     "Assignment",
     "Change",
     "Command",
+    "CommandCancel",
     "CommandRefused",
     "CommandResult",
     "Created",
@@ -95,6 +96,7 @@ class EventKind(enum.StrEnum):
     COMMAND = "command"
     COMMAND_RESULT = "command_result"
     COMMAND_REFUSED = "command_refused"
+    COMMAND_CANCEL = "command_cancel"
     RUNBOOK = "runbook"
     RUNBOOK_RESULT = "runbook_result"
     SHELL = "shell"
@@ -174,6 +176,8 @@ class Change(_Data, frozen=True, kw_only=True, tag=EventKind.CHANGE.value):
 
     title: TextChange | UnsetType = UNSET
     group: TextChange | UnsetType = UNSET
+    # The device a ticket without one got when a technician acted on it.
+    device: TextChange | UnsetType = UNSET
     category: TextChange | UnsetType = UNSET
     # Impact and urgency change together, and the priority with them.
     priority: NumberChange | UnsetType = UNSET
@@ -222,13 +226,22 @@ class CommandResult(_Data, frozen=True, kw_only=True, tag=EventKind.COMMAND_RESU
 
 
 class CommandRefused(_Data, frozen=True, kw_only=True, tag=EventKind.COMMAND_REFUSED.value):
-    """The console refused a command (``argv`` and ``shell``) or a terminal
-    (``terminal``); ``reason`` is the refusal's message."""
+    """The console refused a command (``argv`` and ``shell``), a terminal
+    (``terminal``), a runbook (``runbook``) or the cancel of a command (``cancel``,
+    its id); ``reason`` is the refusal's message."""
 
     argv: tuple[str, ...] | UnsetType = UNSET
     shell: bool | UnsetType = UNSET
     terminal: bool | UnsetType = UNSET
+    runbook: str | UnsetType = UNSET
+    cancel: str | UnsetType = UNSET
     reason: str
+
+
+class CommandCancel(_Data, frozen=True, kw_only=True, tag=EventKind.COMMAND_CANCEL.value):
+    """Someone asked the device to cancel a running command (the entry's actor)."""
+
+    command: str
 
 
 class RunbookStarted(_Data, frozen=True, kw_only=True, tag=EventKind.RUNBOOK.value):
@@ -408,6 +421,7 @@ EventData: TypeAlias = (
     | Command
     | CommandResult
     | CommandRefused
+    | CommandCancel
     | RunbookStarted
     | RunbookResult
     | Shell

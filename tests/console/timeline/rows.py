@@ -12,6 +12,7 @@ from deskside.console.timeline.kinds import (
     Assignment,
     Change,
     Command,
+    CommandCancel,
     CommandRefused,
     CommandResult,
     Created,
@@ -119,6 +120,13 @@ STORED: list[tuple[str, str, dict[str, Any], EventData]] = [
             urgency=NumberChange(from_=2, to=1),
         ),
     ),
+    # auth.access.record_action: a ticket without a device got one
+    (
+        "change-device",
+        "change",
+        {"device": {"from": None, "to": DEVICE}},
+        Change(device=TextChange(from_=None, to=DEVICE)),
+    ),
     # Store.add_note
     (
         "note",
@@ -174,6 +182,20 @@ STORED: list[tuple[str, str, dict[str, Any], EventData]] = [
         {"terminal": True, "reason": f"device {DEVICE} is not connected"},
         CommandRefused(terminal=True, reason=f"device {DEVICE} is not connected"),
     ),
+    (
+        "runbook-refused",
+        "command_refused",
+        {"runbook": "flush-dns", "reason": "bob may not act on device d1"},
+        CommandRefused(runbook="flush-dns", reason="bob may not act on device d1"),
+    ),
+    (
+        "cancel-refused",
+        "command_refused",
+        {"cancel": COMMAND, "reason": "bob may not act on ticket #4"},
+        CommandRefused(cancel=COMMAND, reason="bob may not act on ticket #4"),
+    ),
+    # CommandRepository.cancel_command
+    ("command-cancel", "command_cancel", {"command": COMMAND}, CommandCancel(command=COMMAND)),
     # Store.finish_command (the agent's result) and Store.fail_command
     (
         "command-result",

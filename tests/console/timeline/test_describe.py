@@ -12,6 +12,7 @@ from deskside.console.timeline.kinds import (
     Assignment,
     Change,
     Command,
+    CommandCancel,
     CommandRefused,
     CommandResult,
     Created,
@@ -100,6 +101,22 @@ CASES: list[tuple[str, TimelineData, str]] = [
         "script-refused",
         CommandRefused(argv=(), shell=False, reason="no"),
         "terminal: refused (no)",
+    ),
+    (
+        "runbook-refused",
+        CommandRefused(runbook="flush-dns", reason="no rights"),
+        "runbook flush-dns: refused (no rights)",
+    ),
+    (
+        "cancel-refused",
+        CommandRefused(cancel="c1", reason="no rights"),
+        "cancel of command c1: refused (no rights)",
+    ),
+    ("command-cancel", CommandCancel(command="c1"), "cancel asked (command c1)"),
+    (
+        "device-attached",
+        Change(device=TextChange(from_=None, to="d1")),
+        "device None -> d1",
     ),
     (
         "command-result",
