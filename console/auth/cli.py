@@ -58,12 +58,28 @@ def apitoken() -> None:
 @click.option(
     "--ttl", type=duration, default=None, help="Expires after (e.g. 90d); never if not given."
 )
+@click.option(
+    "--user",
+    "username",
+    default=None,
+    help="The technician it acts for, with their rights [default: a service token].",
+)
 @pass_context
 def apitoken_create(
-    ctx: Context, name: str, scopes: Sequence[str], ttl: datetime.timedelta | None
+    ctx: Context,
+    name: str,
+    scopes: Sequence[str],
+    ttl: datetime.timedelta | None,
+    username: str | None,
 ) -> None:
-    """Create an API token; it is shown this once."""
-    created = ctx.run(lambda store: store.accounts.create_api_token(name, scopes, ttl=ttl))
+    """Create an API token; it is shown this once.
+
+    A service token (a ticket system's) acts for no technician: with a scope, it may
+    act on every device. A technician's token (--user) has their rights too.
+    """
+    created = ctx.run(
+        lambda store: store.accounts.create_api_token(name, scopes, ttl=ttl, username=username)
+    )
     click.echo(created.token)
     click.echo(f"(scopes: {', '.join(created.scopes)})", err=True)
 

@@ -1,0 +1,50 @@
+"""A console process with two technicians and an agent channel, for the probes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from tests.console.commands.test_routes import PlayedAgent
+from tests.console.test_server import enroll
+from tests.consoleproc import ConsoleProcess
+
+ALL = ("tickets:read", "tickets:write", "devices:read", "devices:write", "commands:run")
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    process = ConsoleProcess(tmp_path_factory.mktemp("console") / "data")
+    for name in ("tech-b", "tech-c"):
+        process.cli("user", "add", name, "--role", "technician")
+    with process:
+        yield process
+
+
+def user_token(console: ConsoleProcess, user: str, *scopes: str) -> str:
+    """An API token acting for the technician ``user``."""
+    args = ["apitoken", "create", f"probe-{user}", "--user", user]
+    for scope in scopes or ALL:
+        args += ["--scope", scope]
+    return console.cli(*args).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def admin(console: ConsoleProcess) -> Iterator[httpx.Client]:
+    """The API as a service token with every scope (sets the scene)."""
+    with console.api(console.api_token(*ALL, "audit:read")) as client:
+        yield client
+
+
+@pytest.fixture
+async def agent(console: ConsoleProcess) -> AsyncIterator[PlayedAgent]:
+    key, channel = await enroll(console, host="tech-c-pc")
+    played = PlayedAgent(key, channel)
+    await asyncio.sleep(0.2)  # the console records the Hello
+    try:
+        yield played
+    finally:
+        await played.close()
