@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,18 @@ def api_router(store: Store, gateway: Gateway) -> Router:
     )
 
 
-def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> Litestar:
-    """The application, serving ``store`` and ``gateway``; starts and stops the gateway."""
+def build_app(
+    store: Store,
+    gateway: Gateway,
+    data_dir: Path | None = None,
+    *,
+    origins: Sequence[str] = (),
+) -> Litestar:
+    """The application, serving ``store`` and ``gateway``; starts and stops the gateway.
+
+    ``origins``: URLs of this console as browsers may know it besides the host they
+    send (its public URL behind a proxy): pages of these may open its WebSockets.
+    """
 
     async def start() -> None:
         await gateway.start()
@@ -155,5 +166,6 @@ def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> L
     )
     app.state.store = store
     app.state.gateway = gateway
+    app.state.origins = tuple(origins)
     app.state.wheels = wheel_cache(data_dir or Path.cwd() / "data")
     return app
