@@ -85,6 +85,8 @@ MODULES: dict[str, list[str]] = {
     # The console's capability rules.
     "console/tickets/lifecycle.py": ["tests/console/tickets/test_lifecycle.py"],
     "console/auth/access.py": ["tests/console/auth/test_access.py", "-k", "not postgresql"],
+    "console/auth/links.py": ["tests/console/auth/test_links.py", "-k", "not postgresql"],
+    "console/auth/guards.py": ["tests/console/auth/test_guards.py"],
     "console/events.py": ["tests/console/test_events.py", "-k", "not postgresql"],
     "channel/dispatch.py": ["tests/channel/test_dispatch.py"],
 }

@@ -262,10 +262,8 @@ def _who_refusal(
     group_rights = _group_rights(conn, user, device)
     if ticket.assignee != user and not group_rights:
         return Forbidden(f"{user} may not act on ticket #{ticket.id}: it is not assigned to them")
-    if device_id is None:
-        return None  # nothing to act on yet: refused below
-    if group_rights or ticket.device_id == device_id:
-        return None  # their ticket of this device, or their group's device
+    if device_id is None or group_rights or ticket.device_id == device_id:
+        return None  # nothing named yet, their ticket of this device, or their group's
     if not _on_device(conn, identity, device_id, device, False):
         return Forbidden(_no_device_rights(identity, device_id))
     return None

@@ -30,6 +30,7 @@ __all__ = [
     "authenticate",
     "authenticated",
     "caller",
+    "foreign_origin",
     "provide_identity",
     "refuse_foreign_origin",
     "require",

@@ -256,6 +256,56 @@ async def test_a_group_with_rights_on_the_device_group_may_act(store: Store) -> 
     assert isinstance(refusal, Forbidden)
 
 
+def _writer(name: str, role: str = "technician") -> ApiIdentity:
+    return ApiIdentity(
+        actor=f"user:{name}", scopes=frozenset({"devices:write"}), username=name, role=role
+    )
+
+
+async def test_a_device_without_a_ticket_for_admins_services_and_groups(store: Store) -> None:
+    _, device = await setup(store, group="lab")
+    service = ApiIdentity(actor="api:rt", scopes=frozenset({"devices:write"}))
+    up = {device}
+
+    async def refusal_of(identity: ApiIdentity, on: str = device) -> ConsoleError | None:
+        return await store.db.run(lambda conn: check_device(conn, on, identity, up.__contains__))
+
+    for identity in (service, _writer("root", "admin")):
+        assert await refusal_of(identity) is None
+    assert isinstance(await refusal_of(_writer("bob")), Forbidden)
+    await store.groups.add_group("desk", actor="t")
+    await store.groups.change_group(
+        "desk", actor="t", add_members=("bob",), add_device_groups=("lab",)
+    )
+    assert await refusal_of(_writer("bob")) is None  # his group's device
+    assert isinstance(await refusal_of(_writer("bob"), "dunknown"), Forbidden)
+    assert isinstance(await refusal_of(service, "dunknown"), NotFound)
+    up.clear()
+    refusal = await refusal_of(service)
+    assert isinstance(refusal, Conflict)
+    assert "not connected" in str(refusal)
+
+
+async def test_authorize_gives_the_device_or_records_the_refusal(store: Store) -> None:
+    ticket, device = await setup(store)
+    alice, bob = _writer("alice"), _writer("bob")
+    online = {device}.__contains__
+    diagnostics = DeviceAction.DIAGNOSTICS
+    access = store.access
+    assert await access.authorize(alice, online, action=diagnostics, ticket_id=ticket) == device
+    assert await access.authorize(alice, online, action=diagnostics, device_id=device) == device
+    for where in ({"ticket_id": ticket}, {"device_id": device}):
+        with pytest.raises(Forbidden, match="bob may not act"):
+            await access.authorize(bob, online, action=diagnostics, **where)
+    log = await store.audit.log(limit=2)
+    assert [(e.action, e.actor, e.data["device"]) for e in log] == [
+        ("diagnostics.refused", "user:bob", device),
+        ("diagnostics.refused", "user:bob", device),
+    ]
+    assert log[1].data["ticket"] == ticket
+    assert "bob may not act" in log[0].data["reason"]
+
+
 async def test_acting_on_a_device_without_a_ticket(store: Store) -> None:
     ticket, device = await setup(store)
     writers = {

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from sqlalchemy import update
 
 from deskside.console.auth.identity import LinkCapability
+from deskside.console.auth.models import User
 from deskside.console.auth.schemas import Role
 from deskside.console.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from deskside.console.store import Store
@@ -30,6 +32,7 @@ async def test_a_link_is_its_technician_with_one_grant_and_no_scope(store: Store
         "alice", ticket, LinkCapability.VIEW, ttl=MINUTES, actor="cli:root"
     )
     assert created.token.startswith("dsv_")
+    assert len(created.token) == 4 + 43  # 32 random bytes
     identity = await store.accounts.authenticate_api_token(created.token)
     assert (identity.actor, identity.username, identity.role) == (
         "user:alice",
@@ -105,3 +108,30 @@ async def test_groups_members_and_device_groups(store: Store) -> None:
         await groups.groups("desk")
     actions = [e.action for e in await store.audit.log(limit=10)]
     assert actions[:4] == ["group.deleted", "group.changed", "group.changed", "group.added"]
+
+
+async def test_a_bound_link_outlives_its_opening_time_but_a_replay_link_does_not(
+    store: Store,
+) -> None:
+    ticket = await scene(store)
+    links = store.accounts.links
+    instant = datetime.timedelta(microseconds=1)
+    live = await links.create_link("alice", ticket, LinkCapability.VIEW, ttl=instant, actor="t")
+    assert await links.bind(live.id, "s1")  # opened in time (as the screen route does)
+    identity = await store.accounts.authenticate_api_token(live.token)
+    assert identity.grant is not None
+    replay = await links.create_link(
+        "alice", ticket, LinkCapability.REPLAY, ttl=instant, actor="t", screen_session="s1"
+    )
+    with pytest.raises(Unauthorized, match="has expired"):
+        await store.accounts.authenticate_api_token(replay.token)
+
+
+async def test_a_disabled_technicians_link_is_refused(store: Store) -> None:
+    ticket = await scene(store)
+    created = await store.accounts.links.create_link(
+        "alice", ticket, LinkCapability.VIEW, ttl=MINUTES, actor="t"
+    )
+    await store.db.run(lambda conn: conn.execute(update(User).values(disabled=True)))
+    with pytest.raises(Unauthorized, match="disabled"):
+        await store.accounts.authenticate_api_token(created.token)
