@@ -26,8 +26,17 @@ def free_port() -> int:
 class ConsoleProcess:
     """A console data directory and, while started, its ``serve`` process."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, database_url: str = "") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        database_url: str = "",
+        *,
+        scripts: Path | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        # The deskside-console to run: this environment's, or the one in ``scripts``.
+        self.command = str(scripts / "deskside-console") if scripts else script("deskside-console")
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"console-{self.port}.log"
@@ -54,7 +63,7 @@ class ConsoleProcess:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``deskside-console --data-dir DIR ARGS...``."""
         result = subprocess.run(
-            [script("deskside-console"), "--data-dir", str(self.data_dir), *args],
+            [self.command, "--data-dir", str(self.data_dir), *args],
             capture_output=True,
             text=True,
             input=stdin,
@@ -70,7 +79,7 @@ class ConsoleProcess:
         assert self.process is None
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [script("deskside-console"), "--data-dir", str(self.data_dir), "serve"],
+                [self.command, "--data-dir", str(self.data_dir), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
