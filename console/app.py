@@ -63,11 +63,15 @@ async def readyz(request: Request) -> Response[dict[str, str]]:  # type: ignore[
 
 
 async def _log_unexpected(exc: Exception, scope: Any) -> None:
-    """A bug, not a refusal: its traceback goes to the log (the caller gets a bare 500)."""
+    """Every 5xx goes to the log with its traceback: a bug (the caller gets a bare 500) as
+    an error, a console's own 5xx (an agent that did not answer: 504) as a warning."""
+    method, path = scope.get("method", "WS"), scope.get("path")
     if isinstance(exc, ConsoleError):
+        if exc.status_code >= 500:
+            logger.warning("%s %s: %s", method, path, exc.status_code, exc_info=exc)
         return
     if not isinstance(exc, HTTPException) or exc.status_code >= 500:
-        logger.error("%s %s failed", scope.get("method", "WS"), scope.get("path"), exc_info=exc)
+        logger.error("%s %s failed", method, path, exc_info=exc)
 
 
 def _console_error(request: Request, exc: ConsoleError) -> Response[dict[str, object]]:  # type: ignore[type-arg]

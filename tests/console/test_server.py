@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from deskside.channel import Channel, connect
+from deskside.installer.package import wheel_name
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
 from deskside.protocol.connection import CloseCode
@@ -288,6 +289,28 @@ async def test_an_agent_that_does_not_answer_times_out(
     )
     assert response.status_code == 504
     await channel.close()
+    # Every 5xx is logged with its traceback.
+    log = console.log.read_text()
+    assert f"POST /api/v1/devices/{ident}/snapshots: 504" in log
+    assert "Traceback" in log.split(f"{ident}/snapshots: 504", 1)[1]
+    assert "GatewayTimeout" in log.split(f"{ident}/snapshots: 504", 1)[1]
+
+
+def test_a_request_that_fails_is_logged_with_its_traceback(tmp_path: Path) -> None:
+    """A bug gives a bare 500, and its traceback goes to the console's log."""
+    with ConsoleProcess(tmp_path / "data") as console:
+        # Where the wheel would be written is a file: packing it fails.
+        (console.data_dir / "install").write_text("not a directory")
+        with httpx.Client(verify=console.ssl_context(), timeout=60) as client:
+            response = client.get(f"{console.base_url}/install/{wheel_name()}")
+        assert response.status_code == 500
+        assert "install" not in response.text  # nothing of the failure shown to the caller
+    log = console.log.read_text()
+    failure = log.split(f"GET /install/{wheel_name()} failed", 1)
+    assert len(failure) == 2, log[-3000:]
+    assert "ERROR" in failure[0].rsplit("\n", 1)[-1]
+    assert "Traceback" in failure[1]
+    assert "FileExistsError" in failure[1]
 
 
 def test_console_survives_a_crash_and_keeps_its_data(tmp_path: Path) -> None:
