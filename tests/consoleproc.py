@@ -33,8 +33,11 @@ class ConsoleProcess:
         database_url: str = "",
         *,
         scripts: Path | None = None,
+        umask: int = -1,
     ) -> None:
         self.data_dir = data_dir
+        # The umask its commands start with (-1: this process's).
+        self.umask = umask
         # The deskside-console to run: this environment's, or the one in ``scripts``.
         self.command = str(scripts / "deskside-console") if scripts else script("deskside-console")
         self.port = port or free_port()
@@ -69,6 +72,7 @@ class ConsoleProcess:
             input=stdin,
             timeout=60,
             check=False,
+            umask=self.umask,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"deskside-console {' '.join(args)} failed:\n{result.stderr}")
@@ -83,6 +87,7 @@ class ConsoleProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                umask=self.umask,
             )
         deadline = time.monotonic() + timeout
         with httpx.Client(verify=self.ssl_context(), timeout=2.0) as client:
