@@ -25,6 +25,7 @@ from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
 from .terminal.routes import TerminalController, shell_socket
 from .tickets.routes import TicketController
+from .web import schema_pages, security_headers
 
 __all__ = ["api_router", "build_app"]
 
@@ -148,8 +149,12 @@ def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> L
         exception_handlers={ConsoleError: _console_error},
         after_exception=[_log_unexpected],
         openapi_config=OpenAPIConfig(
-            title="Deskside console API", version=version("deskside"), path="/api/schema"
+            title="Deskside console API",
+            version=version("deskside"),
+            path="/api/schema",
+            render_plugins=schema_pages(),
         ),
+        before_send=[security_headers],
         on_startup=[start],
         on_shutdown=[stop],
         request_max_body_size=MAX_BODY,
