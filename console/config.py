@@ -206,8 +206,8 @@ class DataDir:
         self.make_private()
 
     def _entries(self) -> list[Path]:
-        """The directory and everything in it, but symbolic links (whose own mode means
-        nothing and whose target may be anybody's)."""
+        """The directory (or where its link points) and everything in it but symbolic
+        links (whose own mode means nothing and whose target may be anybody's)."""
         if not self.path.is_dir():
             return []
         entries = [self.path]
@@ -221,13 +221,13 @@ class DataDir:
     def make_private(self) -> None:
         """Take every right of group and others away from the directory and all in it."""
         for path in self._entries():
-            mode = stat.S_IMODE(path.lstat().st_mode)
+            mode = stat.S_IMODE(path.stat().st_mode)
             if mode & _OTHERS:
                 path.chmod(mode & ~_OTHERS)
 
     def exposed(self) -> list[Path]:
         """The directory, or what is in it, that group or others may read, write or enter."""
-        return [p for p in self._entries() if stat.S_IMODE(p.lstat().st_mode) & _OTHERS]
+        return [p for p in self._entries() if stat.S_IMODE(p.stat().st_mode) & _OTHERS]
 
     def check_private(self) -> None:
         """Raise ``ConfigError`` if anything of the directory is open to group or others,
@@ -235,7 +235,7 @@ class DataDir:
         exposed = self.exposed()
         if not exposed:
             return
-        shown = ", ".join(f"{p} ({stat.S_IMODE(p.lstat().st_mode):04o})" for p in exposed[:3]) + (
+        shown = ", ".join(f"{p} ({stat.S_IMODE(p.stat().st_mode):04o})" for p in exposed[:3]) + (
             f" and {len(exposed) - 3} more" if len(exposed) > 3 else ""
         )
         raise ConfigError(
