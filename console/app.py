@@ -26,6 +26,7 @@ from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
 from .terminal.routes import TerminalController, shell_socket
 from .tickets.routes import TicketController
+from .web import schema_pages, security_headers
 
 __all__ = ["api_router", "build_app"]
 
@@ -64,11 +65,15 @@ async def readyz(request: Request) -> Response[dict[str, str]]:  # type: ignore[
 
 
 async def _log_unexpected(exc: Exception, scope: Any) -> None:
-    """A bug, not a refusal: its traceback goes to the log (the caller gets a bare 500)."""
+    """Every 5xx goes to the log with its traceback: a bug (the caller gets a bare 500) as
+    an error, a console's own 5xx (an agent that did not answer: 504) as a warning."""
+    method, path = scope.get("method", "WS"), scope.get("path")
     if isinstance(exc, ConsoleError):
+        if exc.status_code >= 500:
+            logger.warning("%s %s: %s", method, path, exc.status_code, exc_info=exc)
         return
     if not isinstance(exc, HTTPException) or exc.status_code >= 500:
-        logger.error("%s %s failed", scope.get("method", "WS"), scope.get("path"), exc_info=exc)
+        logger.error("%s %s failed", method, path, exc_info=exc)
 
 
 def _console_error(request: Request, exc: ConsoleError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
@@ -156,8 +161,12 @@ def build_app(
         exception_handlers={ConsoleError: _console_error},
         after_exception=[_log_unexpected],
         openapi_config=OpenAPIConfig(
-            title="Deskside console API", version=version("deskside"), path="/api/schema"
+            title="Deskside console API",
+            version=version("deskside"),
+            path="/api/schema",
+            render_plugins=schema_pages(),
         ),
+        before_send=[security_headers],
         on_startup=[start],
         on_shutdown=[stop],
         request_max_body_size=MAX_BODY,

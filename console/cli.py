@@ -95,6 +95,7 @@ def init(
     )
     password = secrets.token_urlsafe(15)
     ctx.run(lambda store: store.accounts.add_user(admin, password, role=Role.ADMIN))
+    DataDir(ctx.data_dir).make_private()  # the database too, and what was there before
     config = ctx.config()
     click.echo(f"Console created in {ctx.data_dir}")
     click.echo(f"  agents connect to  {config.agent_url}")
@@ -115,12 +116,16 @@ def init(
 )
 @pass_context
 def serve(ctx: Context, host: str | None, port: int | None, log_level: str) -> None:
-    """Run the console: agents' WebSocket, REST API and health checks on one TLS port."""
+    """Run the console: agents' WebSocket, REST API and health checks on one TLS port.
+
+    Refuses a data directory that other users may read (``chmod -R go-rwx DIR``).
+    """
     from dataclasses import replace
 
     from .server import serve as run_server
 
     config = ctx.config()
+    DataDir(ctx.data_dir).check_private()
     if host is not None:
         config = replace(config, host=host)
     if port is not None:

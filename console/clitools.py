@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,9 @@ __all__ = ["LEVELS", "Context", "Group", "duration", "mint_token", "pass_context
 T = TypeVar("T")
 
 LEVELS = {"high": 1, "medium": 2, "low": 3}
+
+# The umask commands run under: nothing for group and others.
+PRIVATE_UMASK = 0o077
 
 
 class Context:
@@ -57,13 +61,18 @@ pass_context = click.make_pass_decorator(Context)
 
 
 class Group(click.Group):
-    """Turns Deskside's errors into a clear message and exit code 1."""
+    """Turns Deskside's errors into a clear message and exit code 1, and runs commands
+    under umask 077: what the console creates (the database and its -wal and -shm,
+    the wheel it serves, logs) is its user's alone, whatever the caller's umask."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        umask = os.umask(PRIVATE_UMASK)
         try:
             return super().invoke(ctx)
         except DesksideError as exc:
             raise click.ClickException(str(exc)) from exc
+        finally:
+            os.umask(umask)
 
 
 def duration(text: str) -> datetime.timedelta:

@@ -3,10 +3,19 @@
 A data directory holds everything of one console::
 
     console.toml     settings (below); created by ``deskside-console init``
-    noise.key        the console's Noise static private key (0600)
+    noise.key        the console's Noise static private key
     tls/cert.pem     TLS certificate (self-signed unless the admin gave one)
-    tls/key.pem      its private key (0600)
+    tls/key.pem      its private key
     deskside.db      the SQLite database, unless [database] url names another
+                     (with its -wal and -shm while the console runs)
+
+All of it is private to the console's user (directories 0700, files 0600): the
+database holds tickets, terminal transcripts with what technicians typed, and
+the hashes of passwords and tokens. ``init`` makes it so whatever the umask or
+the directory's earlier state, the console's commands run under umask 077 (so
+that SQLite creates the database, and with its mode the -wal and -shm, 0600),
+and ``serve`` refuses a directory that group or others may use
+(``DataDir.check_private``), naming the command that fixes it.
 
 ``console.toml``::
 
@@ -31,7 +40,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import socket
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -47,6 +58,8 @@ __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
 
 CONFIG_FILE = "console.toml"
 NOISE_KEY_FILE = "noise.key"
+# The mode bits of group and others, none of which a data directory's files have.
+_OTHERS = 0o077
 
 
 def default_data_dir() -> Path:
@@ -175,7 +188,7 @@ class DataDir:
                 raise ConfigError(f"cannot read the TLS certificate or key: {exc}") from exc
         else:
             cert_pem, key_pem, _ = crypto.make_self_signed_certificate(names)
-        (tls_dir / "cert.pem").write_bytes(cert_pem)
+        _write_private(tls_dir / "cert.pem", cert_pem)
         _write_private(tls_dir / "key.pem", key_pem)
         lines = [
             "# Deskside console settings; see deskside.console.config for every key.",
@@ -189,7 +202,47 @@ class DataDir:
         if database_url:
             lines.append(f"url = {_toml_str(database_url)}")
         lines += ["", "[tls]", 'cert = "tls/cert.pem"', 'key = "tls/key.pem"', ""]
-        (self.path / CONFIG_FILE).write_text("\n".join(lines), encoding="utf-8")
+        _write_private(self.path / CONFIG_FILE, "\n".join(lines).encode("utf-8"))
+        self.make_private()
+
+    def _entries(self) -> list[Path]:
+        """The directory (or where its link points) and everything in it but symbolic
+        links (whose own mode means nothing and whose target may be anybody's)."""
+        if not self.path.is_dir():
+            return []
+        entries = [self.path]
+        for directory, dirs, files in os.walk(self.path):
+            for name in sorted(dirs) + sorted(files):
+                path = Path(directory) / name
+                if not path.is_symlink():
+                    entries.append(path)
+        return entries
+
+    def make_private(self) -> None:
+        """Take every right of group and others away from the directory and all in it."""
+        for path in self._entries():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & _OTHERS:
+                path.chmod(mode & ~_OTHERS)
+
+    def exposed(self) -> list[Path]:
+        """The directory, or what is in it, that group or others may read, write or enter."""
+        return [p for p in self._entries() if stat.S_IMODE(p.stat().st_mode) & _OTHERS]
+
+    def check_private(self) -> None:
+        """Raise ``ConfigError`` if anything of the directory is open to group or others,
+        with the command that closes it."""
+        exposed = self.exposed()
+        if not exposed:
+            return
+        shown = ", ".join(f"{p} ({stat.S_IMODE(p.stat().st_mode):04o})" for p in exposed[:3]) + (
+            f" and {len(exposed) - 3} more" if len(exposed) > 3 else ""
+        )
+        raise ConfigError(
+            f"the console's data directory is open to other users: {shown}. It holds "
+            "keys, tickets, transcripts and password hashes; make it private with: "
+            f"chmod -R go-rwx {shlex.quote(str(self.path.resolve()))}"
+        )
 
     def noise_private_key(self) -> bytes:
         """The console's Noise static private key."""

@@ -21,10 +21,8 @@ from deskside.installer.package import SCRIPTS, build_wheel, render_script, whee
 
 __all__ = ["install_file"]
 
-_MEDIA = {
-    "agent.sh": "text/x-shellscript; charset=utf-8",
-    "agent.ps1": "text/plain; charset=utf-8",
-}
+# Litestar adds "; charset=utf-8" to text types itself.
+_MEDIA = {"agent.sh": "text/x-shellscript", "agent.ps1": "text/plain"}
 
 
 class _WheelCache:

@@ -3,10 +3,15 @@
 The wheel is the code the console itself runs, packed from the installed
 ``deskside`` package (``build_wheel``): every file of the ``deskside.*`` packages
 and the distribution's metadata, in a reproducible zip (fixed times, sorted
-names), so building it twice gives the same bytes. That works the same for a
-regular install and for an editable one, which has no wheel of its own: there
-the files come from the editable install's link tree, that is, from the working
-tree, with the version its metadata says.
+names), so building it twice gives the same bytes. It works for every way the
+console may be installed, because each part (``PARTS``) is looked up the way
+Python imports it: in a regular install, ``site-packages/deskside/<part>``; in a
+strict editable one (``editable_mode=strict``), its tree of links; in a plain
+``pip install -e .``, the working tree's ``<part>/``, which setuptools' finder
+maps ``deskside.<part>`` to (there the ``deskside`` namespace's own path is only
+a placeholder for that finder's path hook, and no directory). An editable
+install has no wheel of its own: its files come from the working tree, with the
+version its metadata says.
 
 The scripts (``agent.sh``, ``agent.ps1`` beside this module) are templates; the
 version and the fetch helper (``fetch.py``) are filled in when served.
@@ -30,6 +35,7 @@ from urllib.parse import urlsplit
 from .base import InstallerError
 
 __all__ = [
+    "PARTS",
     "SCRIPTS",
     "build_wheel",
     "https_base",
@@ -39,6 +45,8 @@ __all__ = [
 ]
 
 DISTRIBUTION: Final = "deskside"
+# The distribution's packages, deskside.<part> (pyproject.toml's package-dir).
+PARTS: Final = ("agent", "channel", "console", "installer", "protocol")
 # The scripts served at /install/<name>.
 SCRIPTS: Final = ("agent.sh", "agent.ps1")
 _ZIP_TIME: Final = (1980, 1, 1, 0, 0, 0)
@@ -52,23 +60,23 @@ def wheel_name(version: str | None = None) -> str:
 
 def _package_files() -> Iterator[tuple[str, Path]]:
     """(name in the wheel, file) for every file of the ``deskside.*`` packages."""
-    spec = importlib.util.find_spec(DISTRIBUTION)
-    if spec is None or not spec.submodule_search_locations:
-        raise InstallerError("the deskside package cannot be found")
-    seen: set[str] = set()
-    for location in spec.submodule_search_locations:
-        root = Path(location)
-        for part in sorted(os.listdir(root)):
-            if part in seen or not (root / part / "__init__.py").is_file():
-                continue
-            seen.add(part)
-            for directory, dirs, files in os.walk(root / part, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
-                for name in sorted(files):
-                    if name.endswith((".pyc", ".pyo")) or name.startswith("."):
-                        continue
-                    path = Path(directory) / name
-                    yield f"{DISTRIBUTION}/{path.relative_to(root).as_posix()}", path
+    for part in PARTS:
+        name = f"{DISTRIBUTION}.{part}"
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError as exc:
+            raise InstallerError(f"{name} cannot be found: {exc}") from exc
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        if not locations or not (Path(locations[0]) / "__init__.py").is_file():
+            raise InstallerError(f"{name} cannot be found as a package ({locations or spec})")
+        root = Path(locations[0])
+        for directory, dirs, files in os.walk(root, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+            for file in sorted(files):
+                if file.endswith((".pyc", ".pyo")) or file.startswith("."):
+                    continue
+                path = Path(directory) / file
+                yield f"{DISTRIBUTION}/{part}/{path.relative_to(root).as_posix()}", path
 
 
 def _metadata_text(dist: importlib.metadata.Distribution, *names: str) -> str:

@@ -26,8 +26,20 @@ def free_port() -> int:
 class ConsoleProcess:
     """A console data directory and, while started, its ``serve`` process."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, database_url: str = "") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        database_url: str = "",
+        *,
+        scripts: Path | None = None,
+        umask: int = -1,
+    ) -> None:
         self.data_dir = data_dir
+        # The umask its commands start with (-1: this process's).
+        self.umask = umask
+        # The deskside-console to run: this environment's, or the one in ``scripts``.
+        self.command = str(scripts / "deskside-console") if scripts else script("deskside-console")
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"console-{self.port}.log"
@@ -54,12 +66,13 @@ class ConsoleProcess:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``deskside-console --data-dir DIR ARGS...``."""
         result = subprocess.run(
-            [script("deskside-console"), "--data-dir", str(self.data_dir), *args],
+            [self.command, "--data-dir", str(self.data_dir), *args],
             capture_output=True,
             text=True,
             input=stdin,
             timeout=60,
             check=False,
+            umask=self.umask,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"deskside-console {' '.join(args)} failed:\n{result.stderr}")
@@ -70,10 +83,11 @@ class ConsoleProcess:
         assert self.process is None
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [script("deskside-console"), "--data-dir", str(self.data_dir), "serve"],
+                [self.command, "--data-dir", str(self.data_dir), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                umask=self.umask,
             )
         deadline = time.monotonic() + timeout
         with httpx.Client(verify=self.ssl_context(), timeout=2.0) as client:

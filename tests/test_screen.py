@@ -125,12 +125,27 @@ async def ticket_on_device(
     return int(created.json()["id"])
 
 
+# Run in every page before its own scripts: keeps what the Content-Security-Policy refused.
+WATCH_CSP = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+    window.cspViolations.push(`${e.effectiveDirective} ${e.blockedURI}`);
+});
+"""
+
+
+async def csp_violations(page: Page) -> list[str]:
+    """What the page's Content-Security-Policy refused so far (``WATCH_CSP``)."""
+    return list(await page.evaluate("window.cspViolations"))
+
+
 async def open_viewer(
     browser: Browser, console: ConsoleProcess, ticket: int, token: str, extra: str = ""
 ) -> Page:
     context = await browser.new_context(
         ignore_https_errors=True, viewport={"width": 1280, "height": 900}
     )
+    await context.add_init_script(WATCH_CSP)
     page = await context.new_page()
     await page.goto(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token={token}{extra}")
     return page
@@ -141,7 +156,14 @@ async def phase(page: Page) -> str:
 
 
 async def wait_page(page: Page, expression: str, timeout: float = 30.0) -> None:
-    await page.wait_for_function(expression, timeout=timeout * 1000)
+    """Until ``expression`` is true in the page. Polled with ``evaluate``: Playwright's
+    ``wait_for_function`` evaluates strings in the page, which its policy forbids."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await page.evaluate(expression):
+        if loop.time() > deadline:
+            raise AssertionError(f"not true in {timeout} s: {expression}")
+        await asyncio.sleep(0.05)
 
 
 async def allow_session(page: Page, display: str) -> None:
@@ -263,6 +285,9 @@ async def test_the_viewer_shows_the_screen_until_the_user_presses_stop(
     await wait_page(page, "window.deskside.screen.phase === 'ended'", 10)
     assert await page.evaluate("window.deskside.screen.reason") == "user_stopped"
     await wait_page(second, "window.deskside.screen.phase === 'ended'", 10)
+    # All of it under the console's strict policy, which refused nothing the page does.
+    assert await csp_violations(page) == []
+    assert await csp_violations(second) == []
 
     kinds = [
         (e["kind"], e["data"].get("reason"), e["data"].get("consent"))
@@ -406,6 +431,38 @@ async def test_a_technician_who_may_not_act_on_the_ticket_is_refused(
     assert "DSF1" in served.text
 
 
+async def test_the_viewer_runs_no_script_but_its_own(
+    console: ConsoleProcess, browser: Browser
+) -> None:
+    """The page's policy refuses inline script and code from any other origin, as an
+    injected script (say, through a bug that let a name into the page) would be."""
+    page = await open_viewer(browser, console, 1, "dsk_not-a-token-at-all")
+    await wait_page(page, "window.deskside.screen.phase === 'error'", 10)
+    assert await csp_violations(page) == []  # the page itself needs nothing refused
+    await page.evaluate(
+        """() => {
+            const inline = document.createElement("script");
+            inline.textContent = "window.injected = 'inline'";
+            document.body.append(inline);
+            const remote = document.createElement("script");
+            remote.src = "https://cdn.example.org/evil.js";
+            document.body.append(remote);
+            const style = document.createElement("style");
+            style.textContent = "body { background: red }";
+            document.head.append(style);
+        }"""
+    )
+    await wait_page(page, "window.cspViolations.length >= 3", 10)
+    assert await page.evaluate("window.injected") is None
+    refused = await csp_violations(page)
+    assert "script-src-elem inline" in refused
+    assert "script-src-elem https://cdn.example.org/evil.js" in refused
+    assert "style-src-elem inline" in refused
+    assert await page.evaluate("getComputedStyle(document.body).backgroundColor") != (
+        "rgb(255, 0, 0)"
+    )
+
+
 async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     console: ConsoleProcess,
     token: str,
@@ -419,6 +476,7 @@ async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     link = console.cli("screen", "--ticket", str(ticket), "--as", "admin", "--record").stdout
     assert link.startswith(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token=dsv_")
     context = await browser.new_context(ignore_https_errors=True)
+    await context.add_init_script(WATCH_CSP)
     page = await context.new_page()
     await page.goto(link.strip())
     await wait_page(page, "window.deskside.screen.phase === 'started'")
@@ -453,6 +511,8 @@ async def test_a_recorded_session_is_kept_with_the_ticket_and_replays(
     await wait_canvas_matches(replay, display)
     canvas = await canvas_samples(replay)
     assert np.abs(canvas[375 // STEP, 500 // STEP] - YELLOW).max() < 25
+    assert await csp_violations(page) == []
+    assert await csp_violations(replay) == []
 
     # Without the rights to read tickets, no recording.
     with httpx.Client(verify=console.ssl_context()) as client:

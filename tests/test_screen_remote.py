@@ -24,11 +24,13 @@ from tests.agent.test_consent import click_allow, dialog
 from tests.consoleproc import ConsoleProcess
 from tests.test_screen import (
     BACKGROUND,
+    WATCH_CSP,
     YELLOW,
     agent,
     allow_session,
     browser,
     console,
+    csp_violations,
     open_viewer,
     painter,
     ticket_on_device,
@@ -48,6 +50,7 @@ async def open_scaled_viewer(
     browser: Browser, console: ConsoleProcess, ticket: int, token: str
 ) -> Page:
     context = await browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
+    await context.add_init_script(WATCH_CSP)
     page = await context.new_page()
     await page.goto(f"{console.base_url}/viewer/screen.html#ticket={ticket}&token={token}")
     return page
@@ -144,6 +147,7 @@ async def test_drawings_made_in_the_viewer_appear_on_the_users_screen_until_clea
     ended = [e for e in timeline(console, token, ticket) if e["kind"] == "screen_ended"]
     assert ended
     assert ended[0]["data"]["drawings"] == 2
+    assert await csp_violations(page) == []  # pointer and drawings within the policy
 
 
 async def test_guidance_from_a_viewer_is_checked_by_the_console(
@@ -284,6 +288,7 @@ async def test_under_control_the_viewer_clicks_and_types_into_a_real_window(
         "screen_control_ended",
         "screen_ended",
     ]
+    assert await csp_violations(page) == []  # control within the policy
     events = [e["event"] for e in agent.audit() if e["event"].startswith("screen_")]
     assert events == [
         "screen_requested",
@@ -388,3 +393,6 @@ async def test_video_mode_shows_a_moving_scene(
     assert await replay.evaluate("window.deskside.video.decoded") > 10
     assert await replay.evaluate("window.deskside.video.errors") == 0
     await wait_canvas_matches(replay, display)
+    # WebCodecs, the WebSocket and the recording's fetch all within the strict policy.
+    assert await csp_violations(page) == []
+    assert await csp_violations(replay) == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import stat
+import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from click.testing import CliRunner
 from deskside.console.cli import main
 from deskside.protocol.enrollment import parse_enrollment
 from tests.consoleproc import ConsoleProcess
+from tests.helpers import script
 
 
 @pytest.fixture
@@ -53,6 +57,73 @@ def test_init_refuses_to_overwrite_a_console(data_dir: Path) -> None:
     assert (data_dir / "noise.key").read_bytes() == key
     assert (data_dir / "noise.key").stat().st_mode & 0o777 == 0o600
     assert (data_dir / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def modes(directory: Path) -> dict[str, int]:
+    """Mode of the directory ("."), and of everything in it, by relative name."""
+    found = {".": stat.S_IMODE(directory.stat().st_mode)}
+    for path in directory.rglob("*"):
+        found[path.relative_to(directory).as_posix()] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("umask", "existing"),
+    [
+        pytest.param(0o000, False, id="umask-000"),
+        pytest.param(0o022, True, id="existing-0755-directory"),
+        pytest.param(0o000, True, id="umask-000-existing-0777-directory"),
+    ],
+)
+def test_the_data_directory_is_private_whatever_the_umask(
+    tmp_path: Path, umask: int, existing: bool
+) -> None:
+    """init, then serve with a database being written: nothing for group or others."""
+    data_dir = tmp_path / "data"
+    if existing:
+        data_dir.mkdir()
+        data_dir.chmod(0o777 if umask == 0 else 0o755)
+        (data_dir / "notes.txt").write_text("the admin's, made before init")
+        (data_dir / "notes.txt").chmod(0o644)
+    console = ConsoleProcess(data_dir, umask=umask)
+    after_init = modes(data_dir)
+    assert {"console.toml", "tls/cert.pem", "tls/key.pem", "noise.key", "deskside.db"} <= set(
+        after_init
+    )
+    with console:
+        token = console.api_token("tickets:read", "tickets:write")
+        with console.api(token) as api:
+            for n in range(3):  # a write that a checkpoint has not yet copied: the WAL
+                response = api.post("/api/v1/tickets", json={"title": f"t{n}", "description": "d"})
+                assert response.status_code == 201, response.text
+        console.cli("tickets")  # a second process on the same database
+        while_serving = modes(data_dir)
+    assert {"deskside.db-wal", "deskside.db-shm"} <= set(while_serving)
+    for name, mode in {**after_init, **while_serving}.items():
+        assert mode & 0o077 == 0, f"{name} is {mode:04o}"
+
+
+def test_serve_refuses_a_data_directory_others_can_read(tmp_path: Path) -> None:
+    """A console made before this rule, or opened up by hand, is not served from until
+    the command the refusal names has closed it."""
+    console = ConsoleProcess(tmp_path / "data")
+    data_dir = console.data_dir
+    data_dir.chmod(0o755)
+    (data_dir / "deskside.db").chmod(0o644)
+    result = subprocess.run(
+        [script("deskside-console"), "--data-dir", str(data_dir), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "deskside.db (0644)" in result.stderr
+    fix = f"chmod -R go-rwx {shlex.quote(str(data_dir.resolve()))}"
+    assert result.stderr.rstrip().endswith(fix)
+    subprocess.run(shlex.split(fix), check=True)
+    with console:  # now it serves
+        assert console.process is not None
 
 
 def test_token_create_prints_a_parsable_enrollment_string(data_dir: Path) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from deskside.channel import Channel, connect
+from deskside.installer.package import wheel_name
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
 from deskside.protocol.connection import CloseCode
@@ -156,6 +157,63 @@ def test_openapi_document_and_health(console: ConsoleProcess) -> None:
         assert client.get("/readyz").json() == {"status": "ready"}
 
 
+def test_pages_tell_browsers_to_keep_them_to_themselves(console: ConsoleProcess) -> None:
+    """A strict CSP (no inline script, nothing from elsewhere, no framing), HSTS over TLS,
+    no referrer, no sniffing; on pages, errors and the API alike."""
+    with httpx.Client(base_url=console.base_url, verify=console.ssl_context()) as client:
+        for path, status in (
+            ("/viewer/screen.html", 200),
+            ("/viewer/replay.html", 200),
+            ("/viewer/screen.js", 200),
+            ("/viewer/nothing.html", 404),
+            ("/api/v1/tickets", 401),
+            ("/api/schema/openapi.json", 200),
+        ):
+            response = client.get(path)
+            assert response.status_code == status, path
+            headers = response.headers
+            policy = dict(
+                [*directive.split(" ", 1), ""][:2]
+                for directive in headers["Content-Security-Policy"].split("; ")
+            )
+            assert policy["default-src"] == "'self'", path
+            assert policy["script-src"] == "'self'", path  # no 'unsafe-inline', no host
+            assert policy["style-src"] == "'self'", path
+            assert policy["object-src"] == "'none'", path
+            assert policy["frame-ancestors"] == "'none'", path
+            assert not [v for v in policy.values() if "http" in v or "unsafe" in v], path
+            assert headers["Strict-Transport-Security"].startswith("max-age="), path
+            assert int(headers["Strict-Transport-Security"].split("=")[1]) >= 180 * 86400
+            assert headers["Referrer-Policy"] == "no-referrer", path
+            assert headers["X-Content-Type-Options"] == "nosniff", path
+            assert headers["X-Frame-Options"] == "DENY", path
+
+
+def test_api_documentation_loads_nothing_from_elsewhere(console: ConsoleProcess) -> None:
+    """The OpenAPI document as JSON and YAML; no page that loads code from a CDN."""
+    with httpx.Client(base_url=console.base_url, verify=console.ssl_context()) as client:
+        document = client.get("/api/schema/openapi.json")
+        assert document.headers["content-type"] == "application/vnd.oai.openapi+json"
+        assert client.get("/api/schema/openapi.yaml").text.startswith(
+            ("openapi:", "info:", "components:")
+        )
+        for page in ("swagger", "redoc", "elements", "rapidoc", "scalar", "oauth2-redirect.html"):
+            response = client.get(f"/api/schema/{page}")
+            assert response.status_code == 404, page
+            assert "<script" not in response.text
+        root = client.get("/api/schema")
+        assert root.status_code == 200
+        assert "<script" not in root.text
+
+
+def test_install_scripts_are_served_with_one_charset(console: ConsoleProcess) -> None:
+    with httpx.Client(base_url=console.base_url, verify=console.ssl_context()) as client:
+        shell = client.get("/install/agent.sh")
+        powershell = client.get("/install/agent.ps1")
+    assert shell.headers["content-type"] == "text/x-shellscript; charset=utf-8"
+    assert powershell.headers["content-type"] == "text/plain; charset=utf-8"
+
+
 # -- Agents --------------------------------------------------------------------------------
 
 
@@ -288,6 +346,28 @@ async def test_an_agent_that_does_not_answer_times_out(
     )
     assert response.status_code == 504
     await channel.close()
+    # Every 5xx is logged with its traceback.
+    log = console.log.read_text()
+    assert f"POST /api/v1/devices/{ident}/snapshots: 504" in log
+    assert "Traceback" in log.split(f"{ident}/snapshots: 504", 1)[1]
+    assert "GatewayTimeout" in log.split(f"{ident}/snapshots: 504", 1)[1]
+
+
+def test_a_request_that_fails_is_logged_with_its_traceback(tmp_path: Path) -> None:
+    """A bug gives a bare 500, and its traceback goes to the console's log."""
+    with ConsoleProcess(tmp_path / "data") as console:
+        # Where the wheel would be written is a file: packing it fails.
+        (console.data_dir / "install").write_text("not a directory")
+        with httpx.Client(verify=console.ssl_context(), timeout=60) as client:
+            response = client.get(f"{console.base_url}/install/{wheel_name()}")
+        assert response.status_code == 500
+        assert "install" not in response.text  # nothing of the failure shown to the caller
+    log = console.log.read_text()
+    failure = log.split(f"GET /install/{wheel_name()} failed", 1)
+    assert len(failure) == 2, log[-3000:]
+    assert "ERROR" in failure[0].rsplit("\n", 1)[-1]
+    assert "Traceback" in failure[1]
+    assert "FileExistsError" in failure[1]
 
 
 def test_console_survives_a_crash_and_keeps_its_data(tmp_path: Path) -> None:

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from deskside.installer import InstallerError, service_manager
 from deskside.installer.fetch import parse, unpack
 from deskside.installer.package import (
+    PARTS,
     build_wheel,
     install_lines,
     render_script,
     wheel_name,
 )
 from deskside.protocol.enrollment import Enrollment
+from tests.consoleproc import ConsoleProcess
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_is_reproducible_and_installable_metadata(tmp_path: Path) -> None:
@@ -42,6 +51,102 @@ def test_wheel_is_reproducible_and_installable_metadata(tmp_path: Path) -> None:
         check=False,
     )
     assert check.returncode == 0, check.stderr
+
+
+def _install(tmp_path: Path, *options: str) -> Path:
+    """A copy of this working tree installed by ``pip install --no-deps OPTIONS <copy>`` into
+    a new virtual environment; its scripts directory.
+
+    The copy's dependencies come from this test environment's site-packages, named in a
+    ``.pth`` written after the install (so that pip sees only the new environment).
+    """
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for part in PARTS:
+        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps"]
+    install = subprocess.run(
+        [*pip, *options, str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "zz-test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return venv / "bin"
+
+
+def assert_same_code(wheel: bytes, expected: bytes) -> None:
+    """The same files with the same bytes, of the same name and version. METADATA's
+    description is the README as it was at each install, so it (and RECORD) may differ."""
+    ours, theirs = zipfile.ZipFile(io.BytesIO(wheel)), zipfile.ZipFile(io.BytesIO(expected))
+    assert ours.namelist() == theirs.namelist()
+    for name in ours.namelist():
+        if name.endswith("/METADATA"):
+            fields = (b"Name: ", b"Version: ")
+            assert [x for x in ours.read(name).splitlines() if x.startswith(fields)] == [
+                x for x in theirs.read(name).splitlines() if x.startswith(fields)
+            ]
+        elif not name.endswith("/RECORD"):
+            assert ours.read(name) == theirs.read(name), name
+
+
+def test_parts_are_the_distributions_packages() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    package_dir = pyproject["tool"]["setuptools"]["package-dir"]
+    assert sorted(PARTS) == sorted(name.removeprefix("deskside.") for name in package_dir)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [pytest.param([], id="regular"), pytest.param(["-e"], id="plain-editable")],
+)
+def test_every_install_mode_packs_the_same_wheel(tmp_path: Path, options: list[str]) -> None:
+    """``pip install .`` and a plain ``pip install -e .`` (setuptools' finder and path
+    hook, not the strict mode's link tree this test environment has) pack the same wheel."""
+    scripts = _install(tmp_path, *options)
+    packed = subprocess.run(
+        [
+            str(scripts / "python"),
+            "-c",
+            "import sys, pathlib; from deskside.installer.package import build_wheel; "
+            "print(build_wheel(pathlib.Path(sys.argv[1])))",
+            str(tmp_path / "wheel"),
+        ],
+        cwd=tmp_path,  # not the working tree, whose deskside.egg-info would be found first
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert packed.returncode == 0, packed.stderr
+    there = Path(packed.stdout.strip())
+    assert there.name == wheel_name()
+    assert_same_code(there.read_bytes(), build_wheel(tmp_path / "here").read_bytes())
+
+
+def test_a_console_installed_plain_editable_serves_its_wheel(tmp_path: Path) -> None:
+    """The issue's case: ``pip install -e .``, then an agent fetches the wheel."""
+    scripts = _install(tmp_path, "-e")
+    with (
+        ConsoleProcess(tmp_path / "console", scripts=scripts) as console,
+        httpx.Client(verify=console.ssl_context(), timeout=60) as client,
+    ):
+        response = client.get(f"{console.base_url}/install/{wheel_name()}")
+    assert response.status_code == 200, console.log.read_text()[-3000:]
+    assert_same_code(response.content, build_wheel(tmp_path / "here").read_bytes())
 
 
 def test_scripts_are_filled_in() -> None:
