@@ -28,10 +28,15 @@ from deskside.console.db import migrate
 from deskside.console.errors import ConsoleError
 from deskside.console.store import Store
 
+# What the probe route decided, for each connection: True to go on.
+DECIDED: list[bool] = []
+
 
 @websocket("/ws")
 async def probe(socket: WebSocket[Any, Any, Any]) -> None:
-    if await refuse_foreign_origin(socket):
+    refused = await refuse_foreign_origin(socket)
+    DECIDED.append(not refused)
+    if refused is not False:
         return
     await socket.accept()
     await socket.send_text("in")
@@ -51,18 +56,25 @@ def opens(origin: str | None, host: str = "console.example:8443") -> bool | int:
 
 
 def test_a_foreign_origin_is_closed_before_the_websocket_is_accepted() -> None:
+    DECIDED.clear()
     assert opens(None) is True
     assert opens("http://console.example:8443") is True
     assert opens("https://evil.example") == 4403
+    assert DECIDED == [True, True, False]
 
 
-def own(origin: str | None, host: str, scheme: str = "wss") -> bool:
+def own(
+    origin: str | None,
+    host: str,
+    scheme: str = "wss",
+    public: str = "wss://helpdesk.example.org/agent",
+) -> bool:
     """Whether ``origin`` is the console's own, for a request to ``host``."""
     headers = {"host": host} if origin is None else {"host": host, "origin": origin}
     connection = SimpleNamespace(
         headers=headers,
         scope={"scheme": scheme},
-        app=SimpleNamespace(state=SimpleNamespace(origins=("wss://helpdesk.example.org/agent",))),
+        app=SimpleNamespace(state=SimpleNamespace(origins=(public,))),
     )
     return foreign_origin(connection) is None  # type: ignore[arg-type]
 
@@ -99,6 +111,9 @@ def test_without_tls_the_default_port_is_80() -> None:
     assert own("http://console.example", "console.example", "ws")
     assert not own("http://console.example:81", "console.example", "ws")
     assert not own("https://console.example", "console.example", "ws")
+    plain = "ws://helpdesk.example.org/agent"  # a console behind a proxy that ends TLS
+    assert own("http://helpdesk.example.org:80", "10.0.0.5:8443", "ws", plain)
+    assert not own("http://helpdesk.example.org:81", "10.0.0.5:8443", "ws", plain)
 
 
 @get("/who", guards=[authenticated, requires(Scope.TICKETS_READ)])
