@@ -12,8 +12,10 @@ from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
+from . import api
 from .audit.routes import AuditController
 from .auth.guards import authenticated, provide_identity
 from .commands.routes import CommandController, RunbookController
@@ -90,7 +92,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
     capability's repository (``tickets``, ``commands``...) or its part of the
     gateway (``presence``, ``command_relay``...).
     """
-    return Router(
+    router = Router(
         path="/",
         route_handlers=[
             TicketController,
@@ -102,6 +104,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             AuditController,
         ],
         guards=[authenticated],
+        security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),
             "accounts": _provide(store.accounts),
@@ -119,6 +122,25 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             "runbook_runner": _provide(gateway.runbooks),
         },
     )
+    _allow_every_method(router)
+    return router
+
+
+def _allow_every_method(router: Router) -> None:
+    """Each path's ``OPTIONS`` answers with every method of the path.
+
+    Litestar 2 registers a controller's handlers one by one and gives a path the
+    automatic ``OPTIONS`` handler of its first one, which lists only that one's
+    methods (litestar#4169, fixed in 3.0): it is made again from the whole route.
+    """
+    for route in router.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for index, handler in enumerate(route.route_handlers):
+            if set(handler.http_methods) == {"OPTIONS"} and not handler.include_in_schema:
+                options = route.create_options_handler(route.path)
+                options.owner = handler.owner
+                route.route_handlers[index] = options
 
 
 def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> Litestar:
@@ -144,8 +166,12 @@ def build_app(store: Store, gateway: Gateway, data_dir: Path | None = None) -> L
         exception_handlers={ConsoleError: _console_error},
         after_exception=[_log_unexpected],
         openapi_config=OpenAPIConfig(
-            title="Deskside console API", version=version("deskside"), path="/api/schema"
+            title="Deskside console API",
+            version=version("deskside"),
+            path="/api/schema",
+            components=api.COMPONENTS,
         ),
+        plugins=[api.StructSchemas()],
         on_startup=[start],
         on_shutdown=[stop],
         request_max_body_size=MAX_BODY,

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from deskside.console.api import Count, ExitCode, SmallId
 from deskside.protocol import messages as m
 
 __all__ = [
@@ -70,7 +71,7 @@ class CommandView(msgspec.Struct, frozen=True, kw_only=True):
     """A command and how it went."""
 
     id: str
-    ticket_id: int
+    ticket_id: SmallId
     device_id: str
     argv: list[str]
     shell: bool
@@ -81,20 +82,20 @@ class CommandView(msgspec.Struct, frozen=True, kw_only=True):
     consent: str
     started_at: datetime.datetime | None
     finished_at: datetime.datetime | None
-    exit_code: int | None
+    exit_code: ExitCode | None
     duration: float | None
     error: str
     output_truncated: bool
-    output_bytes: int
+    output_bytes: Count
     runbook_run: str | None = None
-    runbook_step: int | None = None
+    runbook_step: Count | None = None
     script: str | None = None
 
 
 class OutputChunk(msgspec.Struct, frozen=True, kw_only=True):
     """A piece of a command's output."""
 
-    seq: int
+    seq: Count
     stream: Literal["stdout", "stderr"]
     data: bytes
 

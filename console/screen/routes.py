@@ -49,6 +49,7 @@ from litestar.params import Parameter
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from deskside.console.api import errors
 from deskside.console.auth.guards import authenticate, requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.errors import Conflict, ConsoleError, InvalidRequest, Unauthorized
@@ -241,7 +242,11 @@ class ScreenController(Controller):
     path = "/api/v1/screens"
     tags = ["screen"]  # noqa: RUF012 - Litestar's API
 
-    @get("/{session_id:str}/recording", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/{session_id:str}/recording",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
     async def screen_recording(
         self, screens: ScreenRepository, session_id: Annotated[str, Parameter(max_length=64)]
     ) -> Response[bytes]:
