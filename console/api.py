@@ -1,35 +1,44 @@
 """What every capability's REST API shares: bounded integers, the error body and its
-responses, the Bearer scheme, and closed request bodies in the OpenAPI document.
+responses, the Bearer scheme, text without NUL, and closed request bodies in the
+OpenAPI document.
 
 Every integer the API takes or gives has bounds, in its type and so in the document:
 a number a client sends beyond them is a 400, never a value that overflows the
 database's keys (a 500). Ids are ``Id`` (a ``BigId`` key, 1 to ``MAX_ID``) or
 ``SmallId`` (an ``Integer`` key), sizes and counts ``Count``, exit codes ``ExitCode``
-(the protocol's bounds). Route
-parameters, which Litestar reads from ``Parameter``, use ``IdParameter``.
+(the protocol's bounds). Route parameters, which Litestar reads from ``Parameter``
+rather than from ``msgspec.Meta``, use ``IdParameter``.
 
-Every route documents the errors it may answer with ``responses=errors(...)``:
-401 and 403 always (the router's guard and the route's scope), and the codes given
-(400, 404, 409, 504), each with ``ErrorView``, the body ``ConsoleError`` and
-Litestar's own refusals share.
+Every route documents the errors it may answer with ``responses=errors(...)``: 401
+and 403 always (the router's guard and the route's scope), and the codes given (400,
+404, 409, 504), each with ``ErrorView``, the body ``ConsoleError`` and Litestar's own
+refusals share. A route that answers other than JSON documents its media type with
+``content(...)``.
 
 ``StructSchemas`` writes ``additionalProperties: false`` for the structs that refuse
 unknown fields (``forbid_unknown_fields=True``), and the ``openapi_extra`` a struct
-declares for a rule across its fields.
+declares for a rule across its fields. ``refuse_nul``, a guard of the API router,
+refuses a NUL character anywhere in a request.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, Schema, SecurityScheme
 from litestar.params import Parameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
+
+from deskside.console.errors import InvalidRequest
 
 __all__ = [
     "BEARER",
@@ -43,7 +52,9 @@ __all__ = [
     "IdParameter",
     "SmallId",
     "StructSchemas",
+    "content",
     "errors",
+    "refuse_nul",
 ]
 
 # The largest id and count: the largest integer every JSON reader keeps exactly (a
@@ -94,6 +105,44 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
         )
         for code in sorted({401, 403, *codes})
     }
+
+
+def content(code: int, data: type, media_type: str) -> dict[int, ResponseSpec]:
+    """A response of a route that answers other than JSON (a stream, a file): its
+    media type, in place of the JSON Litestar would document. (The route itself keeps
+    JSON, so its refusals stay JSON.)"""
+    return {
+        code: ResponseSpec(
+            data_container=data,
+            media_type=media_type,
+            description="Request fulfilled",
+            generate_examples=False,
+        )
+    }
+
+
+# The methods whose requests have a body.
+_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
+# A NUL character escaped in JSON text: ``\u0000`` after an even run of backslashes
+# (``\\u0000`` is a backslash and "u0000", which is text like any other).
+_ESCAPED_NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+async def refuse_nul(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A route guard: no NUL character in the path, the query or a JSON body.
+
+    PostgreSQL keeps no NUL in text (the statement fails: it was a 500) and SQLite
+    does; refused on both alike, before anything is read or written.
+    """
+    query = connection.scope.get("query_string", b"")
+    if "\x00" in connection.scope["path"] or b"%00" in query or b"\x00" in query:
+        raise InvalidRequest("the path and the query may not hold a NUL character")
+    if (
+        isinstance(connection, Request)
+        and connection.method in _WITH_BODY
+        and _ESCAPED_NUL.search(await connection.body())
+    ):
+        raise InvalidRequest("text may not hold a NUL character (\\u0000)")
 
 
 BEARER: Final = "bearer"

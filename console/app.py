@@ -103,7 +103,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             ScreenController,
             AuditController,
         ],
-        guards=[authenticated],
+        guards=[authenticated, api.refuse_nul],
         security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),

@@ -15,7 +15,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from deskside.console.agents import Agents
-from deskside.console.api import errors
+from deskside.console.api import content, errors
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.errors import Conflict, InvalidRequest, NotFound
@@ -29,7 +29,7 @@ from .repository import CommandRepository
 from .runbooks import Runbook
 from .runbooks.repository import RunbookRepository
 from .runner import RunbookRunner
-from .schemas import CommandView, NewCommand, OutputChunk, RunbookRunView, RunRunbook
+from .schemas import CommandEvent, CommandView, NewCommand, OutputChunk, RunbookRunView, RunRunbook
 
 __all__ = ["MAX_WAIT", "CommandController", "RunbookController"]
 
@@ -131,7 +131,7 @@ class CommandController(Controller):
     @get(
         "/commands/{command_id:str}/stream",
         guards=[requires(Scope.TICKETS_READ)],
-        responses=errors(400, 404),
+        responses=errors(400, 404) | content(200, CommandEvent, "text/event-stream"),
     )
     async def stream_command(
         self, commands: CommandRepository, command_relay: CommandRelay, command_id: CommandId

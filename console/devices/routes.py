@@ -70,7 +70,7 @@ class DeviceController(Controller):
         devices: DeviceRepository,
         presence: Presence,
         device_id: Annotated[str, Parameter(max_length=32)],
-        timeout: Annotated[float, Parameter(gt=0, le=120)] = 30.0,
+        timeout: Annotated[float, Parameter(ge=1, le=120)] = 30.0,
     ) -> SnapshotInfo:
         """Ask the online device for a fresh snapshot and keep it (201)."""
         await devices.get_device(device_id)

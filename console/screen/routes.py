@@ -49,7 +49,7 @@ from litestar.params import Parameter
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
-from deskside.console.api import errors
+from deskside.console.api import content, errors
 from deskside.console.auth.guards import authenticate, requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.errors import Conflict, ConsoleError, InvalidRequest, Unauthorized
@@ -245,7 +245,7 @@ class ScreenController(Controller):
     @get(
         "/{session_id:str}/recording",
         guards=[requires(Scope.TICKETS_READ)],
-        responses=errors(400, 404),
+        responses=errors(400, 404) | content(200, bytes, "application/octet-stream"),
     )
     async def screen_recording(
         self, screens: ScreenRepository, session_id: Annotated[str, Parameter(max_length=64)]

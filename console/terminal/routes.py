@@ -24,7 +24,7 @@ from litestar import Controller, Response, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 
-from deskside.console.api import errors
+from deskside.console.api import content, errors
 from deskside.console.auth.guards import authenticate, requires
 from deskside.console.auth.identity import Scope
 from deskside.console.errors import ConsoleError, InvalidRequest
@@ -156,7 +156,7 @@ class TerminalController(Controller):
     @get(
         ["/terminals/{session_id:str}/transcript", "/shells/{session_id:str}/transcript"],
         guards=[requires(Scope.TICKETS_READ)],
-        responses=errors(400, 404),
+        responses=errors(400, 404) | content(200, bytes, "application/x-asciicast"),
     )
     async def terminal_transcript(
         self, terminals: TerminalRepository, session_id: Annotated[str, Parameter(max_length=64)]

@@ -69,7 +69,7 @@ class AttachDiagnostics(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     """Attach diagnostics to a ticket: the device's latest snapshot, or a fresh one."""
 
     fresh: bool = False
-    timeout: Annotated[float, Meta(gt=0, le=120)] = 30.0
+    timeout: Annotated[float, Meta(ge=1, le=120)] = 30.0
 
 
 class TicketView(msgspec.Struct, frozen=True, kw_only=True):
