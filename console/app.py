@@ -13,8 +13,10 @@ from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
+from . import api
 from .audit.routes import AuditController
 from .auth.guards import authenticated, provide_identity
 from .commands.routes import CommandController, RunbookController
@@ -96,7 +98,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
     capability's repository (``tickets``, ``commands``...) or its part of the
     gateway (``presence``, ``command_relay``...).
     """
-    return Router(
+    router = Router(
         path="/",
         route_handlers=[
             TicketController,
@@ -107,7 +109,8 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             ScreenController,
             AuditController,
         ],
-        guards=[authenticated],
+        guards=[authenticated, api.refuse_nul],
+        security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),
             "accounts": _provide(store.accounts),
@@ -126,6 +129,25 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             "runbook_runner": _provide(gateway.runbooks),
         },
     )
+    _allow_every_method(router)
+    return router
+
+
+def _allow_every_method(router: Router) -> None:
+    """Each path's ``OPTIONS`` answers with every method of the path.
+
+    Litestar 2 registers a controller's handlers one by one and gives a path the
+    automatic ``OPTIONS`` handler of its first one, which lists only that one's
+    methods (litestar#4169, fixed in 3.0): it is made again from the whole route.
+    """
+    for route in router.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for index, handler in enumerate(route.route_handlers):
+            if set(handler.http_methods) == {"OPTIONS"} and not handler.include_in_schema:
+                options = route.create_options_handler(route.path)
+                options.owner = handler.owner
+                route.route_handlers[index] = options
 
 
 def build_app(
@@ -165,7 +187,9 @@ def build_app(
             version=version("deskside"),
             path="/api/schema",
             render_plugins=schema_pages(),
+            components=api.COMPONENTS,
         ),
+        plugins=[api.StructSchemas()],
         before_send=[security_headers],
         on_startup=[start],
         on_shutdown=[stop],

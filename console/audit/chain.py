@@ -23,6 +23,8 @@ import msgspec
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deskside.console.api import Count, Id
+
 from .models import AuditEntry
 
 __all__ = ["GENESIS", "AuditVerification", "append", "append_sync", "entry_hash", "verify"]
@@ -108,11 +110,11 @@ class AuditVerification(msgspec.Struct, frozen=True, kw_only=True):
     """The result of checking the chain."""
 
     ok: bool
-    entries: int
-    head_id: int | None
+    entries: Count
+    head_id: Id | None
     head_hash: str
     problem: str = ""
-    first_bad_id: int | None = None
+    first_bad_id: Id | None = None
 
 
 def verify(entries: Iterable[AuditEntry]) -> AuditVerification:

@@ -7,6 +7,7 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from deskside.console.api import MAX_ID, errors
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import Scope
 
@@ -25,17 +26,17 @@ class AuditController(Controller):
     path = "/api/v1"
     tags = ["audit"]  # noqa: RUF012 - Litestar's API
 
-    @get("/audit", guards=[requires(Scope.AUDIT_READ)])
+    @get("/audit", guards=[requires(Scope.AUDIT_READ)], responses=errors(400))
     async def audit_log(
         self,
         audit: AuditRepository,
         limit: Limit = 100,
-        before: Annotated[int | None, Parameter(ge=1)] = None,
+        before: Annotated[int | None, Parameter(ge=1, le=MAX_ID)] = None,
     ) -> list[AuditView]:
         """The audit log, newest first."""
         return await audit.log(limit=limit, before=before)
 
-    @get("/audit/verify", guards=[requires(Scope.AUDIT_READ)])
+    @get("/audit/verify", guards=[requires(Scope.AUDIT_READ)], responses=errors())
     async def verify_audit(
         self,
         audit: AuditRepository,

@@ -7,13 +7,15 @@ from typing import Any
 
 import msgspec
 
+from deskside.console.api import Id
+
 __all__ = ["AuditView"]
 
 
 class AuditView(msgspec.Struct, frozen=True, kw_only=True):
     """One entry of the audit log."""
 
-    id: int
+    id: Id
     at: datetime.datetime
     actor: str
     action: str

@@ -15,6 +15,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from deskside.console.agents import Agents
+from deskside.console.api import content, errors
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.errors import InvalidRequest, NotFound
@@ -28,7 +29,7 @@ from .repository import CommandRepository
 from .runbooks import Runbook
 from .runbooks.repository import RunbookRepository
 from .runner import RunbookRunner
-from .schemas import CommandView, NewCommand, OutputChunk, RunbookRunView, RunRunbook
+from .schemas import CommandEvent, CommandView, NewCommand, OutputChunk, RunbookRunView, RunRunbook
 
 __all__ = ["MAX_WAIT", "CommandController", "RunbookController"]
 
@@ -56,7 +57,7 @@ class CommandController(Controller):
     path = "/api/v1"
     tags = ["commands"]  # noqa: RUF012 - Litestar's API
 
-    @post("/tickets/{ticket_id:int}/commands")
+    @post("/tickets/{ticket_id:int}/commands", responses=errors(400, 404, 409))
     async def run_command(
         self,
         identity: ApiIdentity,
@@ -94,7 +95,11 @@ class CommandController(Controller):
                             return event.command
         return await commands.get_command(view.id)
 
-    @get("/tickets/{ticket_id:int}/commands", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/tickets/{ticket_id:int}/commands",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
     async def ticket_commands(
         self, commands: CommandRepository, tickets: Tickets, ticket_id: TicketId
     ) -> list[CommandView]:
@@ -102,12 +107,20 @@ class CommandController(Controller):
         await tickets.ticket(ticket_id)
         return await commands.ticket_commands(ticket_id)
 
-    @get("/commands/{command_id:str}", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/commands/{command_id:str}",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
     async def get_command(self, commands: CommandRepository, command_id: CommandId) -> CommandView:
         """A command and how it went."""
         return await commands.get_command(command_id)
 
-    @get("/commands/{command_id:str}/output", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/commands/{command_id:str}/output",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
     async def command_output(
         self, commands: CommandRepository, command_relay: CommandRelay, command_id: CommandId
     ) -> list[OutputChunk]:
@@ -115,7 +128,11 @@ class CommandController(Controller):
         await commands.get_command(command_id)
         return await command_relay.output.read(command_id)
 
-    @get("/commands/{command_id:str}/stream", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/commands/{command_id:str}/stream",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404) | content(200, CommandEvent, "text/event-stream"),
+    )
     async def stream_command(
         self, commands: CommandRepository, command_relay: CommandRelay, command_id: CommandId
     ) -> Stream:
@@ -139,7 +156,10 @@ class CommandController(Controller):
         )
 
     @post(
-        "/commands/{command_id:str}/cancel", status_code=202, guards=[requires(Scope.COMMANDS_RUN)]
+        "/commands/{command_id:str}/cancel",
+        status_code=202,
+        guards=[requires(Scope.COMMANDS_RUN)],
+        responses=errors(400, 404, 409),
     )
     async def cancel_command(
         self,
@@ -165,7 +185,7 @@ class RunbookController(Controller):
     path = "/api/v1"
     tags = ["runbooks"]  # noqa: RUF012 - Litestar's API
 
-    @get("/runbooks", guards=[requires(Scope.TICKETS_READ)])
+    @get("/runbooks", guards=[requires(Scope.TICKETS_READ)], responses=errors())
     async def list_runbooks(self, runbooks: RunbookRepository) -> list[Runbook]:
         """Every runbook: built-in and added ones."""
         return sorted((await runbooks.runbooks()).values(), key=lambda r: r.name)
@@ -174,6 +194,7 @@ class RunbookController(Controller):
         "/tickets/{ticket_id:int}/runbooks/{name:str}",
         status_code=202,
         guards=[requires(Scope.COMMANDS_RUN)],
+        responses=errors(400, 404, 409),
     )
     async def run_runbook(
         self,
@@ -206,7 +227,11 @@ class RunbookController(Controller):
         )
         return RunbookRunView(id=run_id, runbook=name, done=False, commands=[])
 
-    @get("/runbook-runs/{run_id:str}", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/runbook-runs/{run_id:str}",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
     async def runbook_run(
         self,
         commands: CommandRepository,

@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from deskside.console.agents import Agents
+from deskside.console.api import IdParameter, errors
 from deskside.console.auth.access import DeviceAccess, DeviceAction
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
@@ -26,7 +27,7 @@ class DeviceController(Controller):
     path = "/api/v1"
     tags = ["devices"]  # noqa: RUF012 - Litestar's API
 
-    @get("/devices", guards=[requires(Scope.DEVICES_READ)])
+    @get("/devices", guards=[requires(Scope.DEVICES_READ)], responses=errors())
     async def list_devices(
         self,
         devices: DeviceRepository,
@@ -34,7 +35,11 @@ class DeviceController(Controller):
         """Every enrolled device."""
         return await devices.list_devices()
 
-    @get("/devices/{device_id:str}", guards=[requires(Scope.DEVICES_READ)])
+    @get(
+        "/devices/{device_id:str}",
+        guards=[requires(Scope.DEVICES_READ)],
+        responses=errors(400, 404),
+    )
     async def get_device(
         self,
         devices: DeviceRepository,
@@ -43,7 +48,11 @@ class DeviceController(Controller):
         """One device."""
         return await devices.get_device(device_id)
 
-    @get("/devices/{device_id:str}/snapshots", guards=[requires(Scope.DEVICES_READ)])
+    @get(
+        "/devices/{device_id:str}/snapshots",
+        guards=[requires(Scope.DEVICES_READ)],
+        responses=errors(400, 404),
+    )
     async def list_snapshots(
         self,
         snapshots: SnapshotRepository,
@@ -52,7 +61,11 @@ class DeviceController(Controller):
         """A device's snapshots, newest first (without their content)."""
         return await snapshots.list_snapshots(device_id)
 
-    @post("/devices/{device_id:str}/snapshots", guards=[requires(Scope.DEVICES_WRITE)])
+    @post(
+        "/devices/{device_id:str}/snapshots",
+        guards=[requires(Scope.DEVICES_WRITE)],
+        responses=errors(400, 404, 409, 504),
+    )
     async def request_snapshot(
         self,
         identity: ApiIdentity,
@@ -61,7 +74,7 @@ class DeviceController(Controller):
         access: DeviceAccess,
         agents: Agents,
         device_id: Annotated[str, Parameter(max_length=32)],
-        timeout: Annotated[float, Parameter(gt=0, le=120)] = 30.0,
+        timeout: Annotated[float, Parameter(ge=1, le=120)] = 30.0,
     ) -> SnapshotInfo:
         """Ask the online device for a fresh snapshot and keep it (201).
 
@@ -75,7 +88,10 @@ class DeviceController(Controller):
         return await presence.request_snapshot(device_id, timeout)
 
     @post(
-        "/devices/{device_id:str}/revoke", guards=[requires(Scope.DEVICES_WRITE)], status_code=200
+        "/devices/{device_id:str}/revoke",
+        guards=[requires(Scope.DEVICES_WRITE)],
+        status_code=200,
+        responses=errors(400, 404),
     )
     async def revoke_device(
         self,
@@ -89,11 +105,15 @@ class DeviceController(Controller):
         await agents.disconnect(device_id, "device revoked")
         return device
 
-    @get("/snapshots/{snapshot_id:int}", guards=[requires(Scope.DEVICES_READ)])
+    @get(
+        "/snapshots/{snapshot_id:int}",
+        guards=[requires(Scope.DEVICES_READ)],
+        responses=errors(400, 404),
+    )
     async def get_snapshot(
         self,
         snapshots: SnapshotRepository,
-        snapshot_id: Annotated[int, Parameter(ge=1)],
+        snapshot_id: IdParameter,
     ) -> SnapshotView:
         """One snapshot with its content."""
         return await snapshots.get_snapshot(snapshot_id)

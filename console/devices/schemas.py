@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-__all__ = ["DeviceView", "EnrollmentTokenCreated", "SnapshotInfo", "SnapshotView"]
+from deskside.console.api import Id
+
+__all__ = ["DeviceView", "EnrollmentTokenCreated", "SnapshotInfo", "SnapshotSchema", "SnapshotView"]
+
+# The version of a snapshot's document (``deskside.protocol.messages.Snapshot``).
+SnapshotSchema = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
 class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,21 +37,21 @@ class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
 class SnapshotInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot without its content."""
 
-    id: int
+    id: Id
     device_id: str
     taken_at: datetime.datetime
     received_at: datetime.datetime
-    schema: int
+    schema: SnapshotSchema
 
 
 class SnapshotView(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot with its content (see ``deskside.protocol.messages.Snapshot``)."""
 
-    id: int
+    id: Id
     device_id: str
     taken_at: datetime.datetime
     received_at: datetime.datetime
-    schema: int
+    schema: SnapshotSchema
     snapshot: dict[str, Any]
 
 

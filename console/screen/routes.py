@@ -53,6 +53,7 @@ from litestar.params import Parameter
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from deskside.console.api import content, errors
 from deskside.console.auth.access import may_control, replay_refusal
 from deskside.console.auth.guards import authenticate, refuse_foreign_origin
 from deskside.console.auth.identity import ApiIdentity, LinkCapability
@@ -281,7 +282,10 @@ class ScreenController(Controller):
     path = "/api/v1/screens"
     tags = ["screen"]  # noqa: RUF012 - Litestar's API
 
-    @get("/{session_id:str}/recording")
+    @get(
+        "/{session_id:str}/recording",
+        responses=errors(400, 404) | content(200, bytes, "application/octet-stream"),
+    )
     async def screen_recording(
         self,
         identity: ApiIdentity,

@@ -24,6 +24,7 @@ from litestar import Controller, Response, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 
+from deskside.console.api import content, errors
 from deskside.console.auth.guards import authenticate, refuse_foreign_origin, requires
 from deskside.console.auth.identity import Scope
 from deskside.console.errors import ConsoleError, InvalidRequest
@@ -146,6 +147,7 @@ class TerminalController(Controller):
     @get(
         ["/terminals/{session_id:str}", "/shells/{session_id:str}"],
         guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
     )
     async def terminal_view(
         self, terminals: TerminalRepository, session_id: Annotated[str, Parameter(max_length=64)]
@@ -156,6 +158,7 @@ class TerminalController(Controller):
     @get(
         ["/terminals/{session_id:str}/transcript", "/shells/{session_id:str}/transcript"],
         guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404) | content(200, bytes, "application/x-asciicast"),
     )
     async def terminal_transcript(
         self, terminals: TerminalRepository, session_id: Annotated[str, Parameter(max_length=64)]

@@ -7,6 +7,8 @@ import enum
 
 import msgspec
 
+from deskside.console.api import Count, ExitCode, SmallId
+
 __all__ = ["TerminalStatus", "TerminalView"]
 
 
@@ -23,14 +25,14 @@ class TerminalView(msgspec.Struct, frozen=True, kw_only=True):
     """A terminal session on a device."""
 
     id: str
-    ticket_id: int
+    ticket_id: SmallId
     device_id: str
     requested_by: str
     started_at: datetime.datetime
     ended_at: datetime.datetime | None
     status: TerminalStatus
-    exit_code: int | None
+    exit_code: ExitCode | None
     error: str
-    transcript_bytes: int
+    transcript_bytes: Count
     transcript_truncated: bool
     consent: str = ""  # how the agent allowed it; empty until the shell started

@@ -15,7 +15,7 @@ from deskside.console import timeline as entries
 from deskside.console.auth.models import User
 from deskside.console.db import Database, get_row, utcnow
 from deskside.console.devices.models import Device, Snapshot
-from deskside.console.errors import InvalidRequest
+from deskside.console.errors import InvalidRequest, NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.timeline import kinds
 from deskside.console.timeline.kinds import TimelineEntry
@@ -188,7 +188,7 @@ class TicketRepository:
                 if assignee is not None and not await session.scalar(
                     select(func.count()).select_from(User).where(User.username == assignee)
                 ):
-                    raise InvalidRequest(f"no technician named {assignee!r}")
+                    raise NotFound(f"no technician named {assignee!r}")
                 steps.append(("assignment", {"from": ticket.assignee, "to": assignee}))
                 ticket.assignee = assignee
                 if assignee is not None:

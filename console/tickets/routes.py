@@ -8,6 +8,7 @@ from litestar import Controller, get, patch, post
 from litestar.params import Parameter
 
 from deskside.console.agents import Agents
+from deskside.console.api import errors
 from deskside.console.auth.access import DeviceAccess, DeviceAction
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
@@ -51,7 +52,7 @@ class TicketController(Controller):
     path = "/api/v1"
     tags = ["tickets"]  # noqa: RUF012 - Litestar's API
 
-    @get("/tickets", guards=[requires(Scope.TICKETS_READ)])
+    @get("/tickets", guards=[requires(Scope.TICKETS_READ)], responses=errors(400))
     async def list_tickets(
         self,
         identity: ApiIdentity,
@@ -73,7 +74,7 @@ class TicketController(Controller):
             offset=offset,
         )
 
-    @post("/tickets", guards=[requires(Scope.TICKETS_WRITE)])
+    @post("/tickets", guards=[requires(Scope.TICKETS_WRITE)], responses=errors(400, 404))
     async def create_ticket(
         self,
         identity: ApiIdentity,
@@ -84,7 +85,11 @@ class TicketController(Controller):
         ticket, _ = await tickets.create_ticket(data, actor=identity.actor, source=TicketSource.API)
         return ticket
 
-    @get("/tickets/{ticket_id:int}", guards=[requires(Scope.TICKETS_READ)])
+    @get(
+        "/tickets/{ticket_id:int}",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
     async def get_ticket(
         self,
         identity: ApiIdentity,
@@ -94,7 +99,11 @@ class TicketController(Controller):
         """A ticket and its whole timeline."""
         return await tickets.get_ticket(ticket_id)
 
-    @patch("/tickets/{ticket_id:int}", guards=[requires(Scope.TICKETS_WRITE)])
+    @patch(
+        "/tickets/{ticket_id:int}",
+        guards=[requires(Scope.TICKETS_WRITE)],
+        responses=errors(400, 404, 409),
+    )
     async def update_ticket(
         self,
         identity: ApiIdentity,
@@ -105,7 +114,11 @@ class TicketController(Controller):
         """Change a ticket's status, assignee, group, category, impact or urgency."""
         return await tickets.update_ticket(ticket_id, data, actor=identity.actor)
 
-    @post("/tickets/{ticket_id:int}/notes", guards=[requires(Scope.TICKETS_WRITE)])
+    @post(
+        "/tickets/{ticket_id:int}/notes",
+        guards=[requires(Scope.TICKETS_WRITE)],
+        responses=errors(400, 404, 409),
+    )
     async def add_note(
         self,
         identity: ApiIdentity,
@@ -116,7 +129,11 @@ class TicketController(Controller):
         """Add a note to a ticket's timeline (201)."""
         return await tickets.add_note(ticket_id, data.text, actor=identity.actor)
 
-    @post("/tickets/{ticket_id:int}/diagnostics", guards=[requires(Scope.TICKETS_WRITE)])
+    @post(
+        "/tickets/{ticket_id:int}/diagnostics",
+        guards=[requires(Scope.TICKETS_WRITE)],
+        responses=errors(400, 404, 409, 504),
+    )
     async def attach_diagnostics(
         self,
         identity: ApiIdentity,

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from deskside.console.api import Count, SmallId
 from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketStatus
@@ -18,6 +19,7 @@ __all__ = [
     "Level",
     "NewNote",
     "NewTicket",
+    "Priority",
     "ShortName",
     "TicketChanges",
     "TicketDetail",
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 Level = Annotated[int, Meta(ge=1, le=3, description="1 = high, 2 = medium, 3 = low")]
+Priority = Annotated[int, Meta(ge=1, le=9, description="1 = most urgent")]
 Title = Annotated[str, Meta(min_length=1, max_length=256)]
 Body = Annotated[str, Meta(min_length=1, max_length=65536)]
 ShortName = Annotated[str, Meta(max_length=128)]
@@ -66,21 +69,21 @@ class AttachDiagnostics(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     """Attach diagnostics to a ticket: the device's latest snapshot, or a fresh one."""
 
     fresh: bool = False
-    timeout: Annotated[float, Meta(gt=0, le=120)] = 30.0
+    timeout: Annotated[float, Meta(ge=1, le=120)] = 30.0
 
 
 class TicketView(msgspec.Struct, frozen=True, kw_only=True):
     """A ticket's fields."""
 
-    id: int
+    id: SmallId
     title: str
     description: str
     requester: str
     device_id: str | None
     category: str
-    impact: int
-    urgency: int
-    priority: int
+    impact: Level
+    urgency: Level
+    priority: Priority
     status: TicketStatus
     assignee: str | None
     group: str | None
@@ -92,7 +95,7 @@ class TicketView(msgspec.Struct, frozen=True, kw_only=True):
     first_response_at: datetime.datetime | None
     resolved_at: datetime.datetime | None
     closed_at: datetime.datetime | None
-    reopen_count: int
+    reopen_count: Count
 
 
 class TicketDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,11 +37,12 @@ import datetime
 import enum
 import typing
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias
+from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from deskside.console.api import Count, ExitCode, Id
 from deskside.protocol.messages import ScreenControlReason, ScreenEndReason
 
 __all__ = [
@@ -81,6 +82,10 @@ __all__ = [
     "from_row",
     "kind_of",
 ]
+
+
+# A priority, an impact, an urgency or a snapshot's schema version: small numbers.
+Small = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
 class EventKind(enum.StrEnum):
@@ -130,9 +135,9 @@ class Created(_Data, frozen=True, kw_only=True, tag=EventKind.CREATED.value):
     title: str
     # Where it came from: "api", "cli", "agent".
     source: str
-    priority: int
-    impact: int
-    urgency: int
+    priority: Small
+    impact: Small
+    urgency: Small
 
 
 class Diagnostics(_Data, frozen=True, kw_only=True, tag=EventKind.DIAGNOSTICS.value):
@@ -140,7 +145,7 @@ class Diagnostics(_Data, frozen=True, kw_only=True, tag=EventKind.DIAGNOSTICS.va
 
     # ISO 8601, as the snapshot's row gives it; kept as text so the row keeps its shape.
     taken_at: str
-    schema: int
+    schema: Small
 
 
 class Status(_Data, frozen=True, kw_only=True, tag=EventKind.STATUS.value):
@@ -167,8 +172,8 @@ class TextChange(msgspec.Struct, frozen=True, kw_only=True):
 class NumberChange(msgspec.Struct, frozen=True, kw_only=True):
     """A number field's old and new value."""
 
-    from_: int = msgspec.field(name="from")
-    to: int
+    from_: Small = msgspec.field(name="from")
+    to: Small
 
 
 class Change(_Data, frozen=True, kw_only=True, tag=EventKind.CHANGE.value):
@@ -215,11 +220,11 @@ class CommandResult(_Data, frozen=True, kw_only=True, tag=EventKind.COMMAND_RESU
     argv: tuple[str, ...] | UnsetType = UNSET
     # A ``CommandView`` status: "finished", "refused", "timed_out", "cancelled", "failed".
     status: str
-    exit_code: int | UnsetType | None = UNSET
+    exit_code: ExitCode | UnsetType | None = UNSET
     duration: float | UnsetType | None = UNSET
     consent: str | UnsetType = UNSET
     error: str
-    output_bytes: int | UnsetType = UNSET
+    output_bytes: Count | UnsetType = UNSET
     # The last 2 KiB of output, as text.
     output_tail: str | UnsetType = UNSET
     output_truncated: bool | UnsetType = UNSET
@@ -288,10 +293,10 @@ class ShellClosed(_Data, frozen=True, kw_only=True, tag=EventKind.SHELL_CLOSED.v
     shell_session: str
     # A ``ShellView`` status: "closed", "failed", "refused".
     status: str
-    exit_code: int | None
+    exit_code: ExitCode | None
     error: str
     consent: str
-    transcript_bytes: int
+    transcript_bytes: Count
 
 
 # -- Screen sessions -----------------------------------------------------------------------
@@ -335,9 +340,9 @@ class ScreenRefused(_Data, frozen=True, kw_only=True, tag=EventKind.SCREEN_REFUS
     reason: str
     error: str | UnsetType = UNSET
     # The session's counts, given only if it had started after all.
-    drawings: int | UnsetType = UNSET
-    inputs: int | UnsetType = UNSET
-    inputs_refused: int | UnsetType = UNSET
+    drawings: Count | UnsetType = UNSET
+    inputs: Count | UnsetType = UNSET
+    inputs_refused: Count | UnsetType = UNSET
 
 
 class ScreenEnded(_Data, frozen=True, kw_only=True, tag=EventKind.SCREEN_ENDED.value):
@@ -348,13 +353,13 @@ class ScreenEnded(_Data, frozen=True, kw_only=True, tag=EventKind.SCREEN_ENDED.v
     device: str
     reason: ScreenEndReason
     error: str
-    drawings: int | UnsetType = UNSET
-    inputs: int | UnsetType = UNSET
-    inputs_refused: int | UnsetType = UNSET
+    drawings: Count | UnsetType = UNSET
+    inputs: Count | UnsetType = UNSET
+    inputs_refused: Count | UnsetType = UNSET
     duration: float | UnsetType = UNSET
-    frames: int | UnsetType = UNSET
-    bytes_: int | UnsetType = msgspec.field(default=UNSET, name="bytes")
-    recording_bytes: int | UnsetType = UNSET
+    frames: Count | UnsetType = UNSET
+    bytes_: Count | UnsetType = msgspec.field(default=UNSET, name="bytes")
+    recording_bytes: Count | UnsetType = UNSET
     truncated: bool | UnsetType = UNSET
 
 
@@ -495,14 +500,14 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     a mismatch is refused on construction (``ValueError``) and on decoding.
     """
 
-    id: int
+    id: Id
     at: datetime.datetime
     # Who: "user:alice", "api:rt-sync", "agent:d1234...", "system".
     actor: str
     kind: EventKind
     data: TimelineData
     # The snapshot a ``diagnostics`` entry attached.
-    snapshot_id: int | None = None
+    snapshot_id: Id | None = None
 
     def __post_init__(self) -> None:
         """Refuse a ``kind`` other than the data's."""

@@ -118,7 +118,7 @@ def test_bad_input_gets_a_4xx_and_stores_nothing(
         ("get", "/api/v1/tickets/abc", {}, 404),
         ("get", "/api/v1/tickets", {"params": {"limit": 0}}, 400),
         ("get", "/api/v1/tickets", {"params": {"status": "lost"}}, 400),
-        ("patch", "/api/v1/tickets/1", {"json": {"assignee": "nobody-here"}}, 400),
+        ("patch", "/api/v1/tickets/1", {"json": {"assignee": "nobody-here"}}, 404),
         ("get", "/api/v1/snapshots/424242", {}, 404),
         ("get", "/api/v1/devices/nope", {}, 404),
     ]

@@ -266,7 +266,7 @@ async def test_status_changes_follow_the_lifecycle(store: Store) -> None:
     )
     assert (reopened.reopen_count, reopened.resolved_at) == (1, None)
     assert await store.tickets.ticket_is_open(ticket.id)
-    with pytest.raises(InvalidRequest, match="no technician"):
+    with pytest.raises(NotFound, match="no technician"):
         await store.tickets.update_ticket(ticket.id, TicketChanges(assignee="mallory"), actor="x")
     kinds = [event.kind for event in (await store.tickets.get_ticket(ticket.id)).timeline]
     assert kinds == ["created", "assignment", "status", "status", "status"]

@@ -54,8 +54,10 @@ def fields_of(cls: type[TimelineData]) -> tuple[mi.Field, ...]:
 
 def values(t: mi.Type) -> st.SearchStrategy[Any]:
     """Values of the msgspec type ``t`` that JSON carries as they are."""
-    if isinstance(t, mi.IntType):
-        return st.integers(-(2**63), 2**63 - 1)  # msgspec's range
+    if isinstance(t, mi.IntType):  # within its bounds, and msgspec's range
+        low = t.ge if t.ge is not None else -(2**63)
+        high = t.le if t.le is not None else 2**63 - 1
+        return st.integers(low, high)
     if isinstance(t, mi.FloatType):
         return st.floats(allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.StrType):
@@ -133,6 +135,11 @@ def test_round_trip(cls: type[EventData], data: st.DataObject) -> None:
 
 
 # -- What cannot be typed ------------------------------------------------------------------
+
+
+def test_a_value_beyond_its_bounds_is_read_as_unknown() -> None:
+    data = {"title": "t", "source": "api", "priority": 2**63, "impact": 1, "urgency": 1}
+    assert decode("created", data) == Unknown(stored_kind="created", data=data)
 
 
 def test_an_unknown_kind_is_read_as_unknown() -> None:
