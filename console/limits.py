@@ -68,12 +68,12 @@ class ConnectionLimits:
     """Bytes an agent may send on its WebSocket before the handshake has admitted it
     (its first handshake message is under 1 KiB)."""
 
-    handshakes: int = 64
+    handshakes: int = 128
     """Agent WebSockets in their handshake, from all addresses together; beyond it a
     new one is refused with ``Retry-After`` (an enrollment storm is shed, not
     started and timed out)."""
 
-    handshakes_per_address: int = 32
+    handshakes_per_address: int = 64
     """Agent WebSockets in their handshake from one address (a whole office may sit
     behind one NAT address: refused agents come back after ``retry_after``)."""
 

@@ -27,6 +27,7 @@ from deskside.channel import connect
 from deskside.protocol import crypto
 from deskside.protocol.enrollment import parse_enrollment
 from tests.consoleproc import ConsoleProcess
+from tests.helpers import script
 
 MIB = 1 << 20
 
@@ -181,6 +182,42 @@ async def test_silent_agents_are_capped_per_address_and_closed_at_the_deadline(
         tls_fingerprint=enrollment.tls_fingerprint,
     )
     await channel.close()
+
+
+async def test_an_agent_turned_away_by_a_busy_console_enrolls_when_it_can(
+    tmp_path: Path,
+) -> None:
+    """``deskside-agent enroll`` while the address's 2 handshake places are taken by
+    silent peers: it is told 503 and says it will try again; once the places are
+    free it enrolls, with the token's one use."""
+    busy = ConsoleProcess(tmp_path / "busy" / "data")
+    with (busy.data_dir / "console.toml").open("a", encoding="utf-8") as config:
+        config.write("[limits]\nhandshakes_per_address = 2\nretry_after = 1\n")
+    with busy:
+        enrollment = busy.enrollment("--uses", "1")
+        sockets = [await agent_socket(busy) for _ in range(2)]
+        process = await asyncio.create_subprocess_exec(
+            script("deskside-agent"),
+            "--config-dir",
+            str(tmp_path / "config"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "enroll",
+            enrollment,
+            "--retry-for",
+            "30",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        told = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        for websocket in sockets:
+            await websocket.close()
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert "busy" in told
+    assert "trying again in" in told
+    assert process.returncode == 0, told + stderr.decode()
+    assert b"Enrolled with" in stdout
 
 
 # -- TLS connections that send nothing, or too slowly -----------------------------------------
