@@ -277,7 +277,8 @@ class Gateway:
                 return False
             admitted()
             if preauth:
-                await _send(socket, {"type": END})
+                with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                    await _send(socket, {"type": END})  # gone: the channel sees it too
             return True
 
         loop = asyncio.get_running_loop()
