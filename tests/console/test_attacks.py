@@ -163,7 +163,7 @@ async def test_silent_agents_are_capped_per_address_and_closed_at_the_deadline(
     """Agents that open the WebSocket and say nothing: 8 from one address at most, the
     ninth is told 503 with Retry-After at once; each is closed at the handshake's
     deadline, after which a real agent enrolls."""
-    sockets = [await agent_socket(console) for _ in range(8)]
+    sockets = await asyncio.gather(*(agent_socket(console) for _ in range(8)))
     started = time.monotonic()
     with pytest.raises(websockets.InvalidStatus) as refused:
         await agent_socket(console)
