@@ -47,7 +47,14 @@ from .spool import Spool
 from .state import daemon_alive, read_status, read_tickets
 from .uplink import describe_failure, is_refusal, refusal_reason
 
-__all__ = ["EXIT_NOT_ENROLLED", "enrollment_error", "explicit_paths", "main"]
+__all__ = [
+    "EXIT_NOT_ENROLLED",
+    "echo_retry",
+    "enrollment_error",
+    "explicit_paths",
+    "main",
+    "retry_for_option",
+]
 
 # ``deskside-agent status`` exits with this when the agent is not enrolled.
 EXIT_NOT_ENROLLED = 3
@@ -143,6 +150,22 @@ def enrollment_error(exc: DesksideError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+def retry_for_option(func: Any) -> Any:
+    """``--retry-for SECONDS``, for ``enroll`` and ``install``."""
+    return click.option(
+        "--retry-for",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        help="Try again for at most this long while the console is busy or out of reach "
+        "(default: until the token expires).",
+    )(func)
+
+
+def echo_retry(text: str) -> None:
+    """Tell the user, on stderr, that enrolling will be tried again."""
+    click.echo(text, err=True)
+
+
 @main.command()
 @click.argument("enrollment_string", required=False, metavar="ENROLLMENT-STRING")
 @click.option("--server", metavar="URL", help="The console's agent URL (wss://host:port/agent).")
@@ -154,6 +177,7 @@ def enrollment_error(exc: DesksideError) -> click.ClickException:
     help="SHA-256 of the console's TLS certificate, to pin (optional).",
 )
 @click.option("--force", is_flag=True, help="Enroll again, replacing this device's identity.")
+@retry_for_option
 @click.pass_context
 def enroll(
     ctx: click.Context,
@@ -163,12 +187,15 @@ def enroll(
     console_key: str | None,
     tls_fingerprint: str | None,
     force: bool,
+    retry_for: float | None,
 ) -> None:
     """Enroll this machine with a console.
 
     Give the ENROLLMENT-STRING your help desk sent you, or --server, --token and
     --console-key (and --tls-fingerprint if they gave one). A new identity key is
-    made and registered; nothing is written unless the console accepts it.
+    made and registered; nothing is written unless the console accepts it. While
+    the console is busy or out of reach, enroll tries again until the token
+    expires; a refused token ends it at once.
     """
     from .enrollment import enroll as do_enroll
     from .enrollment import enrollment_from_options
@@ -190,7 +217,9 @@ def enroll(
             raise click.UsageError(
                 "give an ENROLLMENT-STRING, or all of --server, --token and --console-key"
             )
-        config, identity = asyncio.run(do_enroll(paths, enrollment, force=force))
+        config, identity = asyncio.run(
+            do_enroll(paths, enrollment, force=force, retry_for=retry_for, on_retry=echo_retry)
+        )
     except DesksideError as exc:
         raise enrollment_error(exc) from exc
     click.echo(f"Enrolled with {config.console_url}.")

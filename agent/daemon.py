@@ -7,6 +7,7 @@ Theory of operation::
             ^    │ (failed)                                        │
             │    v                                                 │
             └── sleep: full-jitter exponential backoff <───────────┘
+                 (plus the Retry-After of a console too busy to let it in)
 
 * Before each attempt the configuration is read again, so a re-enrollment (or a
   new heartbeat setting) is picked up without restarting the daemon.
@@ -71,6 +72,7 @@ import psutil  # type: ignore[import-untyped]
 
 from deskside.channel import Channel
 from deskside.channel.dispatch import HandlerTable
+from deskside.channel.retry import retry_after
 from deskside.protocol.connection import CloseCode
 from deskside.protocol.errors import ConfigError, ConnectionClosed, DesksideError
 from deskside.protocol.messages import (
@@ -314,11 +316,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             await self._reload()
+            # A busy console's Retry-After, waited on top of the backoff.
+            asked = 0.0
             try:
                 channel = await open_configured_uplink(
                     self._config, self._identity, open_timeout=self._settings.open_timeout
                 )
             except Exception as exc:
+                asked = retry_after(exc)
                 await self._failed(exc, connected=False)
             else:
                 opened = loop.time()
@@ -329,7 +334,7 @@ class Daemon:
                 self._backoff.connection_lasted(loop.time() - opened)
             if self._stop.is_set():
                 return
-            delay = self._backoff.next_delay()
+            delay = asked + self._backoff.next_delay()
             logger.info("next connection attempt in %.1f s", delay)
             await asyncio.sleep(delay)
 

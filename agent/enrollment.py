@@ -6,6 +6,16 @@ refusal is a ``HandshakeError`` carrying the console's reason). Only after the
 console has accepted the key does the agent write anything: first
 ``identity.key``, then ``agent.toml``, which is what makes it enrolled. A refused
 or failed enrollment leaves the files as they were.
+
+A roll-out enrolls thousands of machines at once, and a console under that load
+turns some away (503 with ``Retry-After``) rather than start handshakes it could
+not finish; some answers get lost. So a failure that may pass (busy, out of
+reach, timed out: ``deskside.channel.retry``) is tried again, with the same key,
+after jittered exponential backoff on top of the console's ``Retry-After``, until
+the token expires (the enrollment string says when; ``retry_for`` overrides it).
+The console enrolls a key again with the token it enrolled with without spending
+another use, so a lost answer costs nothing. A definite refusal (unknown, spent
+or expired token, revoked device, not the pinned console) ends it at once.
 """
 
 from __future__ import annotations
@@ -15,21 +25,29 @@ import base64
 import binascii
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 import msgspec
 
+from deskside.channel.retry import with_retries
 from deskside.protocol.connection import CloseCode
 from deskside.protocol.enrollment import Enrollment, check_agent_url
 from deskside.protocol.errors import ConfigError, DesksideError
 
+from .backoff import Backoff
 from .config import AgentConfig, AgentPaths, Identity, load_config, save_config, save_identity
 from .policy import CommandPolicy
 from .system import make_hello
-from .uplink import open_uplink
+from .uplink import describe_failure, open_uplink
 
-__all__ = ["check_not_enrolled", "enroll", "enrollment_from_options"]
+__all__ = ["DEFAULT_RETRY_WINDOW", "check_not_enrolled", "enroll", "enrollment_from_options"]
 
 logger = logging.getLogger(__name__)
+
+# How long to keep trying when the enrollment string does not say when its token
+# expires (one made by an older console), in seconds.
+DEFAULT_RETRY_WINDOW = 600.0
 
 
 def enrollment_from_options(
@@ -78,24 +96,49 @@ async def enroll(
     *,
     force: bool = False,
     open_timeout: float = 10.0,
+    retry_for: float | None = None,
+    on_retry: Callable[[str], None] | None = None,
+    backoff: Backoff | None = None,
 ) -> tuple[AgentConfig, Identity]:
     """Enroll with the console named by ``enrollment``; the new config and identity.
 
+    Tries again while the failure may pass, until the token expires (or for
+    ``retry_for`` seconds); ``on_retry`` is told why and how long it waits.
     Raises ``ConfigError`` if already enrolled (unless ``force``), and the channel's
     ``HandshakeError`` / ``ConnectionClosedError`` when the console refuses or
-    cannot be reached; nothing is written then.
+    cannot be reached in that time; nothing is written then.
     """
     if not force:
         await asyncio.to_thread(check_not_enrolled, paths)
     policy = await asyncio.to_thread(_kept_policy, paths)
     identity = await asyncio.to_thread(Identity.generate)
-    channel = await open_uplink(
-        enrollment.url,
-        enrollment.console_key,
-        identity,
-        tls_fingerprint=enrollment.tls_fingerprint,
-        open_timeout=open_timeout,
-        enrollment_token=enrollment.token,
+    now = time.time()
+    if retry_for is not None:
+        until = now + retry_for
+    elif enrollment.expires is not None:
+        until = float(enrollment.expires)
+    else:
+        until = now + DEFAULT_RETRY_WINDOW
+    backoff = backoff or Backoff(base=1.0, cap=30.0)
+
+    def retrying(exc: DesksideError, delay: float) -> None:
+        text = f"cannot enroll yet ({describe_failure(exc)}); trying again in {delay:.0f} s"
+        logger.warning("%s", text)
+        if on_retry is not None:
+            on_retry(text)
+
+    channel = await with_retries(
+        lambda: open_uplink(
+            enrollment.url,
+            enrollment.console_key,
+            identity,
+            tls_fingerprint=enrollment.tls_fingerprint,
+            open_timeout=open_timeout,
+            enrollment_token=enrollment.token,
+        ),
+        until=until,
+        next_delay=backoff.next_delay,
+        on_retry=retrying,
     )
     # The console has registered the key: from here on, enrollment has happened,
     # so a failure to say hello must not keep the agent from saving its identity.

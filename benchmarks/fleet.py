@@ -14,10 +14,14 @@ steps for each N, with the console measured by psutil from this process:
 1. baseline: the console's RSS before any agent;
 2. enrollment pass: every agent connects with the enrollment token, says
    ``Hello`` and closes, as ``deskside-agent enroll`` does (one database write
-   per agent, and one more for going offline);
+   per agent, and one more for going offline); like it, an agent the console
+   turned away (503 with Retry-After, a handshake that timed out) tries again
+   after the console's wait plus jittered backoff, with the same key, until the
+   token expires (``deskside.channel.retry``); the tries again are counted;
 3. connect pass: every agent, now enrolled, connects without a token, says
-   ``Hello`` and stays connected, as ``deskside-agent run`` does; RSS after it,
-   minus the baseline, over N, is the memory per agent;
+   ``Hello`` and stays connected, as ``deskside-agent run`` does (trying again
+   the same way); RSS after it, minus the baseline, over N, is the memory per
+   agent;
 4. idle window: agents connected, no heartbeats (only the channels' keep-alive
    pings): the console's CPU, the baseline for...
 5. heartbeat window: each agent sends a ``Heartbeat`` every 30 s, the agents'
@@ -71,7 +75,9 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from deskside.agent.backoff import Backoff  # noqa: E402 (random and dataclasses only)
 from deskside.channel import Channel, connect  # noqa: E402
+from deskside.channel.retry import with_retries  # noqa: E402
 from deskside.protocol import crypto  # noqa: E402
 from deskside.protocol import messages as m  # noqa: E402
 from deskside.protocol.connection import ChannelConfig, CloseCode  # noqa: E402
@@ -121,11 +127,15 @@ class NewAgents:
 
 @dataclasses.dataclass(frozen=True)
 class Connect:
-    """Connect every agent (``concurrency`` at a time), say Hello; keep or close."""
+    """Connect every agent (``concurrency`` at a time), say Hello; keep or close.
+
+    An attempt that may pass is tried again until ``until`` (wall clock).
+    """
 
     token: str | None
     keep: bool
     concurrency: int
+    until: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +172,7 @@ class Connected:
     ok: int
     latencies: list[float]  # seconds from connect() to Hello sent, one per agent
     errors: dict[str, int]  # error text -> how many times
+    retried: dict[str, int]  # error text -> how many times tried again after it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,38 +302,51 @@ class _Client:
         latencies: list[float] = []
         errors: collections.Counter[str] = collections.Counter()
 
-        async def one(agent: _Agent) -> None:
+        retried: collections.Counter[str] = collections.Counter()
+
+        async def attempt(agent: _Agent) -> tuple[Channel, float]:
+            # A handshake takes a place; waiting to try again does not.
             async with limit:
                 started = loop.time()
+                channel = await connect(
+                    self.url,
+                    agent.key,
+                    self.console_key,
+                    config=self.config,
+                    ssl=self.ssl,
+                    open_timeout=OPEN_TIMEOUT,
+                    enrollment_token=command.token,
+                    tls_fingerprint=self.tls_fingerprint,
+                )
+                await channel.send(_hello(agent.index))
+                return channel, loop.time() - started
+
+        async def one(agent: _Agent) -> None:
+            backoff = Backoff(base=1.0, cap=30.0)
+            try:
+                channel, latency = await with_retries(
+                    lambda: attempt(agent),
+                    until=command.until,
+                    next_delay=backoff.next_delay,
+                    on_retry=lambda exc, delay: retried.update([_describe(exc)]),
+                )
+            except Exception as exc:
+                errors[_describe(exc)] += 1
+                return
+            latencies.append(latency)
+            if not command.keep:
                 try:
-                    channel = await connect(
-                        self.url,
-                        agent.key,
-                        self.console_key,
-                        config=self.config,
-                        ssl=self.ssl,
-                        open_timeout=OPEN_TIMEOUT,
-                        enrollment_token=command.token,
-                        tls_fingerprint=self.tls_fingerprint,
+                    await asyncio.wait_for(
+                        channel.close(CloseCode.NORMAL, "enrolled"), OPEN_TIMEOUT
                     )
-                    await channel.send(_hello(agent.index))
                 except Exception as exc:
-                    errors[_describe(exc)] += 1
-                    return
-                latencies.append(loop.time() - started)
-                if not command.keep:
-                    try:
-                        await asyncio.wait_for(
-                            channel.close(CloseCode.NORMAL, "enrolled"), OPEN_TIMEOUT
-                        )
-                    except Exception as exc:
-                        errors[f"closing: {_describe(exc)}"] += 1
-                    return
+                    errors[f"closing: {_describe(exc)}"] += 1
+                return
             agent.channel, agent.close_code = channel, None
             agent.reader = asyncio.create_task(self._read(agent, channel))
 
         await asyncio.gather(*(one(a) for a in self.agents if a.channel is None))
-        return Connected(len(latencies), latencies, dict(errors))
+        return Connected(len(latencies), latencies, dict(errors), dict(retried))
 
     @staticmethod
     async def _read(agent: _Agent, channel: Channel) -> None:
@@ -623,10 +647,12 @@ class StepResult:
     enrolled: int = 0
     enroll_seconds: float = 0.0
     enroll_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    enroll_retried: dict[str, int] = dataclasses.field(default_factory=dict)
     connected: int = 0
     connect_seconds: float = 0.0
     connect_latencies: list[float] = dataclasses.field(default_factory=list)
     connect_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    connect_retried: dict[str, int] = dataclasses.field(default_factory=dict)
     rss_baseline: int = 0
     rss_enrolled: int = 0
     rss_connected: int = 0
@@ -685,20 +711,29 @@ def _split(total: int, parts: int) -> list[tuple[int, int]]:
     return shares
 
 
-def _merge_errors(answers: Sequence[Connected]) -> dict[str, int]:
+def _merge_errors(answers: Sequence[Connected], retried: bool = False) -> dict[str, int]:
     merged: collections.Counter[str] = collections.Counter()
     for answer in answers:
-        merged.update(answer.errors)
+        merged.update(answer.retried if retried else answer.errors)
     return dict(merged)
 
 
 def _connect_pass(
-    clients: ClientPool, token: str | None, keep: bool, concurrency: int, agents: int
+    clients: ClientPool,
+    token: str | None,
+    keep: bool,
+    concurrency: int,
+    agents: int,
+    expires: int | None = None,
 ) -> tuple[float, list[Connected]]:
+    """Connect every agent; tries again until the token expires or the pass's time is up."""
     per_client = max(1, concurrency // len(clients.conns))
-    command = Connect(token=token, keep=keep, concurrency=per_client)
-    started = time.monotonic()
     timeout = CALL_SLACK + agents * 0.5  # never stuck: at worst 2 handshakes a second
+    until = time.time() + timeout - CALL_SLACK / 2
+    if expires is not None:
+        until = min(until, expires)
+    command = Connect(token=token, keep=keep, concurrency=per_client, until=until)
+    started = time.monotonic()
     answers = clients.broadcast(command, timeout)
     return time.monotonic() - started, [a for a in answers if isinstance(a, Connected)]
 
@@ -800,11 +835,18 @@ def run_step(
 
         log(f"  enrolling {agents} agents...")
         read = cpu_meter(proc, clients)
-        seconds, answers = _connect_pass(clients, enrollment.token, False, args.concurrency, agents)
+        seconds, answers = _connect_pass(
+            clients, enrollment.token, False, args.concurrency, agents, enrollment.expires
+        )
         result.cpu_enroll, result.cpu_enroll_clients = read()
         result.enroll_seconds = seconds
         result.enrolled = sum(a.ok for a in answers)
         result.enroll_errors = _merge_errors(answers)
+        result.enroll_retried = _merge_errors(answers, retried=True)
+        log(
+            f"  {result.enrolled:,} of {agents:,} enrolled in {seconds:.1f} s, "
+            f"{sum(result.enroll_retried.values()):,} tries again"
+        )
         time.sleep(2.0)
         result.rss_enrolled = _rss(proc)
 
@@ -816,6 +858,7 @@ def run_step(
         result.connected = sum(a.ok for a in answers)
         result.connect_latencies = sorted(x for a in answers for x in a.latencies)
         result.connect_errors = _merge_errors(answers)
+        result.connect_retried = _merge_errors(answers, retried=True)
         time.sleep(3.0)
         result.rss_connected = _rss(proc)
 
@@ -1050,9 +1093,14 @@ def report(results: Sequence[StepResult], args: argparse.Namespace, stopped: str
         out.append(f"  log lines: {levels or 'none'}")
         for count, text in r.log_summary:
             out.append(f"  {count:6,} x {text}")
-        for label, errors in (("enroll", r.enroll_errors), ("connect", r.connect_errors)):
+        for label, errors in (
+            ("enroll failures", r.enroll_errors),
+            ("enroll tries again", r.enroll_retried),
+            ("connect failures", r.connect_errors),
+            ("connect tries again", r.connect_retried),
+        ):
             for text, count in sorted(errors.items(), key=lambda kv: -kv[1])[:5]:
-                out.append(f"  {label} failures: {count:,} x {text}")
+                out.append(f"  {label}: {count:,} x {text}")
         if r.closed_codes:
             codes = ", ".join(f"code {c}: {n:,}" for c, n in sorted(r.closed_codes.items()))
             out.append(f"  channels closed by themselves: {codes}")
@@ -1178,7 +1226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_step(agents, workdir, clients, args, consoles, results, log)
             per_agent = max(per_agent, (time.monotonic() - step_started - fixed) / agents)
             log(
-                f"  done: {result.connected:,} connected, "
+                f"  done: {result.enrolled:,} of {agents:,} enrolled, "
+                f"{result.connected:,} connected, "
                 f"{result.kib_per_agent:.0f} KiB/agent, CPU at beats {result.cpu_beats:.1f}%"
             )
     except TimeLimitReached:

@@ -34,6 +34,7 @@ from deskside.protocol.errors import (
     ConnectionClosedOK,
     HandshakeError,
     RemoteProtocolError,
+    TryAgainLater,
 )
 
 from .channel import Authorizer, Channel
@@ -41,6 +42,11 @@ from .channel import Authorizer, Channel
 __all__ = ["WebSocketTransport", "accept", "connect", "serve"]
 
 logger = logging.getLogger(__name__)
+
+# A busy console that names no wait (or a strange one): this many seconds.
+DEFAULT_RETRY_AFTER = 1.0
+# A busy console's wait is believed up to this many seconds.
+MAX_RETRY_AFTER = 300.0
 
 
 def _closed(exc: websockets.ConnectionClosed) -> ConnectionClosed:
@@ -93,7 +99,8 @@ async def connect(
 ) -> Channel:
     """Open a channel to the console at ``uri`` (the agent's side).
 
-    Raises ``ConnectionClosedError`` when the WebSocket cannot be opened and
+    Raises ``ConnectionClosedError`` when the WebSocket cannot be opened
+    (``TryAgainLater`` when the console is too busy to start a handshake now) and
     ``HandshakeError`` when the console is not the pinned one or refuses this agent.
     ``enrollment_token`` is given once, when the agent enrolls its new key.
 
@@ -117,6 +124,16 @@ async def connect(
             ssl=ssl,
             open_timeout=open_timeout,
         )
+    except websockets.InvalidStatus as exc:
+        if exc.response.status_code == 503:
+            raise TryAgainLater(
+                CloseCode.TRY_AGAIN_LATER,
+                f"the console at {uri} is busy",
+                retry_after=_retry_after(exc.response.headers.get("Retry-After")),
+            ) from exc
+        raise ConnectionClosedError(
+            CloseCode.ABNORMAL, f"cannot open a WebSocket to {uri}: {exc}", by_peer=True
+        ) from exc
     except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
         raise ConnectionClosedError(
             CloseCode.ABNORMAL, f"cannot open a WebSocket to {uri}: {exc}", by_peer=True
@@ -136,7 +153,25 @@ async def connect(
     connection = ClientConnection(
         static_private, server_public, loop.time(), config, enrollment_token=enrollment_token
     )
-    return await Channel.open(WebSocketTransport(websocket), connection)
+    try:
+        return await Channel.open(WebSocketTransport(websocket), connection)
+    except HandshakeError as exc:
+        if exc.close_code == CloseCode.TRY_AGAIN_LATER:
+            raise TryAgainLater(
+                CloseCode.TRY_AGAIN_LATER, str(exc), retry_after=DEFAULT_RETRY_AFTER
+            ) from exc
+        raise
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (seconds only), within reason."""
+    try:
+        seconds = float(value) if value is not None else DEFAULT_RETRY_AFTER
+    except ValueError:
+        seconds = DEFAULT_RETRY_AFTER
+    if not seconds >= 0:  # NaN too
+        seconds = DEFAULT_RETRY_AFTER
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 async def accept(

@@ -30,6 +30,8 @@ and ``serve`` refuses a directory that group or others may use
     key = "tls/key.pem"
     [priority]                                              # see deskside.console.tickets.policy
     [sla]
+    [limits]                                                # see deskside.console.limits
+    header_timeout = 10.0                                   # and the other time-outs, caps
 
 Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
 is), ``DESKSIDE_DATABASE_URL``, ``DESKSIDE_HOST``, ``DESKSIDE_PORT``,
@@ -52,6 +54,7 @@ from deskside.protocol import crypto
 from deskside.protocol.enrollment import certificate_fingerprint, check_agent_url
 from deskside.protocol.errors import ConfigError
 
+from .limits import ConnectionLimits
 from .tickets.policy import Policy
 
 __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
@@ -95,6 +98,9 @@ class ConsoleConfig:
     policy: Policy = field(default_factory=Policy)
     """Priority matrix and SLA targets."""
 
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    """What unauthenticated peers may cost: time-outs and caps (``[limits]``)."""
+
     @property
     def database(self) -> str:
         """The database URL in force."""
@@ -135,6 +141,7 @@ class ConsoleConfig:
             tls_cert=_path(data_dir, tls.get("cert")),
             tls_key=_path(data_dir, tls.get("key")),
             policy=Policy.from_toml(data),
+            limits=ConnectionLimits.from_toml(data),
         )
         overrides: dict[str, object] = {}
         if "DESKSIDE_DATABASE_URL" in env:

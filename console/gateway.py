@@ -8,6 +8,9 @@ agent shows its user.
 Theory of operation::
 
     agent ──WSS──> handle() ──Noise handshake (authorize)──> Session
+                     │   (until admitted: a place among limits.handshakes, per
+                     │    address and in all, and a few KiB; no place: 503 with
+                     │    Retry-After before the upgrade, and the agent comes back)
                      │
                      └── each message ──> handlers: message type -> its capability's
                                           handler (devices, tickets, commands,
@@ -25,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
@@ -48,6 +53,7 @@ from .commands.relay import CommandRelay
 from .commands.runner import RunbookRunner
 from .devices.presence import Presence
 from .errors import Conflict, ConsoleError, EnrollmentRefused
+from .limits import END, EXTENSION, HOLD, Admission, ConnectionLimits
 from .screen.relay import ScreenHub
 from .store import Store
 from .terminal.relay import TerminalHub
@@ -97,6 +103,11 @@ class LitestarTransport:
                 await self.socket.close(code, reason)
 
 
+async def _send(socket: WebSocket, message: dict[str, Any]) -> None:  # type: ignore[type-arg]
+    """An ASGI message Litestar has no method for (an extension's, a denial response)."""
+    await socket.send(cast(Any, message))
+
+
 @dataclass(eq=False)
 class Session:
     """One connected agent channel."""
@@ -119,11 +130,22 @@ class Session:
 class Gateway:
     """The connected agents, and the capabilities their messages go to."""
 
-    def __init__(self, store: Store, static_private: bytes, *, software_version: str = "") -> None:
+    def __init__(
+        self,
+        store: Store,
+        static_private: bytes,
+        *,
+        software_version: str = "",
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.store = store
         self._static_private = static_private
+        self.limits = limits or ConnectionLimits()
+        # Agent WebSockets not yet admitted by the handshake, per address and in all.
+        self.handshakes = Admission(self.limits.handshakes, self.limits.handshakes_per_address)
         self.channel_config = ChannelConfig(
             software_version=software_version,
+            handshake_timeout=self.limits.handshake_timeout,
             # Per agent. Agents pace themselves below it (it is announced in the
             # handshake); at 80 % of it, 64 KiB chunks of command output pass at 75
             # MB/s, and a screen at 30 frames a second has room to spare. Each
@@ -199,14 +221,24 @@ class Gateway:
     # -- The /agent endpoint -------------------------------------------------------------
 
     async def handle(self, socket: WebSocket) -> None:  # type: ignore[type-arg]
-        """Serve one agent connection until it closes."""
-        await socket.accept()
-        loop = asyncio.get_running_loop()
-        connection = ServerConnection(self._static_private, None, loop.time(), self.channel_config)
+        """Serve one agent connection until it closes.
+
+        Until the handshake admits its key, the agent holds one of a few places
+        (``limits.handshakes``, per address and in all) and may send only a few KiB
+        (the listener's ``deskside.preauth`` extension); with no place free it is
+        refused at once with 503 and ``Retry-After``.
+        """
+        address = socket.client.host if socket.client else ""
+        slot = self.handshakes.enter(address)
+        if slot is None:
+            logger.info("agent from %s refused: too many handshakes at once", address)
+            await self._refuse_busy(socket)
+            return
         try:
-            channel = await Channel.open(LitestarTransport(socket), connection, self.authorize)
-        except (HandshakeError, ConnectionClosed) as exc:
-            logger.info("agent handshake failed: %s", exc)
+            channel = await self._open(socket, slot.release)
+        finally:
+            slot.release()
+        if channel is None:
             return
         device_id = device_id_for(channel.remote_static)
         session = Session(device_id, channel)
@@ -228,6 +260,53 @@ class Gateway:
                 except Exception:
                     logger.exception("device %s: ending its %s failed", device_id, capability)
             await channel.close()
+
+    async def _open(
+        self,
+        socket: WebSocket,  # type: ignore[type-arg]
+        admitted: Callable[[], None],
+    ) -> Channel | None:
+        """Accept the WebSocket and run the handshake; the channel, or None if it failed."""
+        preauth = EXTENSION in (socket.scope.get("extensions") or {})
+        if preauth:
+            await _send(socket, {"type": HOLD})
+        await socket.accept()
+
+        async def authorize(public_key: bytes, params: m.ClientParams) -> bool:
+            if not await self.authorize(public_key, params):
+                return False
+            admitted()
+            if preauth:
+                with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                    await _send(socket, {"type": END})  # gone: the channel sees it too
+            return True
+
+        loop = asyncio.get_running_loop()
+        connection = ServerConnection(self._static_private, None, loop.time(), self.channel_config)
+        try:
+            return await Channel.open(LitestarTransport(socket), connection, authorize)
+        except (HandshakeError, ConnectionClosed) as exc:
+            logger.info("agent handshake failed: %s", exc)
+            return None
+
+    async def _refuse_busy(self, socket: WebSocket) -> None:  # type: ignore[type-arg]
+        """503 with ``Retry-After`` before the upgrade; else a 1013 close after it."""
+        retry = str(self.limits.retry_after)
+        if "websocket.http.response" in (socket.scope.get("extensions") or {}):
+            await _send(
+                socket,
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 503,
+                    "headers": [(b"retry-after", retry.encode()), (b"content-type", b"text/plain")],
+                },
+            )
+            await _send(
+                socket, {"type": "websocket.http.response.body", "body": b"the console is busy\n"}
+            )
+            return
+        await socket.accept()
+        await socket.close(CloseCode.TRY_AGAIN_LATER, f"console busy; retry after {retry} s")
 
     async def dispatch(self, session: AgentSession, message: m.Message) -> None:
         """Hand one message to its capability; a refusal goes back as an ``Error``."""

@@ -17,6 +17,8 @@ from .app import build_app
 from .config import ConsoleConfig, DataDir
 from .db import migrate
 from .gateway import Gateway
+from .limits import ConnectionLimits
+from .listener import protocols
 from .store import Store
 
 __all__ = ["serve"]
@@ -50,16 +52,32 @@ def _smaller_tls_buffers() -> None:
         protocol.max_size = 64 * 1024  # type: ignore[union-attr]
 
 
+def _tls_handshake_timeout(seconds: float) -> None:
+    """Give a new connection ``seconds`` to finish its TLS handshake instead of 60.
+
+    uvicorn gives asyncio no time-out of its own, so asyncio's default applies; a
+    peer that opens TCP connections and sends no ClientHello holds each that long.
+    It is a module constant of asyncio, read when a connection is made, so this
+    looks before it touches.
+    """
+    constants = getattr(asyncio, "constants", None)
+    if isinstance(getattr(constants, "SSL_HANDSHAKE_TIMEOUT", None), int | float):
+        constants.SSL_HANDSHAKE_TIMEOUT = seconds  # type: ignore[union-attr]
+
+
 def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     """Serve until SIGTERM or SIGINT; agents are told the console is going away."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _smaller_tls_buffers()
+    limits: ConnectionLimits = config.limits
+    _tls_handshake_timeout(limits.tls_handshake_timeout)
+    http_protocol, ws_protocol = protocols(limits)
     key = DataDir(config.data_dir).noise_private_key()
     migrate(config.database)
     store = Store.connect(config.database, config.policy)
-    gateway = Gateway(store, key, software_version=version("deskside"))
+    gateway = Gateway(store, key, software_version=version("deskside"), limits=limits)
     app = build_app(store, gateway, config.data_dir, origins=[config.agent_url])
     app.on_shutdown.append(store.close)
     server = _Server(
@@ -69,7 +87,9 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
             port=config.port,
             ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
             ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-            ws="websockets-sansio",
+            http=http_protocol,
+            ws=ws_protocol,
+            timeout_keep_alive=limits.keepalive_timeout,
             ws_max_size=max_frame_size(gateway.channel_config.max_message_size),
             ws_per_message_deflate=False,  # compressing ciphertext gains nothing
             ws_ping_interval=None,  # the channel keeps itself alive, encrypted

@@ -55,15 +55,22 @@ def _manager_option(func: Any) -> Any:
 @_scope_option
 @_manager_option
 @click.option("--force", is_flag=True, help="Enroll again even if enrolled with another console.")
+@agent_cli.retry_for_option
 @click.pass_context
 def install(
-    ctx: click.Context, enrollment_string: str, scope: str, service_manager: str, force: bool
+    ctx: click.Context,
+    enrollment_string: str,
+    scope: str,
+    service_manager: str,
+    force: bool,
+    retry_for: float | None,
 ) -> None:
     """Enroll this machine and run the agent as a service.
 
     Run it again (with a new version of the agent installed) to upgrade: an agent
     already enrolled with the same console keeps its identity, and the service is
-    registered again and restarted.
+    registered again and restarted. While the console is busy or out of reach,
+    enrolling is tried again until the token expires.
     """
     try:
         manager = pick_manager(service_manager)
@@ -73,6 +80,8 @@ def install(
             manager,
             agent_cli.explicit_paths(ctx),
             force=force,
+            retry_for=retry_for,
+            on_retry=agent_cli.echo_retry,
         )
     except DesksideError as exc:
         raise agent_cli.enrollment_error(exc) from exc

@@ -2,8 +2,9 @@
 
 The install scripts embed this file and run it with the machine's own Python
 before any of Deskside is installed, so it uses the standard library only and
-decodes the enrollment string's MessagePack by hand (the map of strings, bytes
-and nil that ``deskside.protocol.enrollment.Enrollment.encode`` writes)::
+decodes the enrollment string's MessagePack by hand (the map of strings, bytes,
+unsigned integers and nil that ``deskside.protocol.enrollment.Enrollment.encode``
+writes)::
 
     python3 - ENROLLMENT-STRING WHEEL-NAME OUT-DIR
 
@@ -28,7 +29,7 @@ MAX_WHEEL = 64 << 20
 
 
 def unpack(data: bytes) -> dict[str, object]:
-    """The MessagePack map of an enrollment string (str keys; str, bin or nil values)."""
+    """The MessagePack map of an enrollment string (str keys; str, bin, uint, nil values)."""
     pos = 0
 
     def take(count: int) -> bytes:
@@ -52,6 +53,10 @@ def unpack(data: bytes) -> dict[str, object]:
             return take(number(1 if first == 0xC4 else 2))
         if first == 0xC0:
             return None
+        if first <= 0x7F:
+            return first
+        if 0xCC <= first <= 0xCF:
+            return number(1 << (first - 0xCC))
         raise ValueError(f"unexpected MessagePack type {first:#x} in the enrollment string")
 
     first = take(1)[0]

@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -147,12 +148,15 @@ def install_agent(
     *,
     force: bool = False,
     executable: list[str] | None = None,
+    retry_for: float | None = None,
+    on_retry: Callable[[str], None] | None = None,
 ) -> Installed:
     """Enroll (or keep the identity of) the agent and register its service.
 
     Raises ``ConfigError`` for a bad enrollment string or configuration,
     ``InstallerError`` when the service cannot be registered, and the channel's
-    errors when the console refuses or cannot be reached (nothing registered then).
+    errors when the console refuses or cannot be reached (nothing registered then);
+    enrolling is tried again as ``deskside.agent.enrollment.enroll`` does.
     """
     from deskside.agent.enrollment import enroll
 
@@ -184,7 +188,9 @@ def install_agent(
         if changed != existing:
             save_config(paths, changed)
     else:
-        config, _ = asyncio.run(enroll(paths, enrollment, force=force))
+        config, _ = asyncio.run(
+            enroll(paths, enrollment, force=force, retry_for=retry_for, on_retry=on_retry)
+        )
         device_id = str(config.device_id)
     ensure_private_dir(paths.state_dir)
     manager.install(spec, upgrade=upgrade)

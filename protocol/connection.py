@@ -143,6 +143,7 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     ABNORMAL = 1006  # the transport went away without a Close
+    TRY_AGAIN_LATER = 1013  # the console is busy: come back after a while
     PROTOCOL_ERROR = 4000
     DECRYPTION_FAILED = 4001
     HANDSHAKE_FAILED = 4002

@@ -52,6 +52,10 @@ class Enrollment(msgspec.Struct, frozen=True, kw_only=True):
     tls_fingerprint: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
     """SHA-256 of the console's TLS certificate (DER), lower-case hex, to pin."""
 
+    expires: Annotated[int, Meta(ge=0, le=1 << 40)] | None = None
+    """When the token expires (Unix time, seconds); until then an agent that cannot
+    enroll because the console is busy or out of reach tries again."""
+
     def encode(self) -> str:
         """The string form, to print for the user."""
         packed = msgspec.msgpack.encode(self)

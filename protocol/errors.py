@@ -13,6 +13,8 @@
      └── ConnectionClosed            the channel is closed; carries the close code
           ├── ConnectionClosedOK     ... after a normal close
           └── ConnectionClosedError  ... after an error, by either side or the network
+               └── TryAgainLater     the peer is busy and refused a new connection for
+                                     now (HTTP 503, close code 1013): ``retry_after``
 
 The other parts add their own branches under the same root, each defined (and
 drawn in full) in the module named beside it::
@@ -48,6 +50,7 @@ __all__ = [
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
+    "TryAgainLater",
 ]
 
 
@@ -108,3 +111,16 @@ class ConnectionClosedOK(ConnectionClosed):
 
 class ConnectionClosedError(ConnectionClosed):
     """The channel closed because of an error on either side or in the network."""
+
+
+class TryAgainLater(ConnectionClosedError):
+    """The peer is busy and refused a new connection; come back in ``retry_after`` s.
+
+    A console under load says so (HTTP 503 with ``Retry-After`` before the WebSocket
+    upgrade, or close code 1013) rather than start a handshake it could not finish.
+    """
+
+    def __init__(self, code: int, reason: str = "", *, retry_after: float) -> None:
+        super().__init__(code, reason, by_peer=True)
+        # Seconds the peer asked to wait before the next attempt.
+        self.retry_after = retry_after

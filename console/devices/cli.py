@@ -55,6 +55,7 @@ def token_create(
         token=created.token,
         console_key=console_key,
         tls_fingerprint=fingerprint,
+        expires=int(created.expires_at.replace(tzinfo=datetime.UTC).timestamp()),
     )
     if install_line:
         _echo_install_lines(config, enrollment)

@@ -66,7 +66,9 @@ class DeviceRepository:
     async def enroll(self, public_key: bytes, token: str) -> DeviceView:
         """Register ``public_key`` as a device, spending one use of ``token``.
 
-        A key enrolled before is enrolled again (same device), unless revoked.
+        A key enrolled before is enrolled again (same device), unless revoked; with
+        the token it enrolled with, that spends nothing (an agent trying again
+        after its answer was lost must not use up the token's last use).
         Raises ``EnrollmentRefused`` with a reason the agent is shown.
         """
         now = utcnow()
@@ -83,13 +85,17 @@ class DeviceRepository:
                 raise EnrollmentRefused("unknown enrollment token")
             if row.expires_at <= now:
                 raise EnrollmentRefused("enrollment token expired")
-            if row.uses_left <= 0:
-                raise EnrollmentRefused("enrollment token already used")
             device = (
                 await session.execute(select(Device).where(Device.public_key == public_key))
             ).scalar_one_or_none()
             if device is not None and device.revoked_at is not None:
                 raise EnrollmentRefused("this device was revoked")
+            if device is not None and device.enrollment_token_id == row.id:
+                # The agent is trying again (its answer was lost, say): it enrolled
+                # with this token already and spends no second use of it.
+                return device_view(device)
+            if row.uses_left <= 0:
+                raise EnrollmentRefused("enrollment token already used")
             row.uses_left -= 1
             row.uses += 1
             if device is None:

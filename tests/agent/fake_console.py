@@ -49,6 +49,8 @@ class FakeConsole:
         self.tickets: dict[str, int] = {}
         # Errors to answer the next help requests with, instead of an Ack, in order.
         self.help_errors: list[m.ErrorCode] = []
+        # Handshakes still to refuse as a busy console does (close code 1013).
+        self.busy = 0
         # Whether a CommandExit is acknowledged (so the agent may forget the result).
         self.ack_commands = True
         # Open channels, per device.
@@ -113,13 +115,14 @@ class FakeConsole:
         self.tokens[token] = state
         return token
 
-    def enrollment_string(self, token: str) -> str:
+    def enrollment_string(self, token: str, expires: int | None = None) -> str:
         """The string a user pastes into ``deskside-agent enroll``."""
         return Enrollment(
             url=self.url,
             token=token,
             console_key=self.public_key,
             tls_fingerprint=self.tls_fingerprint,
+            expires=expires,
         ).encode()
 
     async def revoke(self, device: m.DeviceId) -> None:
@@ -241,6 +244,9 @@ class FakeConsole:
 
     async def _authorize(self, key: bytes, params: m.ClientParams) -> bool:
         await asyncio.sleep(0)  # as a database lookup would
+        if self.busy > 0:
+            self.busy -= 1
+            raise HandshakeError("console busy", close_code=CloseCode.TRY_AGAIN_LATER)
         device = device_id(key)
         token = params.enrollment_token
         if token is not None:

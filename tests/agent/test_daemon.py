@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -218,6 +219,22 @@ async def test_revoked_device_is_an_error_and_retried(console: FakeConsole, agen
 
     console.readmit(device)
     await console.wait_for(lambda: console.connected(device), 10)
+
+
+async def test_a_busy_console_is_asked_again_after_its_wait(
+    console: FakeConsole, agent: Agent
+) -> None:
+    """Refused with 1013, the daemon waits the console's second on top of its backoff
+    (at most 0.5 s here) and then connects."""
+    device = await agent.enroll(console)
+    console.busy = 1
+    await agent.start_daemon()
+    await console.wait_for(lambda: console.connected(device), 10)
+    log = agent.log()
+    assert "busy" in log
+    waits = [float(w) for w in re.findall(r"next connection attempt in ([0-9.]+) s", log)]
+    assert waits
+    assert 1.0 <= waits[0] <= 1.6
 
 
 async def test_second_daemon_is_refused(console: FakeConsole, agent: Agent) -> None:

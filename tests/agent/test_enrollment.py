@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -124,14 +126,52 @@ async def test_enroll_usage_errors(agent: Agent) -> None:
 
 
 async def test_unreachable_console(agent: Agent) -> None:
+    """Tried again until the token expires, then the last failure is told."""
     console = FakeConsole()
     await console.start()
-    enrollment = console.enrollment_string(console.new_token())
+    enrollment = console.enrollment_string(console.new_token(), expires=int(time.time()) + 5)
     await console.stop()
+    started = time.monotonic()
     result = await agent.cli("enroll", enrollment)
     assert result.returncode == 1
+    assert time.monotonic() - started < 15
+    assert "cannot enroll yet" in result.stderr
+    assert "trying again in" in result.stderr
     assert "cannot reach the console" in result.stderr
     assert not agent.paths.config_dir.exists()
+
+
+async def test_enroll_waits_for_a_console_that_comes_up(agent: Agent) -> None:
+    """A roll-out that starts before the console is up still ends enrolled."""
+    console = FakeConsole()
+    await console.start()
+    token = console.new_token()
+    enrollment = console.enrollment_string(token)
+    await console.stop()
+    enrolling = asyncio.create_task(agent.cli("enroll", enrollment, "--retry-for", "20"))
+    await asyncio.sleep(1.5)
+    await console.start()
+    try:
+        result = await enrolling
+    finally:
+        await console.stop()
+    assert result.returncode == 0, result.stderr
+    assert "trying again in" in result.stderr
+    assert console.tokens[token] == "used"
+    assert load_enrolled(agent.paths) is not None
+
+
+async def test_enroll_tries_again_while_the_console_is_busy(
+    console: FakeConsole, agent: Agent
+) -> None:
+    """A console that sheds handshakes (1013) is asked again, after its wait."""
+    console.busy = 2
+    token = console.new_token()
+    result = await agent.cli("enroll", console.enrollment_string(token))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("trying again in") == 2
+    assert "busy" in result.stderr
+    assert console.tokens[token] == "used"
 
 
 async def test_tls_enrollment_pins_the_certificate(agent: Agent, tmp_path: Path) -> None:

@@ -13,13 +13,19 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection as WsServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.http11 import Request, Response
 
 from deskside.channel import Channel, connect, serve
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
 from deskside.protocol.connection import ChannelConfig, CloseCode
 from deskside.protocol.enrollment import certificate_fingerprint
-from deskside.protocol.errors import ConnectionClosedError, ConnectionClosedOK, HandshakeError
+from deskside.protocol.errors import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    TryAgainLater,
+)
 
 AGENT_KEY = crypto.generate_private_key()
 CONSOLE_KEY = crypto.generate_private_key()
@@ -279,3 +285,63 @@ async def test_an_agent_keeps_below_the_rate_the_console_announces() -> None:
         await asyncio.wait_for(server_side.wait_closed(), 5)
     # Every one arrived (paced senders may overtake each other while they wait).
     assert sorted(received, key=lambda b: b.sent_at) == beats
+
+
+# -- A busy console ---------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def busy_server(
+    status: int, headers: list[tuple[str, str]], close_code: int | None = None
+) -> AsyncIterator[str]:
+    """A server that answers every upgrade with ``status``, or accepts then closes."""
+
+    def refuse(connection: WsServerConnection, request: Request) -> Response | None:
+        if close_code is not None:
+            return None
+        response = connection.respond(status, "busy\n")
+        for name, value in headers:
+            response.headers[name] = value
+        return response
+
+    async def close_at_once(connection: WsServerConnection) -> None:
+        assert close_code is not None
+        await connection.close(close_code, "console busy")
+
+    async with ws_serve(close_at_once, "127.0.0.1", 0, process_request=refuse) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/agent"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([("Retry-After", "7")], 7.0),
+        ([], 1.0),
+        ([("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")], 1.0),
+        ([("Retry-After", "nan")], 1.0),
+        ([("Retry-After", "86400")], 300.0),
+    ],
+)
+async def test_a_503_is_try_again_later_with_the_consoles_wait(
+    headers: list[tuple[str, str]], expected: float
+) -> None:
+    async with busy_server(503, headers) as uri:
+        with pytest.raises(TryAgainLater) as refused:
+            await connect(uri, AGENT_KEY, CONSOLE_PUB, open_timeout=5)
+    assert refused.value.retry_after == expected
+    assert refused.value.code == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_another_refused_upgrade_is_not_try_again_later() -> None:
+    async with busy_server(403, []) as uri:
+        with pytest.raises(ConnectionClosedError) as refused:
+            await connect(uri, AGENT_KEY, CONSOLE_PUB, open_timeout=5)
+    assert not isinstance(refused.value, TryAgainLater)
+
+
+async def test_a_close_with_1013_during_the_handshake_is_try_again_later() -> None:
+    async with busy_server(101, [], close_code=CloseCode.TRY_AGAIN_LATER) as uri:
+        with pytest.raises(TryAgainLater) as refused:
+            await connect(uri, AGENT_KEY, CONSOLE_PUB, open_timeout=5)
+    assert refused.value.retry_after == 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import stat
 import subprocess
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def test_token_create_prints_a_parsable_enrollment_string(data_dir: Path) -> Non
     enrollment = parse_enrollment(output.splitlines()[0])
     assert enrollment.url.startswith("wss://127.0.0.1:")
     assert enrollment.tls_fingerprint is not None
+    assert enrollment.expires is not None
+    assert 7190 < enrollment.expires - time.time() <= 7200
     code, output = run(data_dir, "token", "create", "--ttl", "forever")
     assert code == 2
     assert "not a duration" in output

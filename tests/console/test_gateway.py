@@ -17,9 +17,11 @@ import pytest
 from deskside.console.db import migrate
 from deskside.console.devices.events import DeviceOffline, DeviceOnline
 from deskside.console.gateway import Gateway, Session
+from deskside.console.limits import EXTENSION, HOLD
 from deskside.console.store import Store
 from deskside.protocol import crypto
 from deskside.protocol import messages as m
+from deskside.protocol.connection import CloseCode
 
 HELLO = m.Hello(agent_version="1.0", os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian 12"))
 
@@ -140,3 +142,85 @@ async def test_a_message_nobody_handles_is_logged_not_fatal(
     await gateway.dispatch(session, m.Ack(request_id="nothing"))
     assert channel.sent == []
     assert "sent an unexpected Ack" in caplog.text
+
+
+# -- Agents before the handshake ------------------------------------------------------------
+
+
+@dataclass
+class FakeSocket:
+    """What the gateway uses of a Litestar WebSocket; the peer leaves at once."""
+
+    extensions: dict[str, object]
+    host: str = "192.0.2.7"
+    sent: list[dict[str, object]] = field(default_factory=list)
+    connection_state: str = "init"
+
+    @property
+    def client(self) -> Address:
+        return Address(self.host, 50000)
+
+    @property
+    def scope(self) -> dict[str, object]:
+        return {"type": "websocket", "extensions": self.extensions}
+
+    async def send(self, message: dict[str, object]) -> None:
+        self.sent.append(message)
+
+    async def accept(self) -> None:
+        self.sent.append({"type": "websocket.accept"})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.sent.append({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def receive(self) -> dict[str, object]:
+        self.connection_state = "disconnect"
+        return {"type": "websocket.disconnect", "code": 1006}
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+
+BOTH: dict[str, object] = {"websocket.http.response": {}, EXTENSION: {"bytes": 4096}}
+
+
+async def test_an_agent_beyond_the_handshake_cap_gets_503_and_retry_after(
+    gateway: Gateway,
+) -> None:
+    held = [
+        gateway.handshakes.enter("192.0.2.7") for _ in range(gateway.limits.handshakes_per_address)
+    ]
+    assert all(held)
+    socket = FakeSocket(BOTH)
+    await gateway.handle(socket)  # type: ignore[arg-type]
+    assert [message["type"] for message in socket.sent] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert socket.sent[0]["status"] == 503
+    assert (b"retry-after", str(gateway.limits.retry_after).encode()) in socket.sent[0]["headers"]  # type: ignore[operator]
+    # Another address still has its places.
+    other = FakeSocket(BOTH, host="198.51.100.1")
+    await gateway.handle(other)  # type: ignore[arg-type]
+    assert other.sent[:2] == [{"type": HOLD}, {"type": "websocket.accept"}]
+
+
+async def test_without_the_denial_extension_a_busy_refusal_is_a_1013_close(
+    gateway: Gateway,
+) -> None:
+    held = [gateway.handshakes.enter(str(i)) for i in range(gateway.limits.handshakes)]
+    assert all(held)
+    socket = FakeSocket({})
+    await gateway.handle(socket)  # type: ignore[arg-type]
+    assert socket.sent[0] == {"type": "websocket.accept"}
+    assert socket.sent[1]["code"] == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_a_failed_handshake_gives_its_place_back(gateway: Gateway) -> None:
+    socket = FakeSocket(BOTH)
+    await gateway.handle(socket)  # type: ignore[arg-type]
+    assert socket.sent[:2] == [{"type": HOLD}, {"type": "websocket.accept"}]
+    assert gateway.handshakes.held == 0

@@ -78,6 +78,22 @@ async def test_enrollment_token_is_single_use(store: Store) -> None:
     assert await store.devices.device_for_key(other) is None
 
 
+async def test_enrolling_again_with_the_same_token_spends_nothing(store: Store) -> None:
+    """An agent whose answer was lost tries again with its key and token: the same
+    device, and the token's last use is not spent a second time."""
+    token = await store.devices.create_enrollment_token(
+        ttl=HOUR, uses=1, group=None, created_by="admin"
+    )
+    key = crypto.public_key(crypto.generate_private_key())
+    first = await store.devices.enroll(key, token.token)
+    again = await store.devices.enroll(key, token.token)
+    assert again.id == first.id
+    assert len(await store.devices.list_devices()) == 1
+    other = crypto.public_key(crypto.generate_private_key())
+    with pytest.raises(EnrollmentRefused, match="already used"):
+        await store.devices.enroll(other, token.token)
+
+
 async def test_unknown_and_expired_tokens_are_refused(store: Store) -> None:
     key = crypto.public_key(crypto.generate_private_key())
     with pytest.raises(EnrollmentRefused, match="unknown"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -227,6 +228,12 @@ def test_fetch_helper_decodes_real_enrollment_strings() -> None:
         tls_fingerprint="cd" * 32,
     ).encode()
     assert parse(text) == ("127.0.0.1", 9443, "cd" * 32)
+    for expires in (0, 127, 200, 60_000, 1_800_000_000, 1 << 40):
+        dated = Enrollment(
+            url="wss://h/agent", token="t" * 40, console_key=bytes(32), expires=expires
+        ).encode()
+        body = dated.removeprefix("deskside:1:")
+        assert unpack(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["expires"] == expires
     no_pin = Enrollment(url="wss://h/agent", token="t" * 40, console_key=bytes(32)).encode()
     with pytest.raises(ValueError, match="pins no TLS certificate"):
         parse(no_pin)

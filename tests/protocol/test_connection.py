@@ -593,6 +593,7 @@ def test_close_codes_on_the_wire() -> None:
         "NORMAL": 1000,
         "GOING_AWAY": 1001,
         "ABNORMAL": 1006,
+        "TRY_AGAIN_LATER": 1013,
         "PROTOCOL_ERROR": 4000,
         "DECRYPTION_FAILED": 4001,
         "HANDSHAKE_FAILED": 4002,
