@@ -6,6 +6,11 @@ batch every ``HEARTBEAT_FLUSH_INTERVAL`` seconds, so thousands of agents cost a
 handful of writes, not thousands; the same sweep disconnects devices revoked by
 another process (the CLI).
 
+Disconnects are written in batches too (``_Departures``): when thousands of agents
+leave at once (their network went down, or they all follow a console that moved),
+each would otherwise hold a database connection of its own for its one write, and
+the pool runs dry for everyone else (the API answered 500 in benchmarks/fleet.py).
+
 Snapshots: one the agent sends on its own is kept; one the console asked for
 (``request_snapshot``) is handed to its waiter, which keeps it.
 """
@@ -40,6 +45,59 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_FLUSH_INTERVAL = 5.0
 
 
+class _Departures:
+    """Devices going offline, written one batch (one transaction) at a time.
+
+    ``leave`` returns once its device's batch is written. A device that comes back
+    (``back``) before its batch is written is left out of it, and its ``Hello`` is
+    recorded after a batch being written, so that it ends online.
+    """
+
+    def __init__(self, devices: DeviceRepository, agents: Agents) -> None:
+        self._devices = devices
+        self._agents = agents
+        # Devices waiting for the next batch, and what their callers wait on.
+        self._next: set[str] = set()
+        self._next_written: asyncio.Future[None] | None = None
+        # The batch being written, if any.
+        self._writing: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    async def leave(self, device_id: str) -> None:
+        self._next.add(device_id)
+        if self._next_written is None:
+            self._next_written = asyncio.get_running_loop().create_future()
+        written = self._next_written
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="deskside-departures")
+        await asyncio.shield(written)
+
+    async def back(self, device_id: str) -> None:
+        """The device is connected again: not in a batch to come, and any batch being
+        written is written before its ``Hello`` is."""
+        self._next.discard(device_id)
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    async def _write(self) -> None:
+        while self._next_written is not None:
+            batch, self._next = self._next, set()
+            self._writing, self._next_written = self._next_written, None
+            gone = [d for d in batch if not self._agents.online(d)]
+            try:
+                await self._devices.mark_offline(gone)
+            except Exception:
+                logger.exception("recording %d devices offline failed", len(gone))
+            finally:
+                self._writing.set_result(None)
+                self._writing = None
+
+    async def stop(self) -> None:
+        """Let the last batch be written."""
+        if self._writer is not None:
+            await self._writer
+
+
 class Presence:
     """The devices capability at the gateway."""
 
@@ -56,6 +114,7 @@ class Presence:
         self._revocations_checked = utcnow() - datetime.timedelta(minutes=1)
         # Snapshot requests awaiting an answer: request id -> (its channel, its future).
         self._pending: dict[str, tuple[AgentSession, asyncio.Future[m.Snapshot]]] = {}
+        self._departures = _Departures(devices, agents)
 
     def register(self, handlers: AgentHandlers) -> None:
         """Hello, heartbeats, snapshots and error answers come here."""
@@ -79,6 +138,7 @@ class Presence:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self._write_beats()
+        await self._departures.stop()
         await self._devices.mark_all_offline()
 
     async def agent_gone(self, session: AgentSession) -> None:
@@ -89,7 +149,7 @@ class Presence:
                 waiter.set_exception(Conflict("the device disconnected"))
                 del self._pending[request_id]
         if session.is_daemon and not self._agents.online(session.device_id):
-            await self._devices.set_online(session.device_id, False)
+            await self._departures.leave(session.device_id)
 
     async def request_snapshot(self, device_id: str, timeout: float) -> SnapshotInfo:
         """Ask the device for a fresh snapshot and store it."""
@@ -112,6 +172,7 @@ class Presence:
 
     async def _hello(self, session: AgentSession, message: m.Hello) -> None:
         session.mark_daemon()
+        await self._departures.back(session.device_id)
         await self._devices.record_hello(session.device_id, message)
 
     async def _heartbeat(self, session: AgentSession, message: m.Heartbeat) -> None:

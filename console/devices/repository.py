@@ -6,7 +6,7 @@ import base64
 import datetime
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import select, update
@@ -151,6 +151,21 @@ class DeviceRepository:
                 .where(Device.id == device_id)
                 .values(online=online, last_seen=utcnow())
             )
+
+    async def mark_offline(self, device_ids: Collection[str]) -> None:
+        """Mark many devices disconnected in one transaction (``DeviceOffline`` each)."""
+        ids = sorted(device_ids)
+        if not ids:
+            return
+        events: list[DomainEvent] = [DeviceOffline(device_id=d) for d in ids]
+        now = utcnow()
+        async with self._db.transaction(events=events, bulk=True) as session:
+            for start in range(0, len(ids), 500):  # within every database's parameter limit
+                await session.execute(
+                    update(Device)
+                    .where(Device.id.in_(ids[start : start + 500]))
+                    .values(online=False, last_seen=now)
+                )
 
     async def mark_all_offline(self) -> None:
         """At start-up: nothing is connected yet, whatever an earlier run left."""

@@ -6,6 +6,7 @@ agents' channels are recording fakes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -224,3 +225,53 @@ async def test_a_failed_handshake_gives_its_place_back(gateway: Gateway) -> None
     await gateway.handle(socket)  # type: ignore[arg-type]
     assert socket.sent[:2] == [{"type": HOLD}, {"type": "websocket.accept"}]
     assert gateway.handshakes.held == 0
+
+
+async def test_many_agents_leaving_at_once_cost_a_few_writes(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # benchmarks/fleet.py: 5,000 agents leaving together each held a database
+    # connection for its own write, and the pool ran dry for the API (500s).
+    sessions = [(await connect(gateway))[0] for _ in range(200)]
+    for session in sessions:
+        await gateway.dispatch(session, HELLO)
+    seen = gateway.store.bus.subscribe(DeviceOffline)
+    writes: list[int] = []
+    transaction = gateway.store.db.transaction
+
+    def counted(*args: object, **kwargs: object) -> object:
+        writes.append(1)
+        return transaction(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gateway.store.db, "transaction", counted)
+    for session in sessions:
+        gateway.sessions.pop(session.device_id)
+    await asyncio.gather(*(gateway.presence.agent_gone(s) for s in sessions))
+    assert len(writes) <= 3
+    devices = await gateway.store.devices.list_devices()
+    assert len(devices) == 200
+    assert not any(d.online for d in devices)
+    gone = [seen.get_nowait() for _ in sessions]
+    assert {e.device_id for e in gone if isinstance(e, DeviceOffline)} == {
+        s.device_id for s in sessions
+    }
+
+
+async def test_an_agent_back_before_its_departure_is_written_stays_online(
+    gateway: Gateway,
+) -> None:
+    first, _ = await connect(gateway)
+    second, _ = await connect(gateway)
+    for session in (first, second):
+        await gateway.dispatch(session, HELLO)
+        gateway.sessions.pop(session.device_id)
+    leaving = [asyncio.create_task(gateway.presence.agent_gone(s)) for s in (first, second)]
+    await asyncio.sleep(0)  # the first batch (first) is being written...
+    # ...and both come back: second before its batch, first while its batch is written.
+    for session in (first, second):
+        again = Session(session.device_id, session.channel)
+        gateway.sessions.setdefault(session.device_id, []).append(again)
+        await gateway.dispatch(again, HELLO)
+    await asyncio.gather(*leaving)
+    for session in (first, second):
+        assert (await gateway.store.devices.get_device(session.device_id)).online
