@@ -13,9 +13,9 @@ What could hold the event loop up is kept off it:
   finds the database locked (by another process, or by a transaction of this
   one that is waiting itself) is run again in a worker thread, with the usual
   10 s time-out. Under WAL only ``BEGIN IMMEDIATE`` ever waits.
-* **Large reads.** A transaction begun with ``bulk`` (see ``Store._reading``)
-  runs in a worker thread from its first statement to its end: command output,
-  transcripts, recordings.
+* **Bulk work.** A transaction begun with ``bulk`` runs in a worker thread from
+  its first statement to its end (command output, transcripts, recordings,
+  heartbeat and departure batches), and waits there for the lock like any other.
 * **Checkpoints.** Automatic checkpoints are off on these connections (a commit
   that crosses the threshold would copy the WAL into the database and fsync it
   on the loop); ``Checkpointer`` runs them in a thread a moment after writes.
@@ -89,8 +89,8 @@ class InlineConnection:
     async def run(self, function: Callable[..., _T], *args: Any) -> _T:
         """``function(*args)`` on this connection: in place, or in a thread when it
         must wait for a lock or the transaction is a bulk one."""
-        if self.threaded:
-            return await _in_thread(function, *args)
+        if self.threaded:  # off the loop already: it may wait for the lock there
+            return await _in_thread(self._waiting, function, args)
         try:
             return function(*args)
         except sqlite3.OperationalError as error:

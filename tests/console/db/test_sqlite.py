@@ -116,6 +116,24 @@ async def test_a_locked_database_is_waited_for_off_the_loop(store: Store, tmp_pa
     assert timeline[-1].data == Note(text="written once the lock is free")
 
 
+async def test_a_bulk_write_waits_for_the_lock_too(store: Store, tmp_path: Path) -> None:
+    # Bulk transactions run in a thread from their first statement, and used to run
+    # there without a busy time-out: thousands of agents' heartbeats or departures
+    # failed with "database is locked" whenever another writer held the lock.
+    device, _, _ = await new_command(store)
+    other = sqlite3.connect(tmp_path / "deskside.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        writing = asyncio.create_task(store.devices.mark_offline([device]))
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(writing, 10)
+    assert not (await store.devices.get_device(device)).online
+
+
 async def test_a_cancelled_wait_leaves_the_connection_usable(store: Store, tmp_path: Path) -> None:
     _, command, ticket = await new_command(store)
     other = sqlite3.connect(tmp_path / "deskside.db", isolation_level=None)
