@@ -24,6 +24,7 @@ What could hold the event loop up is kept off it:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sqlite3
@@ -56,10 +57,21 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error)
 
 
+# The threads statements wait and work in: one for every connection the pool may
+# hand out (SQLAlchemy's 5, and 10 more), and to spare. Not asyncio's default
+# executor (6 threads on 2 cores, shared with everything else): with its threads
+# all taken by transactions waiting for the write lock, the statements of the one
+# holding the lock queued behind them, and nothing moved until the waits ran out
+# (benchmarks/fleet.py, 5,000 agents leaving at once).
+_THREADS: Final = concurrent.futures.ThreadPoolExecutor(
+    max_workers=32, thread_name_prefix="deskside-sqlite"
+)
+
+
 async def _in_thread(function: Callable[..., _T], *args: Any) -> _T:
     """``function(*args)`` in a worker thread. A cancelled caller still waits for it
     to return: the connection must not be used again while the thread has it."""
-    future = asyncio.get_running_loop().run_in_executor(None, function, *args)
+    future = asyncio.get_running_loop().run_in_executor(_THREADS, function, *args)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:

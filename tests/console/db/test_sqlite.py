@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deskside.console.auth.identity import ApiIdentity
 from deskside.console.commands.schemas import NewCommand, OutputChunk
 from deskside.console.db.sqlite import Checkpointer, InlineSQLite
+from deskside.console.devices.models import Device
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource
 from deskside.console.tickets.schemas import NewTicket
@@ -132,6 +133,21 @@ async def test_a_bulk_write_waits_for_the_lock_too(store: Store, tmp_path: Path)
         other.close()
     await asyncio.wait_for(writing, 10)
     assert not (await store.devices.get_device(device)).online
+
+
+async def test_the_lock_holder_is_not_queued_behind_its_waiters(store: Store) -> None:
+    # With asyncio's default executor (6 threads on 2 cores), a dozen writers waiting
+    # for the lock took every thread; the holder's next statement queued behind them
+    # until their waits ran out, and they all failed with "database is locked".
+    devices = [(await new_command(store))[0] for _ in range(12)]
+    async with store.db.transaction(bulk=True) as session:
+        await session.execute(update(Device).values(online=True))  # holds the lock
+        waiting = [asyncio.create_task(store.devices.mark_offline([d])) for d in devices]
+        await asyncio.sleep(0.5)  # they wait in their threads
+        assert not any(task.done() for task in waiting)
+        await session.execute(update(Device).values(metrics=None))  # a thread of its own
+    await asyncio.gather(*waiting)  # each got the lock in turn, none gave up
+    assert not any(d.online for d in await store.devices.list_devices())
 
 
 async def test_a_cancelled_wait_leaves_the_connection_usable(store: Store, tmp_path: Path) -> None:
