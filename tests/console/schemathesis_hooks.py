@@ -3,6 +3,11 @@
 The run revokes devices like any other operation, but never the one online device
 it needs for the rest: a revocation of that device is sent for the spare device
 instead (``DESKSIDE_TEST_ONLINE_DEVICE``, ``DESKSIDE_TEST_SPARE_DEVICE``).
+
+A fresh snapshot is given the time a real agent needs for one (about 1.5 s here, more
+on a busy machine): a shorter wait ends in a 504, which is right for a slow device but
+which the run's server-error check would count against the console.
+``test_server.py`` tests that 504 itself.
 """
 
 from __future__ import annotations
@@ -17,8 +22,32 @@ import schemathesis
 def before_call(
     context: schemathesis.HookContext, case: schemathesis.Case[Any], kwargs: Any
 ) -> None:
-    """Keep the online device: its revocation goes to the spare one."""
+    """Keep the online device: its revocation goes to the spare one; give snapshots
+    time."""
+    give_snapshots_time(case)
     online = os.environ["DESKSIDE_TEST_ONLINE_DEVICE"]
     parameters = case.path_parameters or {}
     if case.operation.path.endswith("/revoke") and parameters.get("device_id") == online:
         parameters["device_id"] = os.environ["DESKSIDE_TEST_SPARE_DEVICE"]
+
+
+# The least wait of a fresh snapshot in the run, in seconds.
+SNAPSHOT_WAIT = 20.0
+
+
+def _at_least(value: Any) -> Any:
+    try:
+        return max(float(value), SNAPSHOT_WAIT)
+    except (TypeError, ValueError):
+        return value  # not a number: the console refuses it, as it should
+
+
+def give_snapshots_time(case: schemathesis.Case[Any]) -> None:
+    """A snapshot asked of the online device gets a wait it can meet."""
+    path = case.operation.path
+    query = case.query or {}
+    if path.endswith("/snapshots") and "timeout" in query:
+        query["timeout"] = _at_least(query["timeout"])
+    body = case.body
+    if path.endswith("/diagnostics") and isinstance(body, dict) and "timeout" in body:
+        body["timeout"] = _at_least(body["timeout"])
