@@ -142,16 +142,6 @@ class DeviceRepository:
             device.online = True
             device.last_seen = utcnow()
 
-    async def set_online(self, device_id: str, online: bool) -> None:
-        """Mark a device connected or not."""
-        event = DeviceOnline(device_id=device_id) if online else DeviceOffline(device_id=device_id)
-        async with self._db.transaction(events=[event]) as session:
-            await session.execute(
-                update(Device)
-                .where(Device.id == device_id)
-                .values(online=online, last_seen=utcnow())
-            )
-
     async def mark_offline(self, device_ids: Collection[str]) -> None:
         """Mark many devices disconnected in one transaction (``DeviceOffline`` each)."""
         ids = sorted(device_ids)

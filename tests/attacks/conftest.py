@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.console.commands.test_routes import PlayedAgent
-from tests.console.test_server import enroll
+# An agent channel the test answers for (enrolled with this module's console).
+from tests.console.commands.test_routes import agent  # noqa: F401 (a fixture)
 from tests.consoleproc import ConsoleProcess
 
 ALL = ("tickets:read", "tickets:write", "devices:read", "devices:write", "commands:run")
@@ -37,14 +36,3 @@ def admin(console: ConsoleProcess) -> Iterator[httpx.Client]:
     """The API as a service token with every scope (sets the scene)."""
     with console.api(console.api_token(*ALL, "audit:read")) as client:
         yield client
-
-
-@pytest.fixture
-async def agent(console: ConsoleProcess) -> AsyncIterator[PlayedAgent]:
-    key, channel = await enroll(console, host="tech-c-pc")
-    played = PlayedAgent(key, channel)
-    await asyncio.sleep(0.2)  # the console records the Hello
-    try:
-        yield played
-    finally:
-        await played.close()

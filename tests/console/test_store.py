@@ -173,13 +173,14 @@ async def test_hello_heartbeats_and_presence(store: Store) -> None:
         True,
     )
     seen = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
-    await store.devices.set_online(device, False)
+    await store.devices.mark_offline([device])
     await store.devices.record_heartbeats({device: (seen, {"cpu_percent": 12.5})})
     view = await store.devices.get_device(device)
     assert view.last_seen == seen
     assert view.metrics == {"cpu_percent": 12.5}
     assert not view.online  # a late heartbeat does not bring a device back online
-    await store.devices.set_online(device, True)
+    await store.devices.record_hello(device, hello)
+    assert (await store.devices.get_device(device)).online
     await store.devices.mark_all_offline()
     assert not (await store.devices.get_device(device)).online
 
