@@ -29,6 +29,9 @@ from .store import Store
 from .terminal.routes import TerminalController, shell_socket
 from .tickets.routes import TicketController
 from .web import schema_pages, security_headers
+from .webhooks.addresses import AddressGuard
+from .webhooks.dispatcher import WebhookDispatcher
+from .webhooks.routes import WebhookController
 
 __all__ = ["api_router", "build_app"]
 
@@ -91,12 +94,15 @@ def _provide(value: Any) -> Provide:
     return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
 
-def api_router(store: Store, gateway: Gateway) -> Router:
+def api_router(
+    store: Store, gateway: Gateway, *, webhook_guard: AddressGuard | None = None
+) -> Router:
     """The REST API, ``/api/v1``: every capability's controller, behind API tokens.
 
     Handlers are given what they use by name: the caller (``identity``), a
     capability's repository (``tickets``, ``commands``...) or its part of the
-    gateway (``presence``, ``command_relay``...).
+    gateway (``presence``, ``command_relay``...). ``webhook_guard``: where webhooks
+    may go (public addresses only if not given).
     """
     router = Router(
         path="/",
@@ -108,6 +114,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             TerminalController,
             ScreenController,
             AuditController,
+            WebhookController,
         ],
         guards=[authenticated, api.refuse_nul],
         security=api.SECURITY,
@@ -127,6 +134,8 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             "presence": _provide(gateway.presence),
             "command_relay": _provide(gateway.commands),
             "runbook_runner": _provide(gateway.runbooks),
+            "webhooks": _provide(store.webhooks),
+            "webhook_guard": _provide(webhook_guard or AddressGuard()),
         },
     )
     _allow_every_method(router)
@@ -156,8 +165,10 @@ def build_app(
     data_dir: Path | None = None,
     *,
     origins: Sequence[str] = (),
+    webhooks: WebhookDispatcher | None = None,
 ) -> Litestar:
-    """The application, serving ``store`` and ``gateway``; starts and stops the gateway.
+    """The application, serving ``store`` and ``gateway``; starts and stops the gateway
+    (and ``webhooks``, the dispatcher sending the outbox, if given).
 
     ``origins``: URLs of this console as browsers may know it besides the host they
     send (its public URL behind a proxy): pages of these may open its WebSockets.
@@ -165,8 +176,12 @@ def build_app(
 
     async def start() -> None:
         await gateway.start()
+        if webhooks is not None:
+            await webhooks.start()
 
     async def stop() -> None:
+        if webhooks is not None:
+            await webhooks.stop()
         await gateway.stop()
 
     app = Litestar(
@@ -174,7 +189,9 @@ def build_app(
             agent_socket,
             healthz,
             readyz,
-            api_router(store, gateway),
+            api_router(
+                store, gateway, webhook_guard=webhooks.guard if webhooks is not None else None
+            ),
             shell_socket,
             install_file,
             screen_socket,

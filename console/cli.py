@@ -24,6 +24,7 @@ from .devices.cli import device, devices, token
 from .screen.cli import screen
 from .terminal.cli import shell, shell_replay, terminal, terminal_replay
 from .tickets.cli import ticket, tickets
+from .webhooks.cli import webhook
 
 __all__ = ["main"]
 
@@ -166,5 +167,6 @@ for _command in (
     shell_replay,
     screen,
     audit,
+    webhook,
 ):
     main.add_command(_command)

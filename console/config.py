@@ -32,6 +32,8 @@ and ``serve`` refuses a directory that group or others may use
     [sla]
     [limits]                                                # see deskside.console.limits
     header_timeout = 10.0                                   # and the other time-outs, caps
+    [webhooks]                                              # see deskside.console.webhooks
+    allow_networks = ["10.20.0.0/16"]                       # private networks endpoints may be in
 
 Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
 is), ``DESKSIDE_DATABASE_URL``, ``DESKSIDE_HOST``, ``DESKSIDE_PORT``,
@@ -49,6 +51,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from deskside.protocol import crypto
 from deskside.protocol.enrollment import certificate_fingerprint, check_agent_url
@@ -56,6 +59,7 @@ from deskside.protocol.errors import ConfigError
 
 from .limits import ConnectionLimits
 from .tickets.policy import Policy
+from .webhooks.settings import WebhookSettings
 
 __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
 
@@ -101,6 +105,9 @@ class ConsoleConfig:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     """What unauthenticated peers may cost: time-outs and caps (``[limits]``)."""
 
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    """Where webhooks may go and how long an attempt may take (``[webhooks]``)."""
+
     @property
     def database(self) -> str:
         """The database URL in force."""
@@ -114,6 +121,13 @@ class ConsoleConfig:
         scheme = "wss" if self.tls_cert is not None else "ws"
         host = socket.getfqdn() if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"{scheme}://{host}:{self.port}/agent"
+
+    def own_names(self) -> list[str]:
+        """This console's host names and addresses (webhooks may not be sent there)."""
+        names = [self.host, socket.gethostname(), socket.getfqdn()]
+        if self.public_url:
+            names.append(urlsplit(self.public_url).hostname or "")
+        return names
 
     @classmethod
     def load(cls, data_dir: Path, env: Mapping[str, str] | None = None) -> ConsoleConfig:
@@ -142,6 +156,7 @@ class ConsoleConfig:
             tls_key=_path(data_dir, tls.get("key")),
             policy=Policy.from_toml(data),
             limits=ConnectionLimits.from_toml(data),
+            webhooks=WebhookSettings.from_toml(data),
         )
         overrides: dict[str, object] = {}
         if "DESKSIDE_DATABASE_URL" in env:

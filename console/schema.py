@@ -18,6 +18,7 @@ from deskside.console.screen.models import ScreenRecording
 from deskside.console.terminal.models import ShellSession
 from deskside.console.tickets.models import Ticket
 from deskside.console.timeline.models import TicketEvent
+from deskside.console.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = ["TABLES", "Base"]
 
@@ -40,4 +41,6 @@ TABLES = (
     ShellSession,
     Ticket,
     TicketEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
 )

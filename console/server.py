@@ -20,6 +20,7 @@ from .gateway import Gateway
 from .limits import ConnectionLimits
 from .listener import protocols
 from .store import Store
+from .webhooks.dispatcher import DispatcherConfig, WebhookDispatcher
 
 __all__ = ["serve"]
 
@@ -78,7 +79,15 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     migrate(config.database)
     store = Store.connect(config.database, config.policy)
     gateway = Gateway(store, key, software_version=version("deskside"), limits=limits)
-    app = build_app(store, gateway, config.data_dir, origins=[config.agent_url])
+    dispatcher = WebhookDispatcher(
+        store.webhooks,
+        config.webhooks.guard(config.own_names()),
+        DispatcherConfig(timeout=config.webhooks.timeout),
+        bus=store.bus,
+    )
+    app = build_app(
+        store, gateway, config.data_dir, origins=[config.agent_url], webhooks=dispatcher
+    )
     app.on_shutdown.append(store.close)
     server = _Server(
         uvicorn.Config(

@@ -21,6 +21,7 @@ from deskside.console.screen.repository import ScreenRepository
 from deskside.console.terminal.repository import TerminalRepository
 from deskside.console.tickets.policy import Policy
 from deskside.console.tickets.repository import TicketRepository
+from deskside.console.webhooks.repository import WebhookRepository
 
 __all__ = ["Store"]
 
@@ -44,6 +45,9 @@ class Store:
         self.runbooks = RunbookRepository(db)
         self.terminals = TerminalRepository(db)
         self.screens = ScreenRepository(db)
+        # Endpoints and the outbox: its stager writes outbox rows in every transaction.
+        self.webhooks = WebhookRepository(db)
+        db.add_stager(self.webhooks.stage)
 
     @classmethod
     def connect(cls, url: str, policy: Policy | None = None, bus: EventBus | None = None) -> Store:

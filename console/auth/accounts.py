@@ -17,7 +17,7 @@ from deskside.console.audit import chain as audit
 from deskside.console.db import Database, utcnow
 from deskside.console.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 
-from .identity import SCOPES, ApiIdentity, hash_secret
+from .identity import ADMIN_SCOPES, SCOPES, ApiIdentity, hash_secret
 from .links import LINK_PREFIX, ViewerLinks
 from .models import ApiToken, User
 from .schemas import ApiTokenCreated, Role
@@ -129,6 +129,12 @@ class AccountRepository:
                 select(func.count()).select_from(User).where(User.username == username)
             ):
                 raise InvalidRequest(f"no technician named {username!r}")
+            if username is not None and set(wanted) & ADMIN_SCOPES:
+                role = await session.scalar(select(User.role).where(User.username == username))
+                if role != Role.ADMIN:
+                    raise InvalidRequest(
+                        f"{', '.join(sorted(set(wanted) & ADMIN_SCOPES))}: admins only"
+                    )
             session.add(row)
             await session.flush()
             await audit.append(

@@ -24,7 +24,7 @@ from litestar.handlers.base import BaseRouteHandler
 from deskside.console.errors import Forbidden, Unauthorized
 
 from .accounts import AccountRepository
-from .identity import ApiIdentity, Scope
+from .identity import ADMIN_SCOPES, ApiIdentity, Scope
 
 __all__ = [
     "authenticate",
@@ -39,9 +39,12 @@ __all__ = [
 
 
 def require(identity: ApiIdentity, scope: Scope) -> None:
-    """``Forbidden`` unless ``identity`` has ``scope``."""
+    """``Forbidden`` unless ``identity`` has ``scope`` (an admin scope: and acts for an
+    admin, or for no technician: a service token)."""
     if scope not in identity.scopes:
         raise Forbidden(f"this API token lacks the {str(scope)!r} scope")
+    if scope in ADMIN_SCOPES and identity.username is not None and not identity.is_admin:
+        raise Forbidden(f"the {str(scope)!r} scope is for admins")
 
 
 def requires(

@@ -10,7 +10,15 @@ import msgspec
 
 from .schemas import Role
 
-__all__ = ["SCOPES", "ApiIdentity", "LinkCapability", "Scope", "ViewerGrant", "hash_secret"]
+__all__ = [
+    "ADMIN_SCOPES",
+    "SCOPES",
+    "ApiIdentity",
+    "LinkCapability",
+    "Scope",
+    "ViewerGrant",
+    "hash_secret",
+]
 
 
 class Scope(enum.StrEnum):
@@ -22,9 +30,13 @@ class Scope(enum.StrEnum):
     DEVICES_WRITE = "devices:write"
     COMMANDS_RUN = "commands:run"
     AUDIT_READ = "audit:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 SCOPES: Final = frozenset(str(scope) for scope in Scope)
+# Scopes only an admin's token (or a service token, which only admins create) may use:
+# who manages webhooks chooses where the console sends ticket and device data.
+ADMIN_SCOPES: Final = frozenset({str(Scope.WEBHOOKS_MANAGE)})
 
 
 def hash_secret(secret: str) -> bytes:

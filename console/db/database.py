@@ -14,6 +14,11 @@ go, because an ORM session's bookkeeping cost more than SQLite's own work.
 Domain events (``deskside.console.events``) are published after the commit:
 ``transaction(events=...)`` takes a list the block appends to, and publishes it
 once the block has committed; nothing is published for a rolled-back block.
+
+Before that commit, the events are shown to the database's *stagers*
+(``add_stager``): a stager writes what must survive a crash with the change, in
+the same transaction (the webhooks' outbox rows, ``deskside.console.webhooks``),
+so the change and its outbox rows commit, or roll back, together.
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ from deskside.console.events import DomainEvent, EventBus, LocalEventBus
 
 from .sqlite import Checkpointer, InlineConnection, InlineSQLite
 
-__all__ = ["Database", "database_url", "get_row", "utcnow"]
+__all__ = ["Database", "Stager", "database_url", "get_row", "utcnow"]
 
 _T = TypeVar("_T")
+
+# Writes, in the transaction and before its commit, what its events call for.
+Stager = Callable[[Connection, list[DomainEvent]], None]
 
 # The execution option that marks a read-only transaction (see _begin_immediate).
 _READ_ONLY: Final = "deskside_read_only"
@@ -102,6 +110,8 @@ class Database:
         # Where domain events go once their transaction has committed.
         self.bus: EventBus = bus or LocalEventBus()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Shown each transaction's events before its commit (see the module's docstring).
+        self._stagers: list[Stager] = []
         self._checkpointer: Checkpointer | None = None
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._checkpointer = Checkpointer(engine.url.database)
@@ -132,6 +142,15 @@ class Database:
         async with self.transaction() as session:
             await session.execute(select(1))
 
+    def add_stager(self, stager: Stager) -> None:
+        """Have ``stager`` write its rows in every transaction that has events, before
+        the commit (on the transaction's own connection)."""
+        self._stagers.append(stager)
+
+    def _stage(self, connection: Connection, events: list[DomainEvent]) -> None:
+        for stager in self._stagers:
+            stager(connection, events)
+
     def publish(self, events: list[DomainEvent]) -> None:
         """Hand committed events to the bus."""
         for item in events:
@@ -147,6 +166,10 @@ class Database:
             if bulk:
                 await session.connection(execution_options={_BULK: True})
             yield session
+            if events and self._stagers:
+                await session.flush()
+                connection = await session.connection()
+                await connection.run_sync(self._stage, events)
         if self._checkpointer is not None:
             self._checkpointer.written()
         if events:
@@ -178,7 +201,10 @@ class Database:
                 if read_only:
                     connection.execution_options(**{_READ_ONLY: True})
                 with connection.begin():
-                    return transaction(connection)
+                    result = transaction(connection)
+                    if events and self._stagers:
+                        self._stage(connection, events)
+                    return result
 
         result: _T = await greenlet_spawn(run)
         if not read_only and self._checkpointer is not None:
