@@ -82,7 +82,7 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     dispatcher = WebhookDispatcher(
         store.webhooks,
         config.webhooks.guard(config.own_names()),
-        DispatcherConfig(timeout=config.webhooks.timeout),
+        DispatcherConfig.for_timeout(config.webhooks.timeout),
         bus=store.bus,
     )
     app = build_app(

@@ -27,7 +27,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
@@ -135,23 +135,25 @@ class Destination:
     address: str
 
 
-@dataclass(frozen=True)
 class AddressGuard:
-    """Decides which addresses webhooks may reach (see the module's docstring)."""
+    """Decides which addresses webhooks may reach (see the module's docstring).
 
-    allow_networks: tuple[Network, ...] = ()
-    """Networks the admin allowed, even if private, loopback or the console's own."""
+    (A plain class, not a dataclass: Litestar would try to validate a dataclass's
+    fields when it hands the guard to a route.)
+    """
 
-    own: frozenset[Address] = frozenset()
-    """The console's own addresses, refused unless allowed."""
-
-    resolver: Resolver = field(default=_resolve, compare=False)
-    """Name resolution (replaced in tests by a table of names)."""
-
-    @classmethod
-    def from_settings(cls, allow: Sequence[str], own: frozenset[Address]) -> AddressGuard:
-        """A guard allowing the networks written in ``allow`` (CIDR)."""
-        return cls(allow_networks=parse_networks(allow), own=own)
+    def __init__(
+        self,
+        allow_networks: Sequence[Network] = (),
+        own: frozenset[Address] = frozenset(),
+        resolver: Resolver = _resolve,
+    ) -> None:
+        # Networks the admin allowed, even if private, loopback or the console's own.
+        self.allow_networks = tuple(allow_networks)
+        # The console's own addresses, refused unless allowed.
+        self.own = own
+        # Name resolution (replaced in tests by a table of names).
+        self._resolver = resolver
 
     def why_refused(self, address: Address) -> str | None:
         """Why webhooks may not reach ``address``; None if they may."""
@@ -179,7 +181,7 @@ class AddressGuard:
             names = [str(literal)]
         else:
             try:
-                names = await asyncio.wait_for(self.resolver(host, port), RESOLVE_TIMEOUT)
+                names = await asyncio.wait_for(self._resolver(host, port), RESOLVE_TIMEOUT)
             except (OSError, TimeoutError, UnicodeError) as exc:
                 raise InvalidRequest(f"cannot resolve {host!r}: {type(exc).__name__}") from exc
         addresses: list[Address] = []

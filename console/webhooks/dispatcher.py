@@ -84,6 +84,17 @@ class DispatcherConfig:
         if self.lease.total_seconds() <= self.timeout:
             raise ValueError("the lease must outlast an attempt's time-out")
 
+    @classmethod
+    def for_timeout(cls, timeout: float) -> DispatcherConfig:
+        """The settings for attempts of ``timeout`` seconds: a lease of twice that and
+        5 s more (time to record the outcome), after which a dead node's deliveries
+        are sent again."""
+        return cls(
+            timeout=timeout,
+            connect_timeout=min(timeout, cls.connect_timeout),
+            lease=datetime.timedelta(seconds=2 * timeout + 5),
+        )
+
 
 class WebhookDispatcher:
     """Claims due deliveries and sends them, signed, until stopped."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +39,8 @@ class Receiver:
     script: list[int] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    # Seconds to wait before answering (a slow ticket system).
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -63,6 +66,8 @@ class Receiver:
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
         item.error = "; ".join(errors)
+        if self.delay:
+            time.sleep(self.delay)
         with self.lock:
             self.received.append(item)
             status = self.script.pop(0) if self.script else self.status
