@@ -81,7 +81,10 @@ def webhook_add(
         raise click.BadParameter("at most 256 characters", param_hint="--description")
     asyncio.run(_guard(ctx).resolve(url))
     new = NewEndpoint(
-        url=url, events=list(events), device_group=device_group, description=description
+        url=url,
+        events=[EventType(e) for e in events],
+        device_group=device_group,
+        description=description,
     )
     created = ctx.run(lambda store: store.webhooks.add_endpoint(new, actor=_ACTOR))
     click.echo(f"webhook {created.endpoint.id}: {url}", err=True)

@@ -11,6 +11,8 @@ from msgspec import Meta
 
 from deskside.console.api import Count, Id
 
+from .catalog import EventType
+
 __all__ = [
     "DeliveryStatus",
     "DeliveryView",
@@ -20,7 +22,8 @@ __all__ = [
     "SecretRotated",
 ]
 
-EventName = Annotated[str, Meta(min_length=1, max_length=64)]
+# An HTTP status code, as a receiver answered.
+StatusCode = Annotated[int, Meta(ge=100, le=599)]
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -35,8 +38,8 @@ class NewEndpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """An endpoint to add."""
 
     url: Annotated[str, Meta(min_length=1, max_length=2048)]
-    # Public event types (``ticket.created``...); at least one.
-    events: Annotated[list[EventName], Meta(min_length=1, max_length=32)]
+    # Public event types; at least one.
+    events: Annotated[list[EventType], Meta(min_length=1, max_length=32)]
     # Only events of devices in this group, and of their tickets.
     device_group: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     description: Annotated[str, Meta(max_length=256)] = ""
@@ -86,7 +89,7 @@ class DeliveryView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime.datetime
     next_attempt_at: datetime.datetime | None
     last_attempt_at: datetime.datetime | None
-    last_status_code: int | None
-    last_latency_ms: int | None
+    last_status_code: StatusCode | None
+    last_latency_ms: Count | None
     last_error: str
     delivered_at: datetime.datetime | None

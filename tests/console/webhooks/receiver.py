@@ -41,6 +41,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     # Seconds to wait before answering (a slow ticket system).
     delay: float = 0.0
+    # Answer with a body that never ends (a hostile one), in chunks of this size.
+    endless: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -74,6 +76,14 @@ class Receiver:
         handler.send_response(status)
         for name, value in self.headers.items():
             handler.send_header(name, value)
+        if self.endless:
+            handler.end_headers()  # no length: the body lasts until the connection ends
+            try:
+                while True:
+                    handler.wfile.write(b"x" * self.endless)
+                    time.sleep(0.01)
+            except OSError:
+                return
         handler.send_header("Content-Length", "2")
         handler.end_headers()
         handler.wfile.write(b"ok")

@@ -20,6 +20,7 @@ from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketChanges
 from deskside.console.timeline import kinds
 from deskside.console.webhooks.addresses import AddressGuard
+from deskside.console.webhooks.catalog import EventType
 from deskside.console.webhooks.dispatcher import DispatcherConfig, WebhookDispatcher
 from deskside.console.webhooks.schemas import DeliveryStatus, NewEndpoint
 from deskside.protocol import crypto
@@ -66,7 +67,8 @@ async def subscribe(
     store: Store, receiver: Receiver, *events: str, group: str | None = None
 ) -> int:
     created = await store.webhooks.add_endpoint(
-        NewEndpoint(url=receiver.url, events=list(events), device_group=group), actor="test"
+        NewEndpoint(url=receiver.url, events=[EventType(e) for e in events], device_group=group),
+        actor="test",
     )
     receiver.secrets.append(created.secret)
     return created.endpoint.id
@@ -85,7 +87,7 @@ async def test_outbox_rows_commit_with_the_change_and_not_without_it(store: Stor
     receiver = Receiver()  # not started: nothing is sent here
     receiver.server = None
     created = await store.webhooks.add_endpoint(
-        NewEndpoint(url="http://127.0.0.1:9/hook", events=["ticket.created"]), actor="test"
+        NewEndpoint(url="http://127.0.0.1:9/hook", events=[EventType.TICKET_CREATED]), actor="test"
     )
     ticket_id = await new_ticket(store)
     (delivery,) = await store.webhooks.deliveries()
@@ -316,7 +318,7 @@ async def test_a_lease_held_by_a_dead_dispatcher_ends_and_the_same_id_goes_again
 
 async def test_concurrent_claims_take_each_delivery_once(store: Store, clock: Clock) -> None:
     await store.webhooks.add_endpoint(
-        NewEndpoint(url="http://127.0.0.1:9/hook", events=["ticket.created"]), actor="test"
+        NewEndpoint(url="http://127.0.0.1:9/hook", events=[EventType.TICKET_CREATED]), actor="test"
     )
     for n in range(24):
         await new_ticket(store, f"t{n}")
@@ -385,3 +387,33 @@ async def test_test_messages_go_to_one_endpoint_whatever_it_subscribed(
     assert await dispatcher.run_once() == 1
     assert receiver.received[0].verified["data"]["endpoint_id"] == endpoint
     assert (await store.webhooks.delivery(queued.id)).status is DeliveryStatus.DELIVERED
+
+
+async def test_an_endless_response_is_read_only_up_to_the_cap(
+    store: Store, receiver: Receiver, dispatcher: WebhookDispatcher
+) -> None:
+    await subscribe(store, receiver, "ticket.created")
+    await new_ticket(store)
+    receiver.endless = 16 * 1024  # 1.6 MB/s for ever: the 10-s time-out would end it
+    assert await dispatcher.run_once() == 1
+    (delivery,) = await store.webhooks.deliveries()
+    assert delivery.status is DeliveryStatus.DELIVERED, delivery.last_error
+
+
+async def test_a_receiver_slower_than_the_time_out_is_tried_again(
+    store: Store, receiver: Receiver, clock: Clock
+) -> None:
+    await subscribe(store, receiver, "ticket.created")
+    await new_ticket(store)
+    receiver.delay = 2.0
+    hasty = WebhookDispatcher(
+        store.webhooks, LOOPBACK, DispatcherConfig.for_timeout(0.5), clock=clock
+    )
+    try:
+        assert await hasty.run_once() == 1
+    finally:
+        await hasty.stop()
+    (delivery,) = await store.webhooks.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING
+    assert "Timeout" in delivery.last_error
+    assert delivery.last_status_code is None
