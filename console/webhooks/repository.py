@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import aliased
 
 from deskside.console.audit import chain as audit
@@ -385,17 +385,6 @@ class WebhookRepository:
                     data={"id": endpoint.id, "url": endpoint.url, "reason": "410 Gone"},
                     at=utcnow(),
                 )
-
-    async def prune(self, before: datetime.datetime) -> int:
-        """Forget finished deliveries written before ``before``; how many."""
-        async with self._db.transaction(bulk=True) as session:
-            result = await session.execute(
-                delete(WebhookDelivery).where(
-                    WebhookDelivery.created_at < before,
-                    WebhookDelivery.status != DeliveryStatus.PENDING.value,
-                )
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
