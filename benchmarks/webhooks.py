@@ -57,6 +57,7 @@ def _receiver(port_queue: mp.Queue[int], arrivals: mp.Queue[tuple[float, float]]
         def log_message(self, *args: object) -> None:
             pass
 
+    ThreadingHTTPServer.request_queue_size = 256  # 16 connections at once, and more
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     port_queue.put(server.server_address[1])
     server.serve_forever()

@@ -71,6 +71,9 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs each webhook attempt's URL at info (a receiver's URL may carry its
+    # token); the delivery log has every attempt's outcome.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     _smaller_tls_buffers()
     limits: ConnectionLimits = config.limits
     _tls_handshake_timeout(limits.tls_handshake_timeout)

@@ -36,8 +36,9 @@ def console(tmp_path: Path) -> Iterator[ConsoleProcess]:
 
 def message_id(line: str) -> str:
     """The webhook-id in a line of ``webhook deliveries``."""
-    (found,) = re.findall(r"\bmsg_\S+", line)
-    return found
+    found = re.search(r"\bmsg_\S+", line)
+    assert found is not None, line
+    return found.group(0)
 
 
 def wait_for(condition: object, timeout: float = 30.0) -> None:
