@@ -32,6 +32,8 @@ and ``serve`` refuses a directory that group or others may use
     [sla]
     [limits]                                                # see deskside.console.limits
     header_timeout = 10.0                                   # and the other time-outs, caps
+    [web]                                                   # see deskside.console.web.settings
+    idle = "1h"                                             # sessions' time-outs, 2nd factor
 
 Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
 is), ``DESKSIDE_DATABASE_URL``, ``DESKSIDE_HOST``, ``DESKSIDE_PORT``,
@@ -56,6 +58,7 @@ from deskside.protocol.errors import ConfigError
 
 from .limits import ConnectionLimits
 from .tickets.policy import Policy
+from .web.settings import WebSettings
 
 __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
 
@@ -101,6 +104,9 @@ class ConsoleConfig:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     """What unauthenticated peers may cost: time-outs and caps (``[limits]``)."""
 
+    web: WebSettings = field(default_factory=WebSettings)
+    """The web console's sessions and sign-in (``[web]``)."""
+
     @property
     def database(self) -> str:
         """The database URL in force."""
@@ -142,6 +148,7 @@ class ConsoleConfig:
             tls_key=_path(data_dir, tls.get("key")),
             policy=Policy.from_toml(data),
             limits=ConnectionLimits.from_toml(data),
+            web=WebSettings.from_toml(data),
         )
         overrides: dict[str, object] = {}
         if "DESKSIDE_DATABASE_URL" in env:

@@ -7,9 +7,12 @@ from deskside.console.auth.models import (
     ApiToken,
     GroupDeviceRight,
     GroupMember,
+    RecoveryCode,
     TechnicianGroup,
+    TotpCredential,
     User,
     ViewerLink,
+    WebSession,
 )
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
 from deskside.console.db.base import Base
@@ -30,6 +33,9 @@ TABLES = (
     TechnicianGroup,
     User,
     ViewerLink,
+    WebSession,
+    TotpCredential,
+    RecoveryCode,
     Command,
     CommandOutput,
     CustomRunbook,

@@ -78,7 +78,7 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     migrate(config.database)
     store = Store.connect(config.database, config.policy)
     gateway = Gateway(store, key, software_version=version("deskside"), limits=limits)
-    app = build_app(store, gateway, config.data_dir, origins=[config.agent_url])
+    app = build_app(store, gateway, config.data_dir, origins=[config.agent_url], web=config.web)
     app.on_shutdown.append(store.close)
     server = _Server(
         uvicorn.Config(

@@ -25,6 +25,7 @@ from deskside.console.errors import Forbidden, Unauthorized
 
 from .accounts import AccountRepository
 from .identity import ApiIdentity, Scope
+from .roles import scope_permitted
 
 __all__ = [
     "authenticate",
@@ -42,6 +43,8 @@ def require(identity: ApiIdentity, scope: Scope) -> None:
     """``Forbidden`` unless ``identity`` has ``scope``."""
     if scope not in identity.scopes:
         raise Forbidden(f"this API token lacks the {str(scope)!r} scope")
+    if not scope_permitted(identity.role, scope):
+        raise Forbidden(f"the {identity.role} role may not use the {str(scope)!r} scope")
 
 
 def requires(
