@@ -4,7 +4,11 @@ Two checks, both needed to pass (a guard on the web router, ``protect``):
 
 * Same origin: a request whose ``Origin`` is another site's is refused
   (``auth.guards.foreign_origin``, the rule browser WebSockets follow), and so is
-  one a browser marks ``Sec-Fetch-Site: cross-site``.
+  one a browser marks other than ``Sec-Fetch-Site: same-origin``. Browsers send
+  ``Origin: null`` with the pages' own form posts, since the console tells them
+  ``Referrer-Policy: no-referrer`` (``headers.py``); such a request passes only when
+  the browser vouches for it with ``Sec-Fetch-Site: same-origin``, a header no page
+  can set.
 * A synchronizer token: with a session, the request carries the session's token,
   in the form (``_csrf``, put there by the templates' ``csrf_field``) or in the
   ``X-CSRF-Token`` header (htmx requests: ``static/app.js`` copies it from the
@@ -51,10 +55,18 @@ async def protect(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
     method = connection.scope.get("method", "GET")
     if method in SAFE_METHODS:
         return
-    origin = foreign_origin(connection)
-    if origin is not None or connection.headers.get("sec-fetch-site") == "cross-site":
+    site = connection.headers.get("sec-fetch-site")
+    origin = connection.headers.get("origin")
+    # "null": the pages' own posts (see above) or a sandboxed frame's; the browser says.
+    null_and_unvouched = origin == "null" and site != "same-origin"
+    foreign = origin != "null" and foreign_origin(connection) is not None
+    if null_and_unvouched or foreign or (site is not None and site != "same-origin"):
         logger.warning(
-            "refused a cross-site %s %s (Origin %r)", method, connection.url.path, origin
+            "refused a cross-site %s %s (Origin %r, Sec-Fetch-Site %r)",
+            method,
+            connection.url.path,
+            origin,
+            site,
         )
         raise Forbidden("cross-site request refused")
     user = await current_session(connection)

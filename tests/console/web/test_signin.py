@@ -181,6 +181,8 @@ def test_csrf_forgeries_are_refused(web_console: ConsoleProcess, client: WebClie
         path, data={"_csrf": client.token}, headers={"Sec-Fetch-Site": "cross-site"}
     )
     assert cross.status_code == 403
+    null = client.http.post(path, data={"_csrf": client.token}, headers={"Origin": "null"})
+    assert null.status_code == 403  # a sandboxed frame's, or a page's with no say
     header = client.http.post(path, headers={"X-CSRF-Token": "wrong"})
     assert header.status_code == 403
     assert "403" in header.text  # a page in the layout, for a browser
