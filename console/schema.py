@@ -12,6 +12,7 @@ from deskside.console.auth.models import (
     TotpCredential,
     User,
     ViewerLink,
+    WebAuthnKey,
     WebSession,
 )
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
@@ -36,6 +37,7 @@ TABLES = (
     WebSession,
     TotpCredential,
     RecoveryCode,
+    WebAuthnKey,
     Command,
     CommandOutput,
     CustomRunbook,

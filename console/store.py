@@ -12,6 +12,7 @@ from deskside.console.auth.access import DeviceAccess
 from deskside.console.auth.accounts import AccountRepository
 from deskside.console.auth.factors import SecondFactorRepository
 from deskside.console.auth.groups import GroupRepository
+from deskside.console.auth.keys import WebAuthnKeys
 from deskside.console.auth.sessions import SessionRepository
 from deskside.console.commands.repository import CommandRepository
 from deskside.console.commands.runbooks.repository import RunbookRepository
@@ -39,6 +40,7 @@ class Store:
         # The web console's sessions and second factors.
         self.sessions = SessionRepository(db)
         self.factors = SecondFactorRepository(db)
+        self.keys = WebAuthnKeys(db)
         # Who may act on a device, for actions that record nothing of their own.
         self.access = DeviceAccess(db)
         self.audit = AuditRepository(db)

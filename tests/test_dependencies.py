@@ -45,6 +45,7 @@ CONSOLE_ONLY = frozenset(
         "segno",
         "sqlalchemy",
         "uvicorn",
+        "webauthn",
     }
 )
 PLATFORMS = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import secrets
-from typing import Final
+from typing import Any, Final
 
 import pyotp
 from sqlalchemy import delete, func, select, update
@@ -22,7 +22,7 @@ from deskside.console.audit import chain as audit
 from deskside.console.db import Database
 
 from .identity import hash_secret
-from .models import RecoveryCode, TotpCredential
+from .models import RecoveryCode, TotpCredential, WebAuthnKey
 
 __all__ = ["ISSUER", "RECOVERY_CODES", "SecondFactorRepository", "normalize_recovery_code"]
 
@@ -48,10 +48,22 @@ class SecondFactorRepository:
         self._db = db
 
     async def has_second_factor(self, username: str) -> bool:
+        """Whether the user has a confirmed TOTP secret or a WebAuthn key."""
+        return await self.has_totp(username) or bool(
+            await self._count(select(WebAuthnKey.id).where(WebAuthnKey.username == username))
+        )
+
+    async def has_totp(self, username: str) -> bool:
         """Whether the user has a confirmed TOTP secret."""
         async with self._db.reading() as session:
             row = await session.get(TotpCredential, username)
             return row is not None and row.confirmed_at is not None
+
+    async def _count(self, query: Any) -> int:
+        async with self._db.reading() as session:
+            return int(
+                await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            )
 
     async def begin_totp(self, username: str, *, now: datetime.datetime) -> str:
         """The secret being enrolled (made now unless one waits for confirmation);
@@ -79,22 +91,27 @@ class SecondFactorRepository:
         once), or None if the code is wrong."""
         if not await self._accept(username, code, now=now, confirmed=False):
             return None
-        codes = [
-            "".join(secrets.choice(_ALPHABET) for _ in range(16)) for _ in range(RECOVERY_CODES)
-        ]
         async with self._db.transaction() as session:
             await session.execute(
                 update(TotpCredential)
                 .where(TotpCredential.username == username)
                 .values(confirmed_at=now)
             )
+            await audit.append(
+                session, actor=f"user:{username}", action="totp.enrolled", data={}, at=now
+            )
+        return await self.new_recovery_codes(username, now=now)
+
+    async def new_recovery_codes(self, username: str, *, now: datetime.datetime) -> list[str]:
+        """Ten new recovery codes in place of the user's others (shown once)."""
+        codes = [
+            "".join(secrets.choice(_ALPHABET) for _ in range(16)) for _ in range(RECOVERY_CODES)
+        ]
+        async with self._db.transaction() as session:
             await session.execute(delete(RecoveryCode).where(RecoveryCode.username == username))
             session.add_all(
                 RecoveryCode(username=username, code_hash=hash_secret(code), created_at=now)
                 for code in codes
-            )
-            await audit.append(
-                session, actor=f"user:{username}", action="totp.enrolled", data={}, at=now
             )
         return [f"{c[:4]}-{c[4:8]}-{c[8:12]}-{c[12:]}" for c in codes]
 

@@ -24,6 +24,7 @@ __all__ = [
     "TotpCredential",
     "User",
     "ViewerLink",
+    "WebAuthnKey",
     "WebSession",
 ]
 
@@ -139,6 +140,8 @@ class WebSession(Base):
     user_agent: Mapped[str] = mapped_column(String(256))
     # Messages for the next page shown (after a redirect), oldest first.
     flashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The WebAuthn challenge this session's browser was given, until it answers.
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
 
 class TotpCredential(Base):
@@ -172,3 +175,19 @@ class RecoveryCode(Base):
     code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebAuthnKey(Base):
+    """A security key or passkey a user signs in with (WebAuthn, py_webauthn): its
+    public key and signature counter; the private key never leaves the authenticator."""
+
+    __tablename__ = "webauthn_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(2048))
+    sign_count: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())

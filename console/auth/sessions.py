@@ -243,6 +243,22 @@ class SessionRepository:
             messages, row.flashes = list(row.flashes), []
             return messages
 
+    async def set_challenge(self, session_id: int, challenge: bytes) -> None:
+        """Keep the WebAuthn challenge given to this session's browser."""
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(WebSession).where(WebSession.id == session_id).values(challenge=challenge)
+            )
+
+    async def take_challenge(self, session_id: int) -> bytes | None:
+        """The session's WebAuthn challenge, forgotten at once (each is answered once)."""
+        async with self._db.transaction() as session:
+            row = await session.get(WebSession, session_id, with_for_update=True)
+            if row is None:
+                return None
+            challenge, row.challenge = row.challenge, None
+            return challenge
+
     async def record(
         self, actor: str, action: str, data: Mapping[str, Any], *, now: datetime.datetime
     ) -> None:

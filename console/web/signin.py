@@ -15,6 +15,7 @@ what was typed.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -23,14 +24,26 @@ from litestar.response import Redirect, Template
 
 from deskside.console.auth.accounts import AccountRepository
 from deskside.console.auth.factors import SecondFactorRepository
+from deskside.console.auth.keys import KeyRefused, WebAuthnKeys
 from deskside.console.auth.sessions import Stage
 from deskside.console.db import utcnow
 
 from .forms import form_field, read_form, safe_next
 from .layout import redirect, render
-from .sessions import WebState, WebUser, client_address, current_session, set_session, web_state
+from .sessions import (
+    SignInRequired,
+    WebState,
+    WebUser,
+    client_address,
+    current_session,
+    set_session,
+    web_state,
+)
+from .webauthn import json_options, read_answer, relying_party
 
 __all__ = ["SignInController"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_PASSWORD: Final = 1024
 
@@ -115,7 +128,11 @@ class SignInController(Controller):
         user = await current_session(request)
         if user is None or user.session.stage != Stage.SECOND_FACTOR:
             return redirect("/signin")
-        return await render(request, user, "signin/code.html", next=safe_next(next))
+        keys: WebAuthnKeys = request.app.state.store.keys
+        has_keys = bool(await keys.keys(user.username))
+        return await render(
+            request, user, "signin/code.html", next=safe_next(next), has_keys=has_keys
+        )
 
     @post("/signin/code", status_code=303)
     async def code(
@@ -162,6 +179,62 @@ class SignInController(Controller):
         set_session(response, token, web.settings)
         return response
 
+    @post("/signin/key/options", status_code=200)
+    async def key_options(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The options of ``navigator.credentials.get`` for this sign-in's user."""
+        user = await _pending(request)
+        keys: WebAuthnKeys = request.app.state.store.keys
+        challenge, options = await keys.authentication_options(
+            user.username, relying_party(request)
+        )
+        await web_state(request).sessions.set_challenge(user.session.id, challenge)
+        return json_options(options)
+
+    @post("/signin/key", status_code=200)
+    async def key(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The second factor by a security key: where to go next, or 401."""
+        web = web_state(request)
+        user = await _pending(request)
+        body, credential = await read_answer(request)
+        next_page = body.get("next")
+        target = safe_next(next_page if isinstance(next_page, str) else None)
+        address = client_address(request)
+        if await _limited(request, web, user.username, address, "key", target, user):
+            wait = web.limiter.retry_after(user.username, address, web.clock())
+            return Response(
+                {"status_code": 429, "detail": "too many failed attempts; try again later"},
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
+        challenge = await web.sessions.take_challenge(user.session.id)
+        now = utcnow()
+        keys: WebAuthnKeys = request.app.state.store.keys
+        try:
+            if challenge is None:
+                raise KeyRefused("no challenge was given")
+            await keys.authenticate(
+                user.username, credential, challenge=challenge, rp=relying_party(request), now=now
+            )
+        except KeyRefused as exc:
+            logger.info("a security key was refused for %s: %s", user.username, exc)
+            await _failed(web, user.username, address, "webauthn")
+            return Response(
+                {"status_code": 401, "detail": "the security key was not accepted"},
+                status_code=401,
+            )
+        token = await web.sessions.rotate(user.token, Stage.SIGNED_IN, times=web.times, now=now)
+        if token is None:
+            raise SignInRequired("sign in again")
+        await web.sessions.record(
+            f"user:{user.username}",
+            "signin",
+            {"address": address, "factors": ["password", "webauthn"]},
+            now=now,
+        )
+        response = Response({"redirect": target})
+        set_session(response, token, web.settings)
+        return response
+
     @post("/signout", status_code=303)
     async def signout(self, request: Request[Any, Any, Any]) -> Redirect:
         web = web_state(request)
@@ -177,6 +250,14 @@ class SignInController(Controller):
         response = redirect("/signin")
         set_session(response, None, web.settings)
         return response
+
+
+async def _pending(request: Request[Any, Any, Any]) -> WebUser:
+    """The session whose sign-in waits for its second factor."""
+    user = await current_session(request)
+    if user is None or user.session.stage != Stage.SECOND_FACTOR:
+        raise SignInRequired("sign in with your password first")
+    return user
 
 
 async def _failed(web: WebState, username: str, address: str, kind: str) -> None:

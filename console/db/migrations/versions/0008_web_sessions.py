@@ -1,4 +1,4 @@
-"""The web console: sessions, TOTP secrets and recovery codes.
+"""The web console: sessions, TOTP secrets, recovery codes and WebAuthn keys.
 
 Revision ID: 0008
 Revises: 0007
@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=64), nullable=False),
         sa.Column("user_agent", sa.String(length=256), nullable=False),
         sa.Column("flashes", sa.JSON(), nullable=False),
+        sa.Column("challenge", sa.LargeBinary(length=64), nullable=True),
         sa.ForeignKeyConstraint(
             ["username"],
             ["users.username"],
@@ -71,9 +72,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_codes")),
         sa.UniqueConstraint("code_hash", name=op.f("uq_recovery_codes_code_hash")),
     )
+    op.create_table(
+        "webauthn_keys",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=False),
+        sa.Column("credential_id", sa.LargeBinary(length=1023), nullable=False),
+        sa.Column("public_key", sa.LargeBinary(length=2048), nullable=False),
+        sa.Column("sign_count", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["username"],
+            ["users.username"],
+            name=op.f("fk_webauthn_keys_username_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webauthn_keys")),
+        sa.UniqueConstraint("credential_id", name=op.f("uq_webauthn_keys_credential_id")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("webauthn_keys")
     op.drop_table("recovery_codes")
     op.drop_table("totp_credentials")
     op.drop_table("web_sessions")
