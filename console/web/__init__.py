@@ -9,6 +9,8 @@
 ``assets``    our static files and the browser libraries from npm (``vendor/``)
 ``live``      server-sent events from the event bus, per user and bounded
 ``signin``, ``account``: the sign-in pages and the user's own sessions and factors
+``webauthn``  the console as a WebAuthn relying party (``static/webauthn.js``)
+``forms``     the pages' forms read with bounds
 ``routes``    the web router, built from the pages of each capability
 
 How a capability adds a page is told in ARCHITECTURE.md ("Web pages").
