@@ -27,11 +27,17 @@ from .gateway import Gateway
 from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
 from .terminal.routes import TerminalController, shell_socket
+from .tickets.pages import QueuePages
 from .tickets.routes import TicketController
 from .web import schema_pages, security_headers
 from .webhooks.addresses import AddressGuard
 from .webhooks.dispatcher import WebhookDispatcher
 from .webhooks.routes import WebhookController
+from .web.assets import static_files
+from .web.layout import error_page, http_error, template_config, wants_page
+from .web.routes import web_router
+from .web.sessions import WebState
+from .web.settings import WebSettings
 
 __all__ = ["api_router", "build_app"]
 
@@ -81,7 +87,9 @@ async def _log_unexpected(exc: Exception, scope: Any) -> None:
         logger.error("%s %s failed", method, path, exc_info=exc)
 
 
-def _console_error(request: Request, exc: ConsoleError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+def _console_error(request: Request, exc: ConsoleError) -> Response[Any]:  # type: ignore[type-arg]
+    if wants_page(request):  # a browser's page: the error in the pages' layout
+        return error_page(request, exc.status_code, str(exc))
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return Response(
         {"status_code": exc.status_code, "detail": str(exc)},
@@ -166,12 +174,14 @@ def build_app(
     *,
     origins: Sequence[str] = (),
     webhooks: WebhookDispatcher | None = None,
+    web: WebSettings | None = None,
 ) -> Litestar:
     """The application, serving ``store`` and ``gateway``; starts and stops the gateway
     (and ``webhooks``, the dispatcher sending the outbox, if given).
 
     ``origins``: URLs of this console as browsers may know it besides the host they
     send (its public URL behind a proxy): pages of these may open its WebSockets.
+    ``web``: the web console's settings (``[web]``).
     """
 
     async def start() -> None:
@@ -196,8 +206,18 @@ def build_app(
             install_file,
             screen_socket,
             viewer_files(),
+            static_files(),
+            web_router(
+                [QueuePages],
+                {
+                    "accounts": store.accounts,
+                    "factors": store.factors,
+                    "tickets": store.tickets,
+                },
+            ),
         ],
-        exception_handlers={ConsoleError: _console_error},
+        exception_handlers={ConsoleError: _console_error, HTTPException: http_error},
+        template_config=template_config(),
         after_exception=[_log_unexpected],
         openapi_config=OpenAPIConfig(
             title="Deskside console API",
@@ -217,5 +237,6 @@ def build_app(
     app.state.store = store
     app.state.gateway = gateway
     app.state.origins = tuple(origins)
+    app.state.web = WebState(web or WebSettings(), store.sessions)
     app.state.wheels = wheel_cache(data_dir or Path.cwd() / "data")
     return app

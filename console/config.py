@@ -34,6 +34,8 @@ and ``serve`` refuses a directory that group or others may use
     header_timeout = 10.0                                   # and the other time-outs, caps
     [webhooks]                                              # see deskside.console.webhooks
     allow_networks = ["10.20.0.0/16"]                       # private networks endpoints may be in
+    [web]                                                   # see deskside.console.web.settings
+    idle = "1h"                                             # sessions' time-outs, 2nd factor
 
 Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
 is), ``DESKSIDE_DATABASE_URL``, ``DESKSIDE_HOST``, ``DESKSIDE_PORT``,
@@ -60,6 +62,7 @@ from deskside.protocol.errors import ConfigError
 from .limits import ConnectionLimits
 from .tickets.policy import Policy
 from .webhooks.settings import WebhookSettings
+from .web.settings import WebSettings
 
 __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
 
@@ -107,6 +110,8 @@ class ConsoleConfig:
 
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     """Where webhooks may go and how long an attempt may take (``[webhooks]``)."""
+    web: WebSettings = field(default_factory=WebSettings)
+    """The web console's sessions and sign-in (``[web]``)."""
 
     @property
     def database(self) -> str:
@@ -157,6 +162,7 @@ class ConsoleConfig:
             policy=Policy.from_toml(data),
             limits=ConnectionLimits.from_toml(data),
             webhooks=WebhookSettings.from_toml(data),
+            web=WebSettings.from_toml(data),
         )
         overrides: dict[str, object] = {}
         if "DESKSIDE_DATABASE_URL" in env:

@@ -7,9 +7,13 @@ from deskside.console.auth.models import (
     ApiToken,
     GroupDeviceRight,
     GroupMember,
+    RecoveryCode,
     TechnicianGroup,
+    TotpCredential,
     User,
     ViewerLink,
+    WebAuthnKey,
+    WebSession,
 )
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
 from deskside.console.db.base import Base
@@ -31,6 +35,10 @@ TABLES = (
     TechnicianGroup,
     User,
     ViewerLink,
+    WebSession,
+    TotpCredential,
+    RecoveryCode,
+    WebAuthnKey,
     Command,
     CommandOutput,
     CustomRunbook,

@@ -89,7 +89,12 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
         bus=store.bus,
     )
     app = build_app(
-        store, gateway, config.data_dir, origins=[config.agent_url], webhooks=dispatcher
+        store,
+        gateway,
+        config.data_dir,
+        origins=[config.agent_url],
+        webhooks=dispatcher,
+        web=config.web,
     )
     app.on_shutdown.append(store.close)
     server = _Server(

@@ -10,7 +10,10 @@ from __future__ import annotations
 from deskside.console.audit.repository import AuditRepository
 from deskside.console.auth.access import DeviceAccess
 from deskside.console.auth.accounts import AccountRepository
+from deskside.console.auth.factors import SecondFactorRepository
 from deskside.console.auth.groups import GroupRepository
+from deskside.console.auth.keys import WebAuthnKeys
+from deskside.console.auth.sessions import SessionRepository
 from deskside.console.commands.repository import CommandRepository
 from deskside.console.commands.runbooks.repository import RunbookRepository
 from deskside.console.db import Database
@@ -35,6 +38,10 @@ class Store:
         self.bus: EventBus = db.bus
         self.accounts = AccountRepository(db)
         self.groups = GroupRepository(db)
+        # The web console's sessions and second factors.
+        self.sessions = SessionRepository(db)
+        self.factors = SecondFactorRepository(db)
+        self.keys = WebAuthnKeys(db)
         # Who may act on a device, for actions that record nothing of their own.
         self.access = DeviceAccess(db)
         self.audit = AuditRepository(db)

@@ -19,6 +19,18 @@ need_debs() {
     fi
 }
 
+# ensure_browser_libs: the web console's browser libraries (htmx, ...), from the npm
+# registry as package-lock.json pins them, copied where the console serves them from
+# and the wheel packs them (console/web/vendor, not in git). Node.js and npm come from
+# Debian only where there is no npm at all (another one, e.g. NodeSource's, is kept).
+ensure_browser_libs() {
+    command -v npm >/dev/null || need_debs nodejs npm
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+    mkdir -p console/web/vendor
+    cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-sse/dist/sse.min.js \
+        console/web/vendor/
+}
+
 # ensure_venv [EXTRAS]: .venv with the project installed editable, with those extras
 # (comma-separated: agent, console, test; see pyproject.toml).
 ensure_venv() {
@@ -28,6 +40,7 @@ ensure_venv() {
         need_debs python3-venv
     fi
     [ -x .venv/bin/python ] || python3 -m venv .venv
+    case ",${1:-}," in *,console,*) ensure_browser_libs ;; esac  # before the wheel packs them
     # strict editable mode installs a tree of links (build/__editable__*), which mypy can
     # follow; it is made anew on each run, so new modules are picked up.
     if ! { .venv/bin/python -m pip install -q --upgrade pip &&

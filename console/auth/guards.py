@@ -24,7 +24,8 @@ from litestar.handlers.base import BaseRouteHandler
 from deskside.console.errors import Forbidden, Unauthorized
 
 from .accounts import AccountRepository
-from .identity import ADMIN_SCOPES, ApiIdentity, Scope
+from .identity import ApiIdentity, Scope
+from .roles import scope_permitted
 
 __all__ = [
     "authenticate",
@@ -43,8 +44,8 @@ def require(identity: ApiIdentity, scope: Scope) -> None:
     admin, or for no technician: a service token)."""
     if scope not in identity.scopes:
         raise Forbidden(f"this API token lacks the {str(scope)!r} scope")
-    if scope in ADMIN_SCOPES and identity.username is not None and not identity.is_admin:
-        raise Forbidden(f"the {str(scope)!r} scope is for admins")
+    if not scope_permitted(identity.role, scope):
+        raise Forbidden(f"the {identity.role} role may not use the {str(scope)!r} scope")
 
 
 def requires(

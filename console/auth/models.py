@@ -1,6 +1,7 @@
 """Accounts' tables: technicians, their groups, API tokens and viewer links.
 
-Secrets are never stored: API tokens are kept as SHA-256 hashes (long random
+Secrets are never stored: API tokens, web sessions' ids and recovery codes are
+kept as SHA-256 hashes (long random
 strings, so a plain hash is enough to look them up and useless to a thief),
 passwords as argon2 hashes.
 """
@@ -14,7 +15,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from deskside.console.db.base import Base, UTCDateTime
 
-__all__ = ["ApiToken", "GroupDeviceRight", "GroupMember", "TechnicianGroup", "User", "ViewerLink"]
+__all__ = [
+    "ApiToken",
+    "GroupDeviceRight",
+    "GroupMember",
+    "RecoveryCode",
+    "TechnicianGroup",
+    "TotpCredential",
+    "User",
+    "ViewerLink",
+    "WebAuthnKey",
+    "WebSession",
+]
 
 
 class User(Base):
@@ -103,3 +115,79 @@ class ViewerLink(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A browser signed in to the web console (``auth/sessions.py``), known by the
+    SHA-256 of the id in its cookie.
+
+    ``stage`` says how far the sign-in got: ``second_factor`` (the password was right,
+    a code is due), ``enrol`` (the password was right, a second factor is required
+    and the user has none yet) or ``signed_in``.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    # The absolute time-out: the session ends then, however active.
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    address: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(256))
+    # Messages for the next page shown (after a redirect), oldest first.
+    flashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The WebAuthn challenge this session's browser was given, until it answers.
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+
+
+class TotpCredential(Base):
+    """A user's TOTP secret (RFC 6238, 30-s steps, 6 digits).
+
+    The secret must be readable to check codes, so it is stored as it is: whoever
+    reads the database could make codes, but still needs the password. ``last_step``
+    is the time step of the last code accepted: a code is accepted once, and no code
+    of that step or an earlier one is accepted after it, on any session.
+    """
+
+    __tablename__ = "totp_credentials"
+
+    username: Mapped[str] = mapped_column(
+        ForeignKey("users.username", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    # None until the user has typed a first code (enrolment confirmed).
+    confirmed_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    last_step: Mapped[int | None] = mapped_column(Integer)
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the second factor; its SHA-256 only."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebAuthnKey(Base):
+    """A security key or passkey a user signs in with (WebAuthn, py_webauthn): its
+    public key and signature counter; the private key never leaves the authenticator."""
+
+    __tablename__ = "webauthn_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(2048))
+    sign_count: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())

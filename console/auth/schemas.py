@@ -15,6 +15,7 @@ class Role(enum.StrEnum):
 
     ADMIN = "admin"
     TECHNICIAN = "technician"
+    READONLY = "readonly"  # auditors, managers: see everything, change nothing
 
 
 class ApiTokenCreated(msgspec.Struct, frozen=True, kw_only=True):

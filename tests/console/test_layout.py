@@ -32,7 +32,7 @@ CAPABILITIES = frozenset(
 SHARED = frozenset({"", "models", "schemas", "events"})
 # What some publish besides: the rules others must follow or record through.
 PUBLIC = {
-    "auth": SHARED | {"identity", "guards", "access"},
+    "auth": SHARED | {"identity", "guards", "access", "roles"},
     "audit": SHARED | {"chain"},
     "tickets": SHARED | {"lifecycle"},
     "timeline": SHARED | {"entries", "kinds", "describe"},  # typed entries, written and read
