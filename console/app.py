@@ -30,14 +30,14 @@ from .terminal.routes import TerminalController, shell_socket
 from .tickets.pages import QueuePages
 from .tickets.routes import TicketController
 from .web import schema_pages, security_headers
-from .webhooks.addresses import AddressGuard
-from .webhooks.dispatcher import WebhookDispatcher
-from .webhooks.routes import WebhookController
 from .web.assets import static_files
 from .web.layout import error_page, http_error, template_config, wants_page
 from .web.routes import web_router
 from .web.sessions import WebState
 from .web.settings import WebSettings
+from .webhooks.addresses import AddressGuard
+from .webhooks.dispatcher import WebhookDispatcher
+from .webhooks.routes import WebhookController
 
 __all__ = ["api_router", "build_app"]
 

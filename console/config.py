@@ -61,8 +61,8 @@ from deskside.protocol.errors import ConfigError
 
 from .limits import ConnectionLimits
 from .tickets.policy import Policy
-from .webhooks.settings import WebhookSettings
 from .web.settings import WebSettings
+from .webhooks.settings import WebhookSettings
 
 __all__ = ["ConsoleConfig", "DataDir", "default_data_dir"]
 
