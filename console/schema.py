@@ -16,7 +16,7 @@ from deskside.console.db.base import Base
 from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
 from deskside.console.screen.models import ScreenRecording
 from deskside.console.terminal.models import ShellSession
-from deskside.console.tickets.models import Ticket
+from deskside.console.tickets.models import SavedView, Ticket
 from deskside.console.timeline.models import TicketEvent
 
 __all__ = ["TABLES", "Base"]
@@ -40,4 +40,5 @@ TABLES = (
     ShellSession,
     Ticket,
     TicketEvent,
+    SavedView,
 )
