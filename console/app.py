@@ -112,7 +112,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             ScreenController,
             AuditController,
         ],
-        guards=[authenticated, api.refuse_nul],
+        guards=[authenticated, api.refuse_nul, api.strict_body],
         security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),

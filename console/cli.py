@@ -23,7 +23,7 @@ from .config import DataDir, default_data_dir
 from .devices.cli import device, devices, token
 from .screen.cli import screen
 from .terminal.cli import shell, shell_replay, terminal, terminal_replay
-from .tickets.cli import ticket, tickets
+from .tickets.cli import ticket, tickets, view
 
 __all__ = ["main"]
 
@@ -158,6 +158,7 @@ for _command in (
     device,
     tickets,
     ticket,
+    view,
     run,
     runbook,
     terminal,

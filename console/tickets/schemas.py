@@ -145,7 +145,9 @@ QueueOffset = Annotated[int, Meta(ge=0, le=10_000_000)]
 
 
 class TicketQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A queue: which tickets, in which order (every filter given must hold).
+    """A queue: which tickets, in which order. Every filter given must hold, so that
+    filters that contradict each other (``unassigned`` and an ``assignee``) select
+    nothing, as ``mine`` does for a service token, which has no tickets of its own.
 
     It is also what a saved view keeps (without ``limit`` and ``offset``).
     """
