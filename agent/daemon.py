@@ -436,7 +436,7 @@ class Daemon:
         self._in_flight = set()
         helpers: list[asyncio.Task[None]] = []
         try:
-            await channel.send(await make_hello())
+            await channel.send(await make_hello(daemon=True))
             now = time.time()
             await self._status.update(
                 connected=True, connected_since=now, last_contact=now, last_error=None

@@ -39,7 +39,9 @@ from deskside.console.tickets.schemas import QueueSort, SortOrder, TicketQuery
 
 GROUPS = ("desk", "specialists", "field")
 USERS = tuple(f"tech{n}" for n in range(20))
-OPEN = [s for s in TicketStatus if s not in (TicketStatus.RESOLVED, TicketStatus.CLOSED)]
+OPEN: list[TicketStatus] = [
+    s for s in TicketStatus if s not in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+]
 
 # The queries: name -> (query, the technician asking).
 QUERIES: dict[str, tuple[TicketQuery, str | None]] = {

@@ -3,6 +3,7 @@ user meets it on a machine with no display, with real processes."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import signal
@@ -114,6 +115,9 @@ def test_the_first_hour(tmp_path: Path) -> None:
             ).stdout.strip()
             time.sleep(0.2)
         assert windows, "no window on the virtual desktop"
+        # Its agent said it has a display: the screen link is given.
+        code, output = cli(data_dir, "screen", "--ticket", "1", "--as", "admin")
+        assert (code, "/viewer/screen.html#ticket=1&token=dsv_" in output) == (0, True), output
     # Stopped with the demo.
     assert not Path(f"/tmp/.X11-unix/X{display[1:]}").exists()
 
@@ -170,3 +174,44 @@ def test_the_readme_puts_the_commands_on_the_path_and_trusts_the_certificate(
     config = ConsoleConfig.load(console.data_dir)
     assert config.tls_cert == console.data_dir / cert.removeprefix("./data/")
     assert config.tls_cert.exists()
+
+
+def test_screen_says_no_display_before_printing_a_link(tmp_path: Path) -> None:
+
+    from deskside.console.clitools import Context
+    from deskside.console.store import Store
+    from deskside.console.tickets.lifecycle import TicketSource
+    from deskside.console.tickets.schemas import NewTicket
+    from deskside.protocol import crypto
+    from deskside.protocol import messages as m
+    from tests.consoleproc import ConsoleProcess
+
+    data_dir = ConsoleProcess(tmp_path / "data").data_dir
+    key = crypto.public_key(crypto.generate_private_key())
+
+    async def device_with_ticket(store: Store) -> str:
+        token = await store.devices.create_enrollment_token(
+            ttl=datetime.timedelta(hours=1), uses=1, group=None, created_by="test"
+        )
+        device = await store.devices.enroll(key, token.token)
+        new = NewTicket(title="Screen", description="d", device_id=device.id)
+        await store.tickets.create_ticket(new, actor="test", source=TicketSource.API)
+        return device.id
+
+    context = Context(data_dir)
+    device_id = context.run(device_with_ticket)
+
+    def hello(display: bool | None) -> None:
+        os_info = m.OsInfo(family=m.OsFamily.LINUX, name="Debian", hostname="kiosk-7")
+        message = m.Hello(agent_version="1", os=os_info, display=display)
+        context.run(lambda store: store.devices.record_hello(device_id, message))
+
+    for display in (False, None):  # None: a one-off help request's Hello says nothing
+        hello(display)
+        code, output = cli(data_dir, "screen", "--ticket", "1", "--as", "admin")
+        assert code == 1
+        assert "no display: device kiosk-7 of ticket #1 reported none" in output
+        assert "viewer" not in output
+    hello(True)
+    code, output = cli(data_dir, "screen", "--ticket", "1", "--as", "admin")
+    assert (code, "/viewer/screen.html#ticket=1" in output) == (0, True), output

@@ -1,5 +1,5 @@
 """The queue: tickets owned by a technicians' group, a row version, the queue's
-indexes; saved views.
+indexes; saved views; whether a device has a display.
 
 Revision ID: 0009
 Revises: 0007
@@ -46,6 +46,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_tickets_updated_at", ["updated_at"], unique=False)
         batch_op.create_index("ix_tickets_resolution_due", ["resolution_due"], unique=False)
         batch_op.create_index("ix_tickets_priority_id", ["priority", "id"], unique=False)
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("display", sa.Boolean(), nullable=True))
     op.create_table(
         "saved_views",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -66,6 +68,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("saved_views")
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.drop_column("display")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.drop_index("ix_tickets_priority_id")
         batch_op.drop_index("ix_tickets_resolution_due")
