@@ -306,15 +306,22 @@ class TicketRepository:
         ``update_ticket`` would (its rules, its timeline, its audit entry), so that a
         ticket that refuses does not stop the others; what happened to each, in order."""
         one = TicketChanges(status=change.status, assignee=change.assignee, group=change.group)
+        async with self._db.reading() as session:  # for every ticket: refused before any
+            if change.assignee and not await session.scalar(
+                select(func.count()).select_from(User).where(User.username == change.assignee)
+            ):
+                raise NotFound(f"no technician named {change.assignee!r}")
+            if change.group:
+                await _check_group(session, change.group)
         results: list[BulkResult] = []
         for ticket_id in dict.fromkeys(change.ids):  # a ticket named twice is changed once
             try:
                 before = await self.ticket(ticket_id)
-                after = await self.update_ticket(ticket_id, one, actor=actor)
-            except NotFound as exc:
-                if "ticket" not in str(exc):  # no such technician or group: for every ticket
-                    raise
+            except NotFound:
                 results.append(BulkResult(id=ticket_id, outcome=BulkOutcome.NOT_FOUND))
+                continue
+            try:
+                after = await self.update_ticket(ticket_id, one, actor=actor)
             except DesksideError as exc:
                 results.append(
                     BulkResult(id=ticket_id, outcome=BulkOutcome.REFUSED, detail=str(exc))

@@ -325,8 +325,19 @@ async def test_bulk_changes_report_each_ticket(store: Store) -> None:
         Assignment(from_=None, to="bob")
     ]
 
+    versions = [(await store.tickets.ticket(t)).version for t in (fresh.id, mine.id)]
     with pytest.raises(NotFound, match="no technician named 'zed'"):
-        await store.tickets.bulk_update(BulkChange(ids=[fresh.id], assignee="zed"), actor="x")
+        await store.tickets.bulk_update(
+            BulkChange(ids=[fresh.id, mine.id], assignee="zed", status=TicketStatus.RESOLVED),
+            actor="x",
+        )
+    with pytest.raises(NotFound, match="no group 'ticketing'"):
+        await store.tickets.bulk_update(
+            BulkChange(ids=[fresh.id, mine.id], group="ticketing", status=TicketStatus.RESOLVED),
+            actor="x",
+        )
+    # Refused for every ticket before any was changed.
+    assert [(await store.tickets.ticket(t)).version for t in (fresh.id, mine.id)] == versions
     nothing = await store.tickets.bulk_update(BulkChange(ids=[fresh.id]), actor="x")
     assert [r.outcome for r in nothing.results] == [BulkOutcome.UNCHANGED]
     twice = await store.tickets.bulk_update(
