@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import ssl
@@ -168,7 +169,8 @@ def _virtual_desktop(log: Path, echo: Callable[[str], None]) -> Iterator[str | N
     os.close(write_fd)
     try:
         with os.fdopen(read_fd, "rb") as numbers:
-            number = numbers.readline().strip().decode("ascii")
+            ready, _, _ = select.select([numbers], [], [], 30)  # it says its number when up
+            number = numbers.readline().strip().decode("ascii") if ready else ""
         if not number.isdigit():
             raise ConfigError(f"Xvfb did not start; see {log}")
         display = f":{number}"
