@@ -292,6 +292,7 @@ class CommandService:
         *,
         root: Callable[[], bool] = is_root,
         consent_lock: asyncio.Lock | None = None,
+        policy_file: Path | None = None,
         max_running: int = 16,
         keep_records: int = 1000,
         kill_grace: float = 2.0,
@@ -299,8 +300,10 @@ class CommandService:
         # commands/: records and result spools.
         self._directory = directory
         self._audit = audit
-        # The policy in force (the configuration is read again before each connection).
+        # The policy in force (the daemon reads agent.toml again when it changes).
         self._policy = policy
+        # Where the policy is written, for the refusals that need the owner's change.
+        self._policy_file = policy_file
         self._root = root
         self._max_running = max_running
         self._keep_records = keep_records
@@ -631,7 +634,7 @@ class CommandService:
             run_as=plan.run_as,
             timeout=policy.consent_timeout,
         )
-        return await decide_consent(policy, question, self._consent_lock)
+        return await decide_consent(policy, question, self._consent_lock, self._policy_file)
 
     async def _refuse(self, run: _Run, reason: str, *, argv: tuple[str, ...] | None = None) -> None:
         logger.warning("command %s refused: %s", run.command_id, reason)
@@ -917,9 +920,19 @@ def _load_record(path: Path) -> CommandRecord | None:
 
 
 async def decide_consent(
-    policy: CommandPolicy, question: consent.ConsentRequest, lock: asyncio.Lock
+    policy: CommandPolicy,
+    question: consent.ConsentRequest,
+    lock: asyncio.Lock,
+    policy_file: Path | None = None,
 ) -> str | Refusal:
     """Apply the command policy's consent to ``question``: how it was allowed, or the
-    refusal. ``lock`` keeps prompts one at a time."""
-    decision = await consent.decide(policy.consent, question, lock, unattended=policy.unattended)
+    refusal (naming ``policy_file``'s setting that would allow it). ``lock`` keeps
+    prompts one at a time."""
+    decision = await consent.decide(
+        policy.consent,
+        question,
+        lock,
+        unattended=policy.unattended,
+        hint=consent.policy_hint("commands", policy_file),
+    )
     return Refusal(decision.reason) if isinstance(decision, consent.Declined) else decision

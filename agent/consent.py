@@ -41,6 +41,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Final, cast
 
 from .policy import ConsentMode, Unattended
@@ -55,6 +56,7 @@ __all__ = [
     "has_desktop",
     "main",
     "notify",
+    "policy_hint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -364,13 +366,30 @@ class Declined:
     reason: str
 
 
+def policy_hint(table: str, policy_file: Path | None) -> str:
+    """What a refusal for want of anyone to ask adds: the setting that would allow it,
+    its file, and that no restart is needed (the daemon reads the file again)."""
+    if policy_file is None:
+        return ""
+    return (
+        f' (to allow it: consent = "notify" or unattended = "allow" under [{table}] in '
+        f"{policy_file}; read again at the next request, no restart needed)"
+    )
+
+
 async def decide(
-    mode: ConsentMode, question: ConsentRequest, lock: asyncio.Lock, *, unattended: Unattended
+    mode: ConsentMode,
+    question: ConsentRequest,
+    lock: asyncio.Lock,
+    *,
+    unattended: Unattended,
+    hint: str = "",
 ) -> str | Declined:
     """Apply a consent policy to ``question``: "user", "notify", "policy" or ``Declined``.
 
     ``mode`` is the policy's consent mode; ``unattended`` says what happens where
-    nobody can be asked. ``lock`` keeps prompts one at a time.
+    nobody can be asked. ``lock`` keeps prompts one at a time. ``hint`` ends the
+    refusal where nobody could be asked: which setting of which file would allow it.
     """
     if mode is ConsentMode.NONE:
         return "policy"
@@ -387,7 +406,7 @@ async def decide(
         return Declined(answer, f"the user did not answer within {question.timeout:g} s")
     if unattended is Unattended.ALLOW:
         return "policy"
-    return Declined(answer, "no desktop session to ask; policy refuses")
+    return Declined(answer, f"no desktop session to ask; policy refuses{hint}")
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -64,7 +64,7 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ from deskside.protocol.messages import (
 from .audit import AuditLog
 from .backoff import Backoff
 from .commands import CommandService
-from .config import AgentConfig, AgentPaths, Identity, load_enrolled
+from .config import AgentConfig, AgentPaths, Identity, load_config, load_enrolled
 from .help_request import PERMANENT_ERRORS
 from .inbox import Inbox
 from .policy import CommandPolicy
@@ -213,14 +213,29 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._audit = AuditLog(paths.audit_file, paths.audit_head_file)
         consent_lock = asyncio.Lock()  # one consent dialog at a time
+        # agent.toml's modification time when last read: an owner's edit of the policy
+        # applies to the next request, without a restart (``_fresh_config``).
+        self._config_mtime = self._config_file_mtime()
+        policy_file = paths.config_file
         self._commands = CommandService(
-            paths.commands_dir, self._audit, self._policy, consent_lock=consent_lock
+            paths.commands_dir,
+            self._audit,
+            self._policy,
+            consent_lock=consent_lock,
+            policy_file=policy_file,
         )
         self._terminals = TerminalService(
-            paths.shells_dir, self._audit, self._policy, consent_lock=consent_lock
+            paths.shells_dir,
+            self._audit,
+            self._policy,
+            consent_lock=consent_lock,
+            policy_file=policy_file,
         )
         self._screens = ScreenService(
-            self._audit, lambda: self._config.screen, consent_lock=consent_lock
+            self._audit,
+            lambda: self._fresh_config().screen,
+            consent_lock=consent_lock,
+            policy_file=policy_file,
         )
         # What to do with each type of message from the console: every service
         # registers the messages it owns.
@@ -242,7 +257,35 @@ class Daemon:
 
     def _policy(self) -> CommandPolicy:
         """The command policy of the configuration in force."""
-        return self._config.commands
+        return self._fresh_config().commands
+
+    def _config_file_mtime(self) -> int | None:
+        try:
+            return self._paths.config_file.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _fresh_config(self) -> AgentConfig:
+        """The configuration in force, its policies ([commands], [screen]) read again if
+        agent.toml changed since: the owner's edit applies to the next request.
+
+        The file is a few hundred bytes, read once per change: not worth a thread. The
+        console and the identity change only at the next connection (``_reload``).
+        """
+        mtime = self._config_file_mtime()
+        if mtime is None or mtime == self._config_mtime:
+            return self._config
+        self._config_mtime = mtime
+        try:
+            loaded = load_config(self._paths)
+        except ConfigError as exc:
+            logger.warning("keeping the policy in use: %s", exc)
+            return self._config
+        if loaded is not None and loaded.device_id == self._config.device_id:
+            if (loaded.commands, loaded.screen) != (self._config.commands, self._config.screen):
+                logger.info("policy changed in %s", self._paths.config_file)
+            self._config = replace(self._config, commands=loaded.commands, screen=loaded.screen)
+        return self._config
 
     def stop(self) -> None:
         """Ask the daemon to stop; ``run()`` returns shortly after."""
@@ -393,7 +436,7 @@ class Daemon:
         self._in_flight = set()
         helpers: list[asyncio.Task[None]] = []
         try:
-            await channel.send(await make_hello())
+            await channel.send(await make_hello(daemon=True))
             now = time.time()
             await self._status.update(
                 connected=True, connected_since=now, last_contact=now, last_error=None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from importlib.metadata import PackageNotFoundError, version
 
 import psutil  # type: ignore[import-untyped]
@@ -32,7 +33,7 @@ def os_info() -> OsInfo:
     return collect_os()
 
 
-def _hello() -> Hello:
+def _hello(daemon: bool) -> Hello:
     boot_time: float | None = None
     try:
         boot_time = float(psutil.boot_time())
@@ -41,9 +42,17 @@ def _hello() -> Hello:
         # platform (psutil.Error, OSError, RuntimeError for a /proc/stat without
         # btime); an unexpected one must not stop every Hello, and so every connection.
         logger.debug("the boot time is unknown", exc_info=True)
-    return Hello(agent_version=agent_version()[:_NAME_LIMIT], os=os_info(), boot_time=boot_time)
+    return Hello(
+        agent_version=agent_version()[:_NAME_LIMIT],
+        os=os_info(),
+        boot_time=boot_time,
+        # Capture is X11's (README: not yet elsewhere). Only the daemon captures, so
+        # only its display counts: a one-off ``help`` or ``enroll`` says nothing.
+        display=bool(os.environ.get("DISPLAY")) if daemon else None,
+    )
 
 
-async def make_hello() -> Hello:
-    """The ``Hello`` this agent sends first on every channel (built off the loop)."""
-    return await asyncio.to_thread(_hello)
+async def make_hello(*, daemon: bool = False) -> Hello:
+    """The ``Hello`` this agent sends first on every channel (built off the loop);
+    the ``daemon``'s says whether it has a display to capture."""
+    return await asyncio.to_thread(_hello, daemon)

@@ -266,6 +266,7 @@ class TerminalService:
         *,
         root: Callable[[], bool] = is_root,
         consent_lock: asyncio.Lock | None = None,
+        policy_file: Path | None = None,
         hangup_grace: float = 2.0,
     ) -> None:
         # shells/: the transcripts.
@@ -273,6 +274,8 @@ class TerminalService:
         self._audit = audit
         # The policy in force.
         self._policy = policy
+        # Where it is written, named in refusals that need the owner's change.
+        self._policy_file = policy_file
         self._root = root
         # One consent dialog at a time (shared with the commands).
         self._consent_lock = consent_lock or asyncio.Lock()
@@ -434,7 +437,9 @@ class TerminalService:
             run_as=policy.run_as,
             timeout=policy.consent_timeout,
         )
-        asking = asyncio.create_task(decide_consent(policy, question, self._consent_lock))
+        asking = asyncio.create_task(
+            decide_consent(policy, question, self._consent_lock, self._policy_file)
+        )
         hangup = asyncio.create_task(session.hangup.wait())
         try:
             await asyncio.wait({asking, hangup}, return_when=asyncio.FIRST_COMPLETED)

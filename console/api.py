@@ -55,6 +55,7 @@ __all__ = [
     "content",
     "errors",
     "refuse_nul",
+    "strict_body",
 ]
 
 # The largest id and count: the largest integer every JSON reader keeps exactly (a
@@ -145,6 +146,53 @@ async def refuse_nul(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         raise InvalidRequest("text may not hold a NUL character (\\u0000)")
 
 
+async def strict_body(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """A route guard: a JSON body is read as strictly as the document says.
+
+    Litestar converts a body leniently (``0`` for ``false``, ``"1"`` for ``1``), which
+    the document does not allow; a body that is not exactly of the route's struct is
+    refused here (400) before the route runs.
+    """
+    if not isinstance(connection, Request) or connection.method not in _WITH_BODY:
+        return
+    data = handler.parsed_fn_signature.parameters.get("data")
+    if data is None or not data.is_subclass_of(msgspec.Struct):
+        return
+    body = await connection.body()
+    if not body:
+        return
+    try:
+        msgspec.json.decode(body, type=data.annotation, strict=True)
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError:
+        return  # not JSON: Litestar's own refusal says so
+    else:
+        return
+    # JSON Schema's integers may be written 1.0: so may ours. Nothing else is eased.
+    try:
+        msgspec.json.decode(
+            msgspec.json.encode(_integral(msgspec.json.decode(body))),
+            type=data.annotation,
+            strict=True,
+        )
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"the body does not fit its schema: {exc}") from exc
+
+
+def _integral(value: Any) -> Any:
+    """``value`` with every float that is a whole number made an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    return value
+
+
 BEARER: Final = "bearer"
 """The name of the API's security scheme."""
 
@@ -170,7 +218,8 @@ class StructSchemas(OpenAPISchemaPlugin):
     * the ``openapi_extra`` it declares (Litestar ``Schema`` fields), for a rule
       across its fields;
     * the bounds of zero Litestar drops (it skips a falsy ``ge=0`` of an optional
-      field).
+      field);
+    * the bounds of a list's integers (Litestar drops them: ``list[SmallId]``).
     """
 
     def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
@@ -199,6 +248,7 @@ class StructSchemas(OpenAPISchemaPlugin):
             prop = (schema.properties or {}).get(field.encode_name)
             if isinstance(prop, Schema):
                 _restore_zero_bounds(prop, field.type)
+                _restore_item_bounds(prop, field.type)
         return schema
 
 
@@ -220,3 +270,17 @@ def _restore_zero_bounds(prop: Schema, type_info: msgspec.inspect.Type) -> None:
             for bound, key in _BOUNDS:
                 if getattr(member, bound) == 0 and getattr(prop, key) is None:
                     setattr(prop, key, 0)
+
+
+def _restore_item_bounds(prop: Schema, type_info: msgspec.inspect.Type) -> None:
+    if isinstance(type_info, msgspec.inspect.Metadata):
+        type_info = type_info.type
+    if not isinstance(type_info, msgspec.inspect.ListType) or not isinstance(prop.items, Schema):
+        return
+    item = type_info.item_type
+    if isinstance(item, msgspec.inspect.Metadata):
+        item = item.type
+    if isinstance(item, msgspec.inspect.IntType):
+        for bound, key in _BOUNDS:
+            if getattr(item, bound) is not None and getattr(prop.items, key) is None:
+                setattr(prop.items, key, getattr(item, bound))

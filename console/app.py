@@ -22,7 +22,7 @@ from .auth.guards import authenticated, provide_identity
 from .commands.routes import CommandController, RunbookController
 from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
-from .errors import ConsoleError
+from .errors import ConsoleError, StaleVersion
 from .gateway import Gateway
 from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
@@ -91,8 +91,11 @@ def _console_error(request: Request, exc: ConsoleError) -> Response[Any]:  # typ
     if wants_page(request):  # a browser's page: the error in the pages' layout
         return error_page(request, exc.status_code, str(exc))
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    body: dict[str, object] = {"status_code": exc.status_code, "detail": str(exc)}
+    if isinstance(exc, StaleVersion):  # what the object is now, to look at before retrying
+        body["extra"] = exc.current
     return Response(
-        {"status_code": exc.status_code, "detail": str(exc)},
+        body,
         status_code=exc.status_code,
         headers=headers,
     )
@@ -124,7 +127,7 @@ def api_router(
             AuditController,
             WebhookController,
         ],
-        guards=[authenticated, api.refuse_nul],
+        guards=[authenticated, api.refuse_nul, api.strict_body],
         security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),

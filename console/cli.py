@@ -7,6 +7,7 @@ work on the console's machine whether the server runs or not.
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -23,7 +24,7 @@ from .config import DataDir, default_data_dir
 from .devices.cli import device, devices, token
 from .screen.cli import screen
 from .terminal.cli import shell, shell_replay, terminal, terminal_replay
-from .tickets.cli import ticket, tickets
+from .tickets.cli import ticket, tickets, view
 from .webhooks.cli import webhook
 
 __all__ = ["main"]
@@ -66,6 +67,12 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 @click.option(
     "--admin", default="admin", show_default=True, help="Name of the first admin account."
 )
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also keep the admin's password in this file (0600), e.g. for a demo.",
+)
 @pass_context
 def init(
     ctx: Context,
@@ -76,6 +83,7 @@ def init(
     cert: Path | None,
     key: Path | None,
     admin: str,
+    password_file: Path | None,
 ) -> None:
     """Create the data directory: keys, TLS certificate, database and an admin account."""
     if (cert is None) != (key is None):
@@ -96,6 +104,11 @@ def init(
     )
     password = secrets.token_urlsafe(15)
     ctx.run(lambda store: store.accounts.add_user(admin, password, role=Role.ADMIN))
+    if password_file is not None:
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o600)  # whatever was there before
+            file.write(password + "\n")
     DataDir(ctx.data_dir).make_private()  # the database too, and what was there before
     config = ctx.config()
     click.echo(f"Console created in {ctx.data_dir}")
@@ -159,6 +172,7 @@ for _command in (
     device,
     tickets,
     ticket,
+    view,
     run,
     runbook,
     terminal,

@@ -8,6 +8,7 @@
           ├── InvalidRequest      a value is not allowed                      (400/422)
           ├── Conflict            the request clashes with the state: a
           │                       closed ticket, an offline device, ...       (409)
+          │    └── StaleVersion   the object changed since the caller saw it  (409)
           ├── Unauthorized        no or bad credentials                       (401)
           ├── Forbidden           credentials lack the scope or role          (403)
           ├── GatewayTimeout      an agent did not answer in time             (504)
@@ -27,6 +28,7 @@ __all__ = [
     "GatewayTimeout",
     "InvalidRequest",
     "NotFound",
+    "StaleVersion",
     "Unauthorized",
 ]
 
@@ -53,6 +55,15 @@ class Conflict(ConsoleError):
     """The request cannot be done in the object's present state."""
 
     status_code = 409
+
+
+class StaleVersion(Conflict):
+    """The object changed since the version the caller saw; ``current`` is what it is
+    now (a JSON-ready view), so that the caller can look again before retrying."""
+
+    def __init__(self, message: str, current: dict[str, object]) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 class Unauthorized(ConsoleError):

@@ -20,7 +20,7 @@ from deskside.console.db.base import Base
 from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
 from deskside.console.screen.models import ScreenRecording
 from deskside.console.terminal.models import ShellSession
-from deskside.console.tickets.models import Ticket
+from deskside.console.tickets.models import SavedView, Ticket
 from deskside.console.timeline.models import TicketEvent
 from deskside.console.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -51,4 +51,5 @@ TABLES = (
     TicketEvent,
     WebhookDelivery,
     WebhookEndpoint,
+    SavedView,
 )

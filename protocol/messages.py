@@ -399,6 +399,9 @@ class Hello(_Message, frozen=True, tag="hello"):
     agent_version: Name
     os: OsInfo
     boot_time: Timestamp | None = None
+    # Whether the agent runs in a session with a display it can capture (X11), so
+    # that a technician is told before asking for a screen; None from older agents.
+    display: bool | None = None
 
 
 class Heartbeat(_Message, frozen=True, tag="heartbeat"):

@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_venv agent,console  # both sides: the demo runs a console and an agent
+# Without a display, the demo gives its agent a virtual desktop: Xvfb, a Tk window on it.
+if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+    need_debs xvfb python3-tk
+fi
 exec .venv/bin/deskside-console --data-dir ./data demo "$@"

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from deskside.agent import consent
@@ -88,9 +89,12 @@ class ScreenService:
         policy: Callable[[], ScreenPolicy],
         *,
         consent_lock: asyncio.Lock,
+        policy_file: Path | None = None,
     ) -> None:
         self._audit = audit
         self._policy = policy
+        # Where the policy is written, named in refusals that need the owner's change.
+        self._policy_file = policy_file
         self._consent_lock = consent_lock
         # The session being asked for or running (at most one).
         self._current: _Running | None = None
@@ -257,7 +261,11 @@ class ScreenService:
             recorded=request.recorded,
         )
         decision = await consent.decide(
-            policy.consent, question, self._consent_lock, unattended=policy.unattended
+            policy.consent,
+            question,
+            self._consent_lock,
+            unattended=policy.unattended,
+            hint=consent.policy_hint("screen", self._policy_file),
         )
         if isinstance(decision, consent.Declined):
             return _Refusal(_REASONS[decision.answer], decision.reason)

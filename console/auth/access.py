@@ -104,13 +104,14 @@ _RESPONDED: Final = (
     .values(
         updated_at=bindparam("now"),
         first_response_at=func.coalesce(Ticket.first_response_at, bindparam("now")),
+        version=Ticket.version + 1,
     )
 )
 _ATTACH_DEVICE: Final = (
     update(Ticket)
     .where(Ticket.id == bindparam("ticket"))
     .where(Ticket.device_id.is_(None))
-    .values(device_id=bindparam("device"))
+    .values(device_id=bindparam("device"), version=Ticket.version + 1)
 )
 
 

@@ -53,6 +53,8 @@ class Device(Base):
         ForeignKey("enrollment_tokens.id", ondelete="SET NULL")
     )
     online: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether its agent has a display to capture, as its last Hello said (None: unsaid).
+    display: Mapped[bool | None] = mapped_column(Boolean)
     last_seen: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     # The latest heartbeat's metrics, as sent (a small JSON object).
     metrics: Mapped[dict[str, object] | None] = mapped_column(JSON)

@@ -139,6 +139,8 @@ class DeviceRepository:
             device.os_release = hello.os.release[:256]
             device.arch = hello.os.arch[:64]
             device.agent_version = hello.agent_version[:64]
+            if hello.display is not None:  # a one-off help request's agent does not say
+                device.display = hello.display
             device.online = True
             device.last_seen = utcnow()
 
@@ -235,4 +237,5 @@ def device_view(device: Device) -> DeviceView:
         metrics=device.metrics,
         revoked=device.revoked_at is not None,
         public_key=base64.b64encode(device.public_key).decode(),
+        display=device.display,
     )

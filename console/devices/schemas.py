@@ -32,6 +32,8 @@ class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
     metrics: dict[str, Any] | None
     revoked: bool
     public_key: str  # base64
+    # Whether its agent has a display to capture (None: its agent does not say).
+    display: bool | None = None
 
 
 class SnapshotInfo(msgspec.Struct, frozen=True, kw_only=True):

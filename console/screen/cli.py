@@ -61,6 +61,7 @@ def screen(
         assert ticket_id is not None
         live = ticket_id
         capability = LinkCapability.CONTROL if control else LinkCapability.VIEW
+        ctx.run(lambda store: _check_display(store, live))
         created = ctx.run(
             lambda store: store.accounts.links.create_link(
                 name, live, capability, ttl=ttl, actor=actor
@@ -88,3 +89,18 @@ async def _replay_link(
         actor=actor,
         screen_session=session_id,
     )
+
+
+async def _check_display(store: Store, ticket_id: int) -> None:
+    """Say so before printing a link whose page could only answer "no display"."""
+    device_id = (await store.tickets.ticket(ticket_id)).device_id
+    if device_id is None:
+        return  # the viewer names the device; the console's rules say the rest
+    device = await store.devices.get_device(device_id)
+    if device.display is False:
+        raise click.ClickException(
+            f"no display: device {device.hostname or device.id} of ticket #{ticket_id} "
+            "reported none when its agent connected, so there is no screen to view "
+            "(screen sharing needs the agent in a desktop session: deskside-agent "
+            "install --user)"
+        )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Protocol, runtime_checkable
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 
 from deskside.console.agents import Agents
@@ -13,12 +14,26 @@ from deskside.console.auth.access import DeviceAccess, DeviceAction
 from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.devices.schemas import SnapshotInfo
-from deskside.console.errors import Conflict
+from deskside.console.errors import Conflict, Forbidden
 from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketSource, TicketStatus
 from .repository import TicketRepository
-from .schemas import AttachDiagnostics, NewNote, NewTicket, TicketChanges, TicketDetail, TicketView
+from .schemas import (
+    AttachDiagnostics,
+    BulkChange,
+    BulkResults,
+    NewNote,
+    NewSavedView,
+    NewTicket,
+    QueueSort,
+    SavedViewInfo,
+    SortOrder,
+    TicketChanges,
+    TicketDetail,
+    TicketQuery,
+    TicketView,
+)
 
 __all__ = ["Limit", "Offset", "SnapshotRequests", "Snapshots", "TicketController", "TicketId"]
 
@@ -52,7 +67,18 @@ class TicketController(Controller):
     path = "/api/v1"
     tags = ["tickets"]  # noqa: RUF012 - Litestar's API
 
-    @get("/tickets", guards=[requires(Scope.TICKETS_READ)], responses=errors(400))
+    @get(
+        "/tickets",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400),
+        response_headers=[
+            ResponseHeader(
+                name="X-Total-Count",
+                description="How many tickets match the filters, on every page",
+                documentation_only=True,
+            )
+        ],
+    )
     async def list_tickets(
         self,
         identity: ApiIdentity,
@@ -61,18 +87,89 @@ class TicketController(Controller):
         device: Annotated[str | None, Parameter(max_length=32)] = None,
         assignee: Annotated[str | None, Parameter(max_length=64)] = None,
         priority: Annotated[int | None, Parameter(ge=1, le=9)] = None,
+        group: Annotated[str | None, Parameter(max_length=128)] = None,
+        mine: Annotated[bool, Parameter(description="The caller's own tickets")] = False,
+        unassigned: bool = False,
+        breaching: Annotated[
+            bool, Parameter(description="Open, response or resolution due within 1 h or overdue")
+        ] = False,
+        q: Annotated[
+            str | None,
+            Parameter(
+                min_length=1,
+                max_length=256,
+                description="Text in the title, description, requester or device",
+            ),
+        ] = None,
+        sort: QueueSort = QueueSort.NUMBER,
+        order: SortOrder = SortOrder.DESC,
         limit: Limit = 100,
         offset: Offset = 0,
-    ) -> list[TicketView]:
-        """Tickets, newest first, filtered by every parameter given."""
-        return await tickets.list_tickets(
-            statuses=status or (),
-            device_id=device,
-            assignee=assignee,
+    ) -> Response[list[TicketView]]:
+        """The queue: tickets filtered by every parameter given, newest first unless
+        ``sort`` and ``order`` say otherwise; one page of ``limit`` from ``offset``, the
+        number of all that match in ``X-Total-Count``."""
+        query = TicketQuery(
+            statuses=list(status or ()),
             priority=priority,
+            group=group,
+            assignee=assignee,
+            mine=mine,
+            unassigned=unassigned,
+            breaching=breaching,
+            device_id=device,
+            text=q,
+            sort=sort,
+            order=order,
             limit=limit,
             offset=offset,
         )
+        page = await tickets.queue(query, username=identity.username)
+        return Response(page.tickets, headers={"X-Total-Count": str(page.total)})
+
+    @post(
+        "/tickets/bulk",
+        guards=[requires(Scope.TICKETS_WRITE)],
+        responses=errors(400, 404),
+        status_code=200,
+    )
+    async def bulk_change(
+        self, identity: ApiIdentity, tickets: TicketRepository, data: BulkChange
+    ) -> BulkResults:
+        """Assign, change the status or the group of many tickets at once.
+
+        Each ticket is changed on its own, as ``PATCH`` would (its rules, its timeline,
+        the audit log); the answer says per ticket what happened: ``changed``,
+        ``unchanged``, ``refused`` (with why: a transition the lifecycle does not allow)
+        or ``not_found``. An unknown technician or group is a 404 for the whole request.
+        """
+        return await tickets.bulk_update(data, actor=identity.actor)
+
+    @get("/saved-views", guards=[requires(Scope.TICKETS_READ)], responses=errors(400))
+    async def saved_views(
+        self, identity: ApiIdentity, tickets: TicketRepository
+    ) -> list[SavedViewInfo]:
+        """The calling technician's saved queues, by name."""
+        return await tickets.saved_views(_technician(identity))
+
+    @post("/saved-views", guards=[requires(Scope.TICKETS_READ)], responses=errors(400, 409))
+    async def save_view(
+        self, identity: ApiIdentity, tickets: TicketRepository, data: NewSavedView
+    ) -> SavedViewInfo:
+        """Keep a queue (filters and sort) under a name, for the calling technician
+        (201); 409 if they have one by that name."""
+        return await tickets.save_view(_technician(identity), data)
+
+    @delete(
+        "/saved-views/{view_id:int}",
+        guards=[requires(Scope.TICKETS_READ)],
+        responses=errors(400, 404),
+    )
+    async def delete_view(
+        self, identity: ApiIdentity, tickets: TicketRepository, view_id: TicketId
+    ) -> None:
+        """Delete one of the calling technician's saved views (204)."""
+        await tickets.delete_view(_technician(identity), view_id)
 
     @post("/tickets", guards=[requires(Scope.TICKETS_WRITE)], responses=errors(400, 404))
     async def create_ticket(
@@ -111,7 +208,11 @@ class TicketController(Controller):
         ticket_id: TicketId,
         data: TicketChanges,
     ) -> TicketView:
-        """Change a ticket's status, assignee, group, category, impact or urgency."""
+        """Change a ticket's status, assignee, group, category, impact or urgency.
+
+        With ``version`` (the ticket's ``version`` the editor saw), a ticket changed
+        since is refused with 409, the ticket as it is now in ``extra.ticket``.
+        """
         return await tickets.update_ticket(ticket_id, data, actor=identity.actor)
 
     @post(
@@ -167,3 +268,10 @@ class TicketController(Controller):
                 raise Conflict(f"device {device_id} has sent no snapshot yet")
             info = latest
         return await tickets.attach_snapshot(ticket_id, info.id, actor=identity.actor)
+
+
+def _technician(identity: ApiIdentity) -> str:
+    """Saved views are a technician's own: a service token has none."""
+    if identity.username is None:
+        raise Forbidden("saved views belong to a technician: use a technician's token")
+    return identity.username

@@ -314,7 +314,23 @@ async def test_refused_and_failing_requests_get_answers(
         assert isinstance(refusal, m.CommandExit)
         assert refusal.command_id == "c1"
         assert refusal.refused
-        assert refusal.error == "no desktop session to ask; policy refuses"
+        # It says which setting of which file would allow it, and that no restart is needed.
+        assert refusal.error == (
+            'no desktop session to ask; policy refuses (to allow it: consent = "notify" or '
+            f'unattended = "allow" under [commands] in {paths.config_file}; read again at '
+            "the next request, no restart needed)"
+        )
+        # The owner does so: the next command runs, the daemon still running.
+        text = paths.config_file.read_text()
+        assert 'unattended = "refuse"' in text
+        paths.config_file.write_text(text.replace('unattended = "refuse"', 'unattended = "allow"'))
+        await channel.send(
+            m.CommandRequest(command_id="c2", ticket_id=1, argv=["true"], requested_by="tech")
+        )
+        await console.wait_for(lambda: len(console.received(device, m.CommandExit)) == 2)
+        ran = console.received(device, m.CommandExit)[1]
+        assert isinstance(ran, m.CommandExit)
+        assert (ran.command_id, ran.refused, ran.exit_code) == ("c2", False, 0)
 
         await console.request_snapshot(device, "s1")
         await console.wait_for(lambda: bool(console.received(device, m.DiagnosticsSnapshot)))

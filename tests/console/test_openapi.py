@@ -248,6 +248,8 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(live: Live) -> None:
         "NewCommand",
         "RunRunbook",
         "NewEndpoint",
+        "BulkChange",
+        "NewSavedView",
     }
     for name in bodies:
         assert schemas[name]["additionalProperties"] is False, name
@@ -282,6 +284,7 @@ def test_refusals_are_documented(live: Live) -> None:
         ("POST", "/api/v1/tickets/{ticket_id}/commands"),
         ("POST", "/api/v1/commands/{command_id}/cancel"),
         ("POST", "/api/v1/tickets/{ticket_id}/runbooks/{name}"),
+        ("POST", "/api/v1/saved-views"),
     }
     with live.api() as api:
         refused = api.post(f"/api/v1/devices/{live.spare}/snapshots", params={"timeout": 1})
@@ -311,6 +314,7 @@ def test_options_lists_every_method_of_the_path(live: Live) -> None:
                 continue
             url = path.replace("{ticket_id}", "1").replace("{snapshot_id}", "1")
             url = url.replace("{endpoint_id}", "1").replace("{delivery_id}", "1")
+            url = url.replace("{view_id}", "1")
             url = url.replace("{", "").replace("}", "")
             methods = {method.upper() for method in item if method != "parameters"}
             response = api.options(url)
