@@ -23,6 +23,7 @@ from .commands.routes import CommandController, RunbookController
 from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
 from .errors import ConsoleError
+from .findings.routes import FindingController
 from .gateway import Gateway
 from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
@@ -108,6 +109,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             TerminalController,
             ScreenController,
             AuditController,
+            FindingController,
         ],
         guards=[authenticated, api.refuse_nul],
         security=api.SECURITY,
@@ -127,6 +129,8 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             "presence": _provide(gateway.presence),
             "command_relay": _provide(gateway.commands),
             "runbook_runner": _provide(gateway.runbooks),
+            "findings": _provide(store.findings),
+            "categories": _provide(store.categories),
         },
     )
     _allow_every_method(router)

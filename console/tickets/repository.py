@@ -23,6 +23,7 @@ from deskside.console.timeline.models import TicketEvent
 from deskside.protocol import messages as m
 
 from . import lifecycle
+from .categories import Categories
 from .events import TicketChanged, TicketCreated
 from .lifecycle import TicketSource, TicketStatus
 from .models import Ticket
@@ -35,10 +36,19 @@ __all__ = ["TicketRepository", "ticket_view"]
 class TicketRepository:
     """Tickets and what is written on their timelines."""
 
-    def __init__(self, db: Database, policy: Policy | None = None) -> None:
+    def __init__(
+        self, db: Database, policy: Policy | None = None, categories: Categories | None = None
+    ) -> None:
         self._db = db
         # Priority matrix and SLA targets for new and changed tickets.
         self.policy = policy or Policy()
+        # What a ticket's category may be (the shipped set unless the admin's is given).
+        self.categories = categories or Categories.load()
+
+    def _check_category(self, category: str | None) -> None:
+        problem = None if category is None else self.categories.check(category)
+        if problem is not None:
+            raise InvalidRequest(problem)
 
     async def create_ticket(
         self,
@@ -58,6 +68,7 @@ class TicketRepository:
             existing = await self._ticket_for_request(help_request_id)
             if existing is not None:
                 return existing, False
+        self._check_category(new.category)
         now = utcnow()
         priority = self.policy.priority(new.impact, new.urgency)
         response_due, resolution_due = self.policy.due(priority, now)
@@ -135,10 +146,12 @@ class TicketRepository:
         device_id: str | None = None,
         assignee: str | None = None,
         priority: int | None = None,
+        category: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[TicketView]:
-        """Tickets matching every filter given, newest first."""
+        """Tickets matching every filter given, newest first; ``category`` "ID" takes its
+        subcategories too."""
         query = select(Ticket).order_by(Ticket.id.desc()).limit(limit).offset(offset)
         if statuses:
             query = query.where(Ticket.status.in_([str(s) for s in statuses]))
@@ -148,6 +161,11 @@ class TicketRepository:
             query = query.where(Ticket.assignee == assignee)
         if priority is not None:
             query = query.where(Ticket.priority == priority)
+        if category is not None:
+            query = query.where(
+                (Ticket.category == category)
+                | Ticket.category.startswith(f"{category}/", autoescape=True)
+            )
         async with self._db.reading() as session:
             return [ticket_view(row) for row in (await session.execute(query)).scalars()]
 
@@ -176,6 +194,7 @@ class TicketRepository:
     ) -> TicketView:
         """Change a ticket's fields (by ``lifecycle``'s rules); each change is recorded
         on its timeline."""
+        self._check_category(changes.category)
         now = utcnow()
         events: list[DomainEvent] = []
         async with self._db.transaction(events=events) as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Protocol, runtime_checkable
 
+import msgspec
 from litestar import Controller, get, patch, post
 from litestar.params import Parameter
 
@@ -14,13 +15,31 @@ from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.devices.schemas import SnapshotInfo
 from deskside.console.errors import Conflict
+from deskside.console.findings.schemas import TicketFindings
 from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketSource, TicketStatus
 from .repository import TicketRepository
 from .schemas import AttachDiagnostics, NewNote, NewTicket, TicketChanges, TicketDetail, TicketView
 
-__all__ = ["Limit", "Offset", "SnapshotRequests", "Snapshots", "TicketController", "TicketId"]
+__all__ = [
+    "Limit",
+    "Offset",
+    "SnapshotRequests",
+    "Snapshots",
+    "TicketController",
+    "TicketFindingsReader",
+    "TicketId",
+]
+
+
+@runtime_checkable
+class TicketFindingsReader(Protocol):
+    """What the rules find in a ticket's snapshot (the findings' service)."""
+
+    async def for_ticket(self, ticket_id: int) -> TicketFindings:
+        """The findings of the ticket's newest snapshot."""
+        ...
 
 
 @runtime_checkable
@@ -61,6 +80,7 @@ class TicketController(Controller):
         device: Annotated[str | None, Parameter(max_length=32)] = None,
         assignee: Annotated[str | None, Parameter(max_length=64)] = None,
         priority: Annotated[int | None, Parameter(ge=1, le=9)] = None,
+        category: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[TicketView]:
@@ -70,6 +90,7 @@ class TicketController(Controller):
             device_id=device,
             assignee=assignee,
             priority=priority,
+            category=category,
             limit=limit,
             offset=offset,
         )
@@ -94,10 +115,12 @@ class TicketController(Controller):
         self,
         identity: ApiIdentity,
         tickets: TicketRepository,
+        findings: TicketFindingsReader,
         ticket_id: TicketId,
     ) -> TicketDetail:
-        """A ticket and its whole timeline."""
-        return await tickets.get_ticket(ticket_id)
+        """A ticket, its whole timeline and its findings."""
+        detail = await tickets.get_ticket(ticket_id)
+        return msgspec.structs.replace(detail, findings=await findings.for_ticket(ticket_id))
 
     @patch(
         "/tickets/{ticket_id:int}",

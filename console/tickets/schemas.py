@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from deskside.console.api import Count, SmallId
+from deskside.console.findings.schemas import TicketFindings
 from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketStatus
@@ -103,3 +104,5 @@ class TicketDetail(msgspec.Struct, frozen=True, kw_only=True):
 
     ticket: TicketView
     timeline: list[TimelineEntry]
+    # What the rules find in the newest snapshot attached (``findings/``).
+    findings: TicketFindings | None = None

@@ -16,7 +16,18 @@ from tests.test_package import imports_of, module_name
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 CAPABILITIES = frozenset(
-    {"audit", "auth", "commands", "devices", "screen", "terminal", "tickets", "timeline"}
+    {
+        "audit",
+        "auth",
+        "commands",
+        "devices",
+        "findings",
+        "knowledge",
+        "screen",
+        "terminal",
+        "tickets",
+        "timeline",
+    }
 )
 # What any capability publishes to the others ("": its package's __init__).
 SHARED = frozenset({"", "models", "schemas", "events"})
@@ -24,7 +35,7 @@ SHARED = frozenset({"", "models", "schemas", "events"})
 PUBLIC = {
     "auth": SHARED | {"identity", "guards", "access"},
     "audit": SHARED | {"chain"},
-    "tickets": SHARED | {"lifecycle"},
+    "tickets": SHARED | {"lifecycle", "categories"},
     "timeline": SHARED | {"entries", "kinds", "describe"},  # typed entries, written and read
 }
 
