@@ -25,6 +25,7 @@ from .downloads import install_file, wheel_cache
 from .errors import ConsoleError
 from .findings.routes import FindingController
 from .gateway import Gateway
+from .knowledge.routes import KnowledgeController
 from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
 from .terminal.routes import TerminalController, shell_socket
@@ -110,6 +111,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             ScreenController,
             AuditController,
             FindingController,
+            KnowledgeController,
         ],
         guards=[authenticated, api.refuse_nul],
         security=api.SECURITY,
@@ -131,6 +133,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             "runbook_runner": _provide(gateway.runbooks),
             "findings": _provide(store.findings),
             "categories": _provide(store.categories),
+            "knowledge": _provide(store.knowledge),
         },
     )
     _allow_every_method(router)

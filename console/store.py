@@ -21,6 +21,7 @@ from deskside.console.devices.snapshots import SnapshotRepository
 from deskside.console.events import EventBus
 from deskside.console.findings.rules import load_rules
 from deskside.console.findings.service import FindingService
+from deskside.console.knowledge.repository import KnowledgeRepository
 from deskside.console.screen.repository import ScreenRepository
 from deskside.console.terminal.repository import TerminalRepository
 from deskside.console.tickets.categories import Categories
@@ -52,6 +53,7 @@ class Store:
         self.findings = FindingService(
             load_rules(data_dir, self.categories), self.tickets, self.snapshots
         )
+        self.knowledge = KnowledgeRepository(db, self.categories, self.tickets, self.findings)
         self.commands = CommandRepository(db)
         self.runbooks = RunbookRepository(db)
         self.terminals = TerminalRepository(db)

@@ -22,6 +22,7 @@ class Scope(enum.StrEnum):
     DEVICES_WRITE = "devices:write"
     COMMANDS_RUN = "commands:run"
     AUDIT_READ = "audit:read"
+    KNOWLEDGE_WRITE = "knowledge:write"
 
 
 SCOPES: Final = frozenset(str(scope) for scope in Scope)
