@@ -13,6 +13,7 @@ from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.tickets.categories import Categories
 
+from .rules import Rules
 from .schemas import CategoryView, FindingDecisionRequest, FindingView, RuleView, TicketFindings
 from .service import FindingService
 
@@ -21,7 +22,7 @@ __all__ = ["FindingController", "category_views", "rule_views"]
 TicketId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]
 
 
-def rule_views(findings: FindingService) -> list[RuleView]:
+def rule_views(rules: Rules) -> list[RuleView]:
     """The rules in force, in their order."""
     return [
         RuleView(
@@ -32,7 +33,7 @@ def rule_views(findings: FindingService) -> list[RuleView]:
             category=rule.category,
             urgency=rule.urgency,
         )
-        for rule in findings.rules.rules
+        for rule in rules.rules
     ]
 
 
@@ -77,7 +78,7 @@ class FindingController(Controller):
     @get("/findings/rules", guards=[requires(Scope.TICKETS_READ)], responses=errors(400))
     async def rules(self, identity: ApiIdentity, findings: FindingService) -> list[RuleView]:
         """The rules in force: the shipped ones and the admin's."""
-        return rule_views(findings)
+        return rule_views(findings.rules)
 
     @get("/categories", guards=[requires(Scope.TICKETS_READ)], responses=errors(400))
     async def categories(self, identity: ApiIdentity, categories: Categories) -> list[CategoryView]:

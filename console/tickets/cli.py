@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+import msgspec
 
 from deskside.console.clitools import (
     LEVELS,
@@ -14,6 +15,7 @@ from deskside.console.clitools import (
     table,
     when,
 )
+from deskside.console.findings.cli import finding_lines
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketDetail, TicketView
@@ -48,8 +50,11 @@ def _ticket_rows(tickets: Sequence[TicketView]) -> list[list[str]]:
 )
 @click.option("--all", "everything", is_flag=True, help="Every ticket, whatever its status.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--category", default=None, help="Only this category (ID takes its subcategories).")
 @pass_context
-def tickets(ctx: Context, statuses: Sequence[str], everything: bool, limit: int) -> None:
+def tickets(
+    ctx: Context, statuses: Sequence[str], everything: bool, limit: int, category: str | None
+) -> None:
     """List tickets, newest first."""
     if everything:
         wanted: list[TicketStatus] = []
@@ -57,7 +62,9 @@ def tickets(ctx: Context, statuses: Sequence[str], everything: bool, limit: int)
         wanted = [TicketStatus(s) for s in statuses]
     else:
         wanted = [s for s in TicketStatus if s not in (TicketStatus.RESOLVED, TicketStatus.CLOSED)]
-    views = ctx.run(lambda store: store.tickets.list_tickets(statuses=wanted, limit=limit))
+    views = ctx.run(
+        lambda store: store.tickets.list_tickets(statuses=wanted, limit=limit, category=category)
+    )
     headers = ["#", "PRIO", "STATUS", "TITLE", "DEVICE", "ASSIGNEE", "CREATED", "DUE"]
     click.echo(table(headers, _ticket_rows(views)))
 
@@ -75,6 +82,7 @@ def ticket_show(ctx: Context, number: int) -> None:
 
     async def work(store: Store) -> tuple[TicketDetail, dict[int, dict[str, Any]]]:
         detail = await store.tickets.get_ticket(number)
+        detail = msgspec.structs.replace(detail, findings=await store.findings.for_ticket(number))
         snapshots = {}
         for event in detail.timeline:
             if event.snapshot_id is not None:
@@ -108,6 +116,11 @@ def ticket_show(ctx: Context, number: int) -> None:
         if event.snapshot_id is not None and event.snapshot_id in snapshots:
             for line in _snapshot_summary(snapshots[event.snapshot_id]):
                 click.echo(f"      {line}")
+    if detail.findings is not None:
+        click.echo("")
+        click.echo("Findings:")
+        for line in finding_lines(detail.findings):
+            click.echo(f"  {line}")
 
 
 def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:
@@ -163,8 +176,6 @@ def ticket_new(
     category: str,
 ) -> None:
     """Open a ticket by hand (a phone call, a walk-in)."""
-    import msgspec
-
     try:
         new = msgspec.convert(
             {
