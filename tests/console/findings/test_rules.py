@@ -1,8 +1,9 @@
 """The findings' rules against snapshots recorded on a real Linux machine.
 
 ``snapshots/linux-recorded.json`` is ``deskside-agent diagnose --json`` as this test
-machine gave it (its gateway does not answer: a sandbox); ``linux-healthy.json`` is
-the same with the gateway answering. Each problem is the healthy snapshot with the
+machine gave it (its gateway does not answer: a sandbox; its CPU was busy with other
+tests); ``linux-healthy.json`` is the same with the gateway answering and the CPU at
+23 %. Each problem is the healthy snapshot with the
 values of that problem written in (``PROBLEMS``), in the shapes the agent sends.
 """
 
@@ -101,6 +102,11 @@ PROBLEMS: dict[str, tuple[Edit, set[str]]] = {
         {"battery-low"},
     ),
     "long uptime": (_set("uptime", 45 * 86400.0), {"long-uptime"}),
+    "pending reboot": (_set("pending_reboot", True), {"pending-reboot"}),
+    "battery worn": (
+        _set("battery", {"percent": 80.0, "plugged": True, "health_percent": 48.5}),
+        {"battery-worn"},
+    ),
     "clock ahead": (_set("console.delay_seconds", -600.0), {"clock-ahead"}),
     "collector failed": (
         _set("errors", [{"collector": "services", "error": "timed out"}]),
@@ -117,8 +123,9 @@ def test_the_healthy_snapshot_has_no_finding() -> None:
     assert RULES.evaluate(snapshot("linux-healthy")) == []
 
 
-def test_the_recorded_snapshot_shows_this_machines_gateway() -> None:
-    [finding] = RULES.evaluate(snapshot("linux-recorded"))
+def test_the_recorded_snapshot_shows_this_machines_gateway_and_load() -> None:
+    finding, busy = RULES.evaluate(snapshot("linux-recorded"))
+    assert (busy.id, busy.title) == ("cpu-saturated", "CPU 100% busy when the snapshot was taken")
     assert finding.id == "gateway-unreachable:gateway 192.0.2.1"
     assert finding.severity is Severity.CRITICAL
     assert finding.evidence == {
@@ -160,7 +167,18 @@ def test_findings_come_most_severe_first() -> None:
 
 
 @pytest.mark.parametrize(
-    "section", ["memory", "network", "disks", "cpu", "battery", "uptime", "console", "errors"]
+    "section",
+    [
+        "memory",
+        "network",
+        "disks",
+        "cpu",
+        "battery",
+        "uptime",
+        "console",
+        "errors",
+        "pending_reboot",
+    ],
 )
 def test_a_snapshot_missing_a_section_does_not_crash_a_rule(section: str) -> None:
     document = snapshot("linux-healthy")
