@@ -113,7 +113,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             FindingController,
             KnowledgeController,
         ],
-        guards=[authenticated, api.refuse_nul],
+        guards=[authenticated, api.refuse_nul, api.strict_body],
         security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),

@@ -10,13 +10,13 @@ from deskside.console.store import Store
 from deskside.console.tickets.categories import Categories
 from deskside.console.tickets.schemas import TicketChanges
 
+from .describe import finding_line, finding_lines
 from .routes import category_views, rule_views
 from .rules import load_rules
-from .schemas import Decision, FindingView, TicketFindings
+from .schemas import Decision, FindingView
 
 __all__ = [
     "categories",
-    "finding_lines",
     "rules",
     "ticket_category",
     "ticket_finding",
@@ -33,37 +33,6 @@ def actor(ctx: Context, username: str | None) -> str:
     if not ctx.run(lambda store: store.accounts.user_exists(username)):
         raise click.UsageError(f"no technician named {username!r}")
     return f"user:{username}"
-
-
-def finding_lines(findings: TicketFindings) -> list[str]:
-    """A ticket's findings, one line each with its evidence below, for ``ticket show``."""
-    if findings.snapshot_id is None:
-        return ["(no snapshot attached)"]
-    if not findings.findings:
-        return [f"none in snapshot {findings.snapshot_id}"]
-    lines = []
-    for view in findings.findings:
-        lines.append(_line(view))
-        evidence = ", ".join(f"{k}={v}" for k, v in view.finding.evidence.items())
-        lines.append(f"    evidence: {evidence}")
-    if findings.suggested_category or findings.suggested_urgency:
-        lines.append(
-            f"suggested: category {findings.suggested_category or '-'}, "
-            f"urgency {findings.suggested_urgency or '-'}"
-        )
-    return lines
-
-
-def _line(view: FindingView) -> str:
-    finding = view.finding
-    decided = f"  [{view.decision.value} by {view.decided_by}]" if view.decision else ""
-    suggests = []
-    if finding.category:
-        suggests.append(f"category {finding.category}")
-    if finding.urgency:
-        suggests.append(f"urgency {finding.urgency}")
-    hint = f"  (suggests {', '.join(suggests)})" if suggests else ""
-    return f"{finding.severity.value.upper():8} {finding.id}: {finding.title}{hint}{decided}"
 
 
 @click.command()
@@ -116,7 +85,7 @@ def ticket_finding(
         return await store.findings.decide(number, finding, Decision(decision), actor=who)
 
     view = ctx.run(work)
-    click.echo(f"{view.decision.value if view.decision else '-'}: {_line(view)}")
+    click.echo(f"{view.decision.value if view.decision else '-'}: {finding_line(view)}")
 
 
 @click.command("category")

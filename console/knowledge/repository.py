@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.console import timeline as entries
 from deskside.console.db import Database, get_row, utcnow
-from deskside.console.errors import InvalidRequest
+from deskside.console.errors import NotFound
 from deskside.console.events import DomainEvent
 from deskside.console.findings.schemas import Decision, TicketFindings
 from deskside.console.tickets.categories import Categories
@@ -119,8 +119,8 @@ class KnowledgeRepository:
 
     def _check(self, category: str | None) -> None:
         problem = None if category is None else self._categories.check(category)
-        if problem is not None:
-            raise InvalidRequest(problem)
+        if problem is not None:  # an unknown name, as an unknown assignee: not found
+            raise NotFound(problem)
 
     async def create(
         self, new: NewArticle, *, actor: str, source_ticket: int | None = None
@@ -233,7 +233,7 @@ class KnowledgeRepository:
         first, with their score and the words that matched."""
         words = search.terms(query)
         if query.strip() and not words:
-            raise InvalidRequest("a search needs a word of two letters or more")
+            return []  # nothing to look for ("a", "the"): nothing found
         select_ = select(Article)
         if statuses:
             select_ = select_.where(Article.status.in_([str(s) for s in statuses]))

@@ -61,7 +61,7 @@ class KnowledgeController(Controller):
         )
         return [summary for summary, _, _ in found]
 
-    @post("/kb/articles", guards=[requires(Scope.KNOWLEDGE_WRITE)], responses=errors(400))
+    @post("/kb/articles", guards=[requires(Scope.KNOWLEDGE_WRITE)], responses=errors(400, 404))
     async def create_article(
         self, identity: ApiIdentity, knowledge: KnowledgeRepository, data: NewArticle
     ) -> ArticleView:

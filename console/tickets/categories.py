@@ -102,7 +102,7 @@ class Categories:
         """Why ``value`` may not be a ticket's category, or None if it may ("" may)."""
         if value == "" or self.is_valid(value):
             return None
-        return f"unknown category {value!r}; known: {', '.join(self.names())}"
+        return f"no category {value!r}; known: {', '.join(self.names())}"
 
     def title(self, value: str) -> str:
         """``value`` in words ("Network connectivity / Name resolution")."""

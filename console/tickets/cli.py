@@ -15,7 +15,7 @@ from deskside.console.clitools import (
     table,
     when,
 )
-from deskside.console.findings.cli import finding_lines
+from deskside.console.findings.describe import finding_lines
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import NewTicket, TicketDetail, TicketView

@@ -47,8 +47,8 @@ class TicketRepository:
 
     def _check_category(self, category: str | None) -> None:
         problem = None if category is None else self.categories.check(category)
-        if problem is not None:
-            raise InvalidRequest(problem)
+        if problem is not None:  # an unknown name, as an unknown assignee: not found
+            raise NotFound(problem)
 
     async def create_ticket(
         self,

@@ -36,6 +36,7 @@ PUBLIC = {
     "auth": SHARED | {"identity", "guards", "access"},
     "audit": SHARED | {"chain"},
     "tickets": SHARED | {"lifecycle", "categories"},
+    "findings": SHARED | {"describe"},  # findings in words, for ticket show
     "timeline": SHARED | {"entries", "kinds", "describe"},  # typed entries, written and read
 }
 

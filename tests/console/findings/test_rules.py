@@ -302,7 +302,7 @@ def test_a_template_interprets_nothing_but_paths() -> None:
         (
             '[[rule]]\nid = "x"\nseverity = "info"\ntitle = "t"\ncategory = "printers"\n'
             'when = [{ path = "a", op = "present" }]\n',
-            "unknown category 'printers'",
+            "no category 'printers'",
         ),
         (
             '[[rule]]\nid = "x"\nseverity = "info"\ntitle = "t"\nkey = "name"\n'

@@ -9,7 +9,7 @@ import time
 import msgspec
 import pytest
 
-from deskside.console.errors import InvalidRequest, NotFound
+from deskside.console.errors import NotFound
 from deskside.console.findings.schemas import Decision
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource
@@ -120,7 +120,7 @@ async def test_dismissing_a_finding_changes_nothing_but_the_timeline(store: Stor
 
 
 async def test_categories_are_checked_and_filtered(store: Store) -> None:
-    with pytest.raises(InvalidRequest, match="unknown category 'printers'"):
+    with pytest.raises(NotFound, match="no category 'printers'"):
         await store.tickets.create_ticket(
             NewTicket(title="t", description="d", category="printers"),
             actor="cli",
@@ -135,7 +135,7 @@ async def test_categories_are_checked_and_filtered(store: Store) -> None:
         NewTicket(title="other", description="d"), actor="cli", source=TicketSource.CLI
     )
     for wrong in ("network/", "network/dns/x", "hardware/dns", "Network"):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(NotFound):
             await store.tickets.update_ticket(other.id, TicketChanges(category=wrong), actor="cli")
     await store.tickets.update_ticket(other.id, TicketChanges(category="network"), actor="cli")
     listed = await store.tickets.list_tickets(category="network")

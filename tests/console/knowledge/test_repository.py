@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deskside.console.errors import InvalidRequest, NotFound
+from deskside.console.errors import NotFound
 from deskside.console.findings.schemas import Decision
 from deskside.console.knowledge.schemas import ArticleChanges, ArticleStatus, NewArticle
 from deskside.console.store import Store
@@ -63,7 +63,7 @@ async def test_articles_are_versioned_and_published(store: Store) -> None:
     ]
     with pytest.raises(NotFound):
         await kb.get(article.id + 1)
-    with pytest.raises(InvalidRequest, match="unknown category"):
+    with pytest.raises(NotFound, match="no category"):
         await kb.create(NewArticle(title="x", category="printers"), actor="user:alice")
 
 
@@ -89,8 +89,7 @@ async def test_search_finds_words_in_every_field_best_first(store: Store) -> Non
     assert await ids("pages", ArticleStatus.DRAFT) == []
     assert await ids("100%") == []  # LIKE's wild cards are words here
     assert await ids("") == [vpn.id, printer.id, disk.id]
-    with pytest.raises(InvalidRequest):
-        await ids("a !")
+    assert await ids("a !") == []  # nothing to look for
     # The title counts more than the body.
     title = await kb.create(NewArticle(title="Share lost", problem="x"), actor="user:a")
     body = await kb.create(NewArticle(title="Other", problem="the share is lost"), actor="user:a")
