@@ -172,7 +172,7 @@ async def test_findings_classify_and_articles_record(desk: ConsoleProcess, agent
             f"/api/v1/tickets/{second}/kb/links", json={"article": article, "resolved": 0}
         )
         assert lax.status_code == 400  # 0 is no boolean
-        assert "Expected `bool`, got `int` - at `$.resolved`" in lax.json()["detail"]
+        assert "expected a boolean, got `int` - at `$.resolved`" in lax.json()["detail"]
         too_many = writer.patch(f"/api/v1/kb/articles/{article}", json={"tags": ["x"] * 33})
         assert too_many.status_code == 400
         missing = writer.post(
