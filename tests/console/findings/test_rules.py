@@ -18,7 +18,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from deskside.console.findings.rules import Rules, load_rules, parse_rules, resolve
+from deskside.console.findings.rules import (
+    MISSING,
+    Condition,
+    Rules,
+    load_rules,
+    parse_rules,
+    resolve,
+)
 from deskside.console.findings.schemas import Severity
 from deskside.console.tickets.categories import Categories
 from deskside.protocol import messages as m
@@ -367,3 +374,57 @@ def test_one_rule_gives_at_most_its_share_of_findings() -> None:
         dict(copy.deepcopy(disk), mountpoint=f"/m{i}", percent=99.0) for i in range(200)
     ]
     assert len([f for f in RULES.evaluate(document) if f.rule == "disk-full"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "found", "holds"),
+    [
+        (">=", 90, 90.0, True),
+        (">=", 90, 89.9, False),
+        (">", 90, 90.0, False),
+        (">", 90, 90.1, True),
+        ("<=", 10, 10, True),
+        ("<=", 10, 10.5, False),
+        ("<", 10, 10, False),
+        ("<", 10, 9, True),
+        ("==", 1, 1.0, True),
+        ("==", 1, True, False),  # a boolean is no number
+        ("==", False, 0, False),
+        ("!=", "a", "b", True),
+        ("!=", "a", "a", False),
+        ("startswith", "dns ", "dns x", True),
+        ("startswith", "dns ", "tcp x", False),
+        ("contains", "refused", "connection refused", True),
+        ("contains", "refused", "timed out", False),
+        (">=", 90, float("nan"), False),
+        (">=", 90, "95", False),
+    ],
+)
+def test_comparisons_at_their_bounds(op: str, value: Any, found: Any, holds: bool) -> None:
+    condition = msgspec.convert({"path": "x", "op": op, "value": value}, Condition)
+    assert condition.holds(found) is holds
+
+
+@pytest.mark.parametrize(
+    ("op", "found", "holds"),
+    [
+        ("present", MISSING, False),
+        ("present", None, False),
+        ("present", 0, True),
+        ("missing", MISSING, True),
+        ("missing", None, True),
+        ("missing", "", False),
+        ("empty", [], True),
+        ("empty", "", True),
+        ("empty", {}, True),
+        ("empty", None, True),
+        ("empty", [0], False),
+        ("empty", MISSING, False),
+        ("not_empty", [0], True),
+        ("not_empty", [], False),
+        ("not_empty", 0, True),
+    ],
+)
+def test_unary_conditions(op: str, found: Any, holds: bool) -> None:
+    condition = msgspec.convert({"path": "x", "op": op}, Condition)
+    assert condition.holds(found) is holds
