@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.console import timeline as entries
@@ -282,12 +282,28 @@ class KnowledgeRepository:
         rules = {v.finding.rule for v in found.findings if v.decision is not Decision.DISMISSED}
         category = detail.ticket.category
         words = search.terms(f"{detail.ticket.title} {detail.ticket.description}", 32)
+        # Only articles that can score: a rule's words, the category, a word.
+        wanted: list[ColumnElement[bool]] = [
+            Article.search_text.like(
+                f"% {_escape_like(search.fold(rule.replace('-', ' ')))}%", escape="\\"
+            )
+            for rule in sorted(rules)
+        ]
+        wanted += [Article.search_text.like(f"% {_escape_like(w)}%", escape="\\") for w in words]
+        if category:
+            top = category.split("/")[0]
+            wanted += [
+                Article.category == top,
+                Article.category.startswith(f"{top}/", autoescape=True),
+            ]
+        if not wanted:
+            return []
         async with self._db.reading() as session:
             rows = list(
                 (
                     await session.execute(
                         select(Article)
-                        .where(Article.status == str(ArticleStatus.PUBLISHED))
+                        .where(Article.status == str(ArticleStatus.PUBLISHED), or_(*wanted))
                         .order_by(Article.id.desc())
                         .limit(_CANDIDATES * 4)
                     )
