@@ -23,7 +23,9 @@ from .commands.routes import CommandController, RunbookController
 from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
 from .errors import ConsoleError, StaleVersion
+from .findings.routes import FindingController
 from .gateway import Gateway
+from .knowledge.routes import KnowledgeController
 from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
 from .terminal.routes import TerminalController, shell_socket
@@ -126,6 +128,8 @@ def api_router(
             ScreenController,
             AuditController,
             WebhookController,
+            FindingController,
+            KnowledgeController,
         ],
         guards=[authenticated, api.refuse_nul, api.strict_body],
         security=api.SECURITY,
@@ -147,6 +151,9 @@ def api_router(
             "runbook_runner": _provide(gateway.runbooks),
             "webhooks": _provide(store.webhooks),
             "webhook_guard": _provide(webhook_guard or AddressGuard()),
+            "findings": _provide(store.findings),
+            "categories": _provide(store.categories),
+            "knowledge": _provide(store.knowledge),
         },
     )
     _allow_every_method(router)

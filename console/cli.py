@@ -22,6 +22,8 @@ from .clitools import Context, Group, pass_context
 from .commands.cli import run, runbook
 from .config import DataDir, default_data_dir
 from .devices.cli import device, devices, token
+from .findings.cli import categories, rules, ticket_category, ticket_finding, ticket_findings
+from .knowledge.cli import kb, ticket_kb
 from .screen.cli import screen
 from .terminal.cli import shell, shell_replay, terminal, terminal_replay
 from .tickets.cli import ticket, tickets, view
@@ -182,5 +184,10 @@ for _command in (
     screen,
     audit,
     webhook,
+    categories,
+    rules,
+    kb,
 ):
     main.add_command(_command)
+for _command in (ticket_findings, ticket_finding, ticket_category, ticket_kb):
+    ticket.add_command(_command)

@@ -48,7 +48,7 @@ class Context:
         migrate(config.database)
 
         async def go() -> T:
-            store = Store.connect(config.database, config.policy)
+            store = Store.connect(config.database, config.policy, data_dir=config.data_dir)
             try:
                 return await work(store)
             finally:

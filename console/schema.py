@@ -18,6 +18,7 @@ from deskside.console.auth.models import (
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
 from deskside.console.db.base import Base
 from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
+from deskside.console.knowledge.models import Article, ArticleLink, ArticleVersion
 from deskside.console.screen.models import ScreenRecording
 from deskside.console.terminal.models import ShellSession
 from deskside.console.tickets.models import SavedView, Ticket
@@ -52,4 +53,7 @@ TABLES = (
     WebhookDelivery,
     WebhookEndpoint,
     SavedView,
+    Article,
+    ArticleLink,
+    ArticleVersion,
 )

@@ -80,7 +80,7 @@ def serve(config: ConsoleConfig, *, log_level: str = "info") -> None:
     http_protocol, ws_protocol = protocols(limits)
     key = DataDir(config.data_dir).noise_private_key()
     migrate(config.database)
-    store = Store.connect(config.database, config.policy)
+    store = Store.connect(config.database, config.policy, data_dir=config.data_dir)
     gateway = Gateway(store, key, software_version=version("deskside"), limits=limits)
     dispatcher = WebhookDispatcher(
         store.webhooks,

@@ -350,6 +350,9 @@ class BatteryInfo(msgspec.Struct, frozen=True, kw_only=True):
     percent: Percent
     plugged: bool | None = None
     seconds_left: Count | None = None
+    # Full charge as a share of the design capacity (a worn battery holds less); None
+    # where the OS does not say.
+    health_percent: Percent | None = None
 
 
 class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -386,6 +389,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     failed_services: Annotated[list[ServiceInfo], Meta(max_length=1024)] = []
     users: Annotated[list[UserSession], Meta(max_length=256)] = []
     battery: BatteryInfo | None = None
+    # Updates wait for a restart; None where the OS does not say.
+    pending_reboot: bool | None = None
     logs: Annotated[list[LogEntry], Meta(max_length=1024)] = []
     errors: Annotated[list[CollectorError], Meta(max_length=64)] = []
 

@@ -40,6 +40,7 @@ CONSOLE_ONLY = frozenset(
         "httpx",
         "jinja2",
         "litestar",
+        "markdown-it-py",
         "markupsafe",
         "pyotp",
         "segno",

@@ -18,7 +18,9 @@ time bound. What differs per OS is asked of this OS's ``Host``
 * ``collect_processes``: every process's name, user, CPU over half a second, resident
   memory and command line (cut to 200 characters); never its environment.
 * ``collect_users``: logged-in sessions (psutil, from utmp or the OS).
-* ``collect_battery``: charge and power source (psutil); None without a battery.
+* ``collect_battery``: charge and power source (psutil), and the health this OS's
+  backend reads; None without a battery.
+* ``collect_pending_reboot``: whether updates wait for a restart (this OS's backend).
 
 Processes that vanish or refuse access while being read are skipped or kept without
 the refused fields: that is normal, not an error.
@@ -78,6 +80,7 @@ __all__ = [
     "collect_interfaces",
     "collect_memory",
     "collect_os",
+    "collect_pending_reboot",
     "collect_processes",
     "collect_uptime",
     "collect_users",
@@ -524,8 +527,15 @@ def collect_battery() -> BatteryInfo | None:
     seconds_left = battery.secsleft
     # psutil says "unknown" and "unlimited" (on mains) with negative constants.
     known = isinstance(seconds_left, int | float) and 0 <= seconds_left < 10**9
+    health = platforms.current().host.battery_health()
     return BatteryInfo(
         percent=number(battery.percent, high=100.0),
         plugged=None if battery.power_plugged is None else bool(battery.power_plugged),
         seconds_left=count(int(seconds_left)) if known else None,
+        health_percent=None if health is None else number(health, high=100.0),
     )
+
+
+def collect_pending_reboot() -> bool | None:
+    """Whether installed updates wait for a restart; None where the OS does not say."""
+    return platforms.current().host.pending_reboot()

@@ -101,6 +101,7 @@ COLLECTORS: dict[str, Collector] = {
         Collector("services", 5.0, lambda ctx: systemd.collect_failed_services()),
         Collector("users", 2.0, lambda ctx: collectors.collect_users()),
         Collector("battery", 3.0, lambda ctx: collectors.collect_battery()),
+        Collector("reboot", 2.0, lambda ctx: collectors.collect_pending_reboot()),
         Collector("logs", 5.0, lambda ctx: systemd.collect_recent_errors()),
     )
 }
@@ -264,6 +265,7 @@ async def collect_snapshot(*, console_url: str | None = None, timeout: float = 1
         failed_services=results.many("services", ServiceInfo, 1024),
         users=results.many("users", UserSession, 256),
         battery=results.one("battery", BatteryInfo),
+        pending_reboot=results.one("reboot", bool),
         logs=results.many("logs", LogEntry, 1024),
         errors=results.errors[:MAX_ERRORS],
     )

@@ -31,6 +31,7 @@ class Scope(enum.StrEnum):
     COMMANDS_RUN = "commands:run"
     AUDIT_READ = "audit:read"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    KNOWLEDGE_WRITE = "knowledge:write"
 
 
 SCOPES: Final = frozenset(str(scope) for scope in Scope)

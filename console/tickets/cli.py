@@ -17,6 +17,7 @@ from deskside.console.clitools import (
     table,
     when,
 )
+from deskside.console.findings.describe import finding_lines
 from deskside.console.store import Store
 from deskside.console.tickets.lifecycle import TicketSource, TicketStatus
 from deskside.console.tickets.schemas import (
@@ -106,6 +107,7 @@ _VERSION = click.option(
 @click.option("--desc", "ascending", flag_value=False, help="Largest (newest) first: the default.")
 @click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0, 10_000_000), default=0, show_default=True)
+@click.option("--category", default=None, help="Only this category (ID takes its subcategories).")
 @click.option("--view", "view_name", default=None, help="Start from this saved view (--as's).")
 @click.option("--save-view", "save_as", default=None, help="Keep these filters as a view.")
 @_AS
@@ -126,6 +128,7 @@ def tickets(
     ascending: bool | None,
     limit: int,
     offset: int,
+    category: str | None,
     view_name: str | None,
     save_as: str | None,
     username: str | None,
@@ -154,6 +157,7 @@ def tickets(
         "assignee": assignee,
         "device_id": device_id,
         "text": text,
+        "category": category,
         "sort": QueueSort(sort) if sort else None,
         "order": None if ascending is None else (SortOrder.ASC if ascending else SortOrder.DESC),
     }
@@ -381,6 +385,7 @@ def ticket_show(ctx: Context, number: int) -> None:
 
     async def work(store: Store) -> tuple[TicketDetail, dict[int, dict[str, Any]]]:
         detail = await store.tickets.get_ticket(number)
+        detail = msgspec.structs.replace(detail, findings=await store.findings.for_ticket(number))
         snapshots = {}
         for event in detail.timeline:
             if event.snapshot_id is not None:
@@ -414,6 +419,11 @@ def ticket_show(ctx: Context, number: int) -> None:
         if event.snapshot_id is not None and event.snapshot_id in snapshots:
             for line in _snapshot_summary(snapshots[event.snapshot_id]):
                 click.echo(f"      {line}")
+    if detail.findings is not None:
+        click.echo("")
+        click.echo("Findings:")
+        for line in finding_lines(detail.findings):
+            click.echo(f"  {line}")
 
 
 def _snapshot_summary(snapshot: dict[str, Any]) -> list[str]:

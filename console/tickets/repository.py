@@ -27,6 +27,7 @@ from deskside.protocol import messages as m
 from deskside.protocol.errors import DesksideError
 
 from . import lifecycle
+from .categories import Categories
 from .events import TicketChanged, TicketCreated
 from .lifecycle import OPEN_STATES, TicketSource, TicketStatus
 from .models import SavedView, Ticket
@@ -75,10 +76,19 @@ SAVED_VIEWS_PER_USER: Final = 100
 class TicketRepository:
     """Tickets and what is written on their timelines."""
 
-    def __init__(self, db: Database, policy: Policy | None = None) -> None:
+    def __init__(
+        self, db: Database, policy: Policy | None = None, categories: Categories | None = None
+    ) -> None:
         self._db = db
         # Priority matrix and SLA targets for new and changed tickets.
         self.policy = policy or Policy()
+        # What a ticket's category may be (the shipped set unless the admin's is given).
+        self.categories = categories or Categories.load()
+
+    def _check_category(self, category: str | None) -> None:
+        problem = None if category is None else self.categories.check(category)
+        if problem is not None:  # an unknown name, as an unknown assignee: not found
+            raise NotFound(problem)
 
     async def create_ticket(
         self,
@@ -98,6 +108,7 @@ class TicketRepository:
             existing = await self._ticket_for_request(help_request_id)
             if existing is not None:
                 return existing, False
+        self._check_category(new.category)
         now = utcnow()
         priority = self.policy.priority(new.impact, new.urgency)
         response_due, resolution_due = self.policy.due(priority, now)
@@ -178,10 +189,12 @@ class TicketRepository:
         device_id: str | None = None,
         assignee: str | None = None,
         priority: int | None = None,
+        category: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[TicketView]:
-        """Tickets matching every filter given, newest first."""
+        """Tickets matching every filter given, newest first; ``category`` "ID" takes its
+        subcategories too."""
         query = select(Ticket).order_by(Ticket.id.desc()).limit(limit).offset(offset)
         if statuses:
             query = query.where(Ticket.status.in_([str(s) for s in statuses]))
@@ -191,6 +204,11 @@ class TicketRepository:
             query = query.where(Ticket.assignee == assignee)
         if priority is not None:
             query = query.where(Ticket.priority == priority)
+        if category is not None:
+            query = query.where(
+                (Ticket.category == category)
+                | Ticket.category.startswith(f"{category}/", autoescape=True)
+            )
         async with self._db.reading() as session:
             return [ticket_view(row) for row in (await session.execute(query)).scalars()]
 
@@ -224,6 +242,7 @@ class TicketRepository:
         (``StaleVersion``, carrying the ticket as it is now), even if nothing else would
         change: the editor's view is stale either way.
         """
+        self._check_category(changes.category)
         now = utcnow()
         events: list[DomainEvent] = []
         async with self._db.transaction(events=events) as session:
@@ -381,6 +400,11 @@ class TicketRepository:
                     Ticket.resolution_due <= soon,
                     and_(Ticket.first_response_at.is_(None), Ticket.response_due <= soon),
                 )
+            )
+        if query.category is not None:
+            where.append(
+                (Ticket.category == query.category)
+                | Ticket.category.startswith(f"{query.category}/", autoescape=True)
             )
         if query.text is not None:
             text = query.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Protocol, runtime_checkable
 
+import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
@@ -15,6 +16,7 @@ from deskside.console.auth.guards import requires
 from deskside.console.auth.identity import ApiIdentity, Scope
 from deskside.console.devices.schemas import SnapshotInfo
 from deskside.console.errors import Conflict, Forbidden
+from deskside.console.findings.schemas import TicketFindings
 from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketSource, TicketStatus
@@ -35,7 +37,24 @@ from .schemas import (
     TicketView,
 )
 
-__all__ = ["Limit", "Offset", "SnapshotRequests", "Snapshots", "TicketController", "TicketId"]
+__all__ = [
+    "Limit",
+    "Offset",
+    "SnapshotRequests",
+    "Snapshots",
+    "TicketController",
+    "TicketFindingsReader",
+    "TicketId",
+]
+
+
+@runtime_checkable
+class TicketFindingsReader(Protocol):
+    """What the rules find in a ticket's snapshot (the findings' service)."""
+
+    async def for_ticket(self, ticket_id: int) -> TicketFindings:
+        """The findings of the ticket's newest snapshot."""
+        ...
 
 
 @runtime_checkable
@@ -103,6 +122,7 @@ class TicketController(Controller):
         ] = None,
         sort: QueueSort = QueueSort.NUMBER,
         order: SortOrder = SortOrder.DESC,
+        category: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Response[list[TicketView]]:
@@ -121,6 +141,7 @@ class TicketController(Controller):
             text=q,
             sort=sort,
             order=order,
+            category=category,
             limit=limit,
             offset=offset,
         )
@@ -191,10 +212,12 @@ class TicketController(Controller):
         self,
         identity: ApiIdentity,
         tickets: TicketRepository,
+        findings: TicketFindingsReader,
         ticket_id: TicketId,
     ) -> TicketDetail:
-        """A ticket and its whole timeline."""
-        return await tickets.get_ticket(ticket_id)
+        """A ticket, its whole timeline and its findings."""
+        detail = await tickets.get_ticket(ticket_id)
+        return msgspec.structs.replace(detail, findings=await findings.for_ticket(ticket_id))
 
     @patch(
         "/tickets/{ticket_id:int}",

@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from deskside.console.api import Count, SmallId
+from deskside.console.findings.schemas import TicketFindings
 from deskside.console.timeline.kinds import TimelineEntry
 
 from .lifecycle import TicketStatus
@@ -121,6 +122,8 @@ class TicketDetail(msgspec.Struct, frozen=True, kw_only=True):
 
     ticket: TicketView
     timeline: list[TimelineEntry]
+    # What the rules find in the newest snapshot attached (``findings/``).
+    findings: TicketFindings | None = None
 
 
 class QueueSort(enum.StrEnum):
@@ -164,6 +167,8 @@ class TicketQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     device_id: Annotated[str, Meta(max_length=32)] | None = None
     # Words in the title, description, requester, device id or device host name.
     text: SearchText | None = None
+    # A category "ID" (its subcategories too) or "ID/SUB".
+    category: Annotated[str, Meta(max_length=64)] | None = None
     sort: QueueSort = QueueSort.NUMBER
     order: SortOrder = SortOrder.DESC
     limit: QueueLimit = 50

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, assert_never
 from msgspec import UNSET, UnsetType
 
 from .kinds import (
+    ArticleLinked,
     Assignment,
     Change,
     Command,
@@ -22,6 +23,7 @@ from .kinds import (
     CommandResult,
     Created,
     Diagnostics,
+    FindingDecision,
     Note,
     RunbookResult,
     RunbookStarted,
@@ -116,6 +118,11 @@ def describe(entry: TimelineData) -> str:
             return f"control ended: {entry.reason}{_error(entry.error)}"
         case ScreenEnded():
             return _screen_ended(entry)
+        case FindingDecision():
+            return f"{entry.decision} finding {entry.finding}: {entry.title}"
+        case ArticleLinked():
+            how = "resolved with" if entry.resolved else "linked"
+            return f"{how} article {entry.article}: {entry.title}"
         case Change() | RunbookStarted() | RunbookResult():
             return _listed(encode(entry)[1])
         case Unknown():

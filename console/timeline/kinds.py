@@ -46,6 +46,7 @@ from deskside.console.api import Count, ExitCode, Id
 from deskside.protocol.messages import ScreenControlReason, ScreenEndReason
 
 __all__ = [
+    "ArticleLinked",
     "Assignment",
     "Change",
     "Command",
@@ -56,6 +57,7 @@ __all__ = [
     "Diagnostics",
     "EventData",
     "EventKind",
+    "FindingDecision",
     "Note",
     "NumberChange",
     "RunbookResult",
@@ -116,6 +118,8 @@ class EventKind(enum.StrEnum):
     SCREEN_CONTROL_GRANTED = "screen_control_granted"
     SCREEN_CONTROL_REFUSED = "screen_control_refused"
     SCREEN_CONTROL_ENDED = "screen_control_ended"
+    FINDING = "finding"
+    ARTICLE = "article"
     # Never stored: what a reader calls a row it cannot type (``Unknown``).
     UNKNOWN = "unknown"
 
@@ -405,6 +409,30 @@ class ScreenControlEnded(
     error: str | UnsetType = UNSET
 
 
+# -- Findings and the knowledge base -------------------------------------------------------
+
+
+class FindingDecision(_Data, frozen=True, kw_only=True, tag=EventKind.FINDING.value):
+    """A technician accepted or dismissed what a finding of the entry's snapshot
+    suggested (``findings/rules.py``); an accepted suggestion's category and urgency
+    are set by a ``change`` entry of their own."""
+
+    finding: str
+    title: str
+    # "accepted" or "dismissed".
+    decision: str
+    category: str | UnsetType = UNSET
+    urgency: Small | UnsetType = UNSET
+
+
+class ArticleLinked(_Data, frozen=True, kw_only=True, tag=EventKind.ARTICLE.value):
+    """A knowledge-base article was linked to the ticket; ``resolved``: it solved it."""
+
+    article: Small
+    title: str
+    resolved: bool
+
+
 # -- Reading what cannot be typed ----------------------------------------------------------
 
 
@@ -441,6 +469,8 @@ EventData: TypeAlias = (
     | ScreenControlGranted
     | ScreenControlRefused
     | ScreenControlEnded
+    | FindingDecision
+    | ArticleLinked
 )
 """The data of an entry that can be written: one struct per kind."""
 

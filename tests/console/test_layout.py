@@ -21,6 +21,8 @@ CAPABILITIES = frozenset(
         "auth",
         "commands",
         "devices",
+        "findings",
+        "knowledge",
         "screen",
         "terminal",
         "tickets",
@@ -34,7 +36,8 @@ SHARED = frozenset({"", "models", "schemas", "events"})
 PUBLIC = {
     "auth": SHARED | {"identity", "guards", "access", "roles"},
     "audit": SHARED | {"chain"},
-    "tickets": SHARED | {"lifecycle"},
+    "tickets": SHARED | {"lifecycle", "categories"},
+    "findings": SHARED | {"describe"},  # findings in words, for ticket show
     "timeline": SHARED | {"entries", "kinds", "describe"},  # typed entries, written and read
 }
 

@@ -62,6 +62,14 @@ class Host(abc.ABC):
         """Whether a process id is no real process (its CPU use would mislead)."""
         return False
 
+    def pending_reboot(self) -> bool | None:
+        """Whether installed updates wait for a restart; None where the OS cannot tell."""
+        return None
+
+    def battery_health(self) -> float | None:
+        """The battery's full charge as a percentage of its design capacity, or None."""
+        return None
+
 
 class Network(abc.ABC):
     """Where this machine routes and resolves, and how its ``ping`` is called."""

@@ -5,6 +5,11 @@
   "cpu model" on ARM boards and others).
 * Default gateway: ``/proc/net/route``, then ``/proc/net/ipv6_route``, lowest metric
   first; DNS servers and ``ping`` as every Unix (``posix``).
+* Pending reboot: ``/run/reboot-required``, which Debian's and Ubuntu's package hooks
+  write when an update needs a restart (False on those systems without it; None
+  elsewhere, where nothing says).
+* Battery health: ``energy_full`` / ``energy_full_design`` (or ``charge_full`` /
+  ``charge_full_design``) of the first battery in ``/sys/class/power_supply``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import ipaddress
 import platform
 import socket
 import struct
+from pathlib import Path
 from typing import ClassVar, Final
 
 from deskside.protocol.messages import OsFamily
@@ -24,9 +30,11 @@ from .posix import PosixNetwork, read_text
 __all__ = [
     "LinuxHost",
     "LinuxNetwork",
+    "battery_health_in",
     "parse_cpuinfo",
     "parse_ipv6_route",
     "parse_proc_net_route",
+    "pending_reboot_in",
 ]
 
 # Flags of /proc/net/route: the route is up and goes through a gateway.
@@ -92,6 +100,39 @@ def parse_ipv6_route(text: str) -> str | None:
     return None if best is None else best[1]
 
 
+def pending_reboot_in(root: Path) -> bool | None:
+    """Whether ``root``'s system waits for a restart (see the module's docstring)."""
+    for flag in ("run/reboot-required", "var/run/reboot-required"):
+        if (root / flag).exists():
+            return True
+    return False if (root / "etc/debian_version").exists() else None
+
+
+def _number_in(path: Path) -> float | None:
+    text = read_text(str(path))
+    try:
+        return float(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+def battery_health_in(power_supply: Path) -> float | None:
+    """The first battery's full charge as a percentage of its design, or None."""
+    try:
+        supplies = sorted(power_supply.iterdir())
+    except OSError:
+        return None
+    for supply in supplies:
+        if (read_text(str(supply / "type")) or "").strip() != "Battery":
+            continue
+        for kind in ("energy", "charge"):
+            full = _number_in(supply / f"{kind}_full")
+            design = _number_in(supply / f"{kind}_full_design")
+            if full is not None and design:
+                return round(min(100.0, max(0.0, 100.0 * full / design)), 1)
+    return None
+
+
 class LinuxHost(Host):
     """Linux: os-release and /proc/cpuinfo."""
 
@@ -108,6 +149,14 @@ class LinuxHost(Host):
         """The model in /proc/cpuinfo, else Python's guess."""
         text = read_text("/proc/cpuinfo")
         return (parse_cpuinfo(text) if text else None) or super().cpu_model()
+
+    def pending_reboot(self) -> bool | None:
+        """``/run/reboot-required`` (Debian, Ubuntu)."""
+        return pending_reboot_in(Path("/"))
+
+    def battery_health(self) -> float | None:
+        """From ``/sys/class/power_supply``."""
+        return battery_health_in(Path("/sys/class/power_supply"))
 
 
 class LinuxNetwork(PosixNetwork):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from deskside.console.timeline.kinds import (
+    ArticleLinked,
     Assignment,
     Change,
     Command,
@@ -18,6 +19,7 @@ from deskside.console.timeline.kinds import (
     Created,
     Diagnostics,
     EventData,
+    FindingDecision,
     Note,
     NumberChange,
     RunbookResult,
@@ -549,5 +551,37 @@ STORED: list[tuple[str, str, dict[str, Any], EventData]] = [
         ScreenControlEnded(
             screen_session=SESSION, device=DEVICE, reason=ScreenControlReason.SESSION_ENDED
         ),
+    ),
+    # findings.service.FindingService.decide
+    (
+        "finding-accepted",
+        "finding",
+        {
+            "finding": "disk-nearly-full:/",
+            "title": "Disk / is 95% full (1.2 GiB free)",
+            "decision": "accepted",
+            "category": "hardware/storage",
+            "urgency": 2,
+        },
+        FindingDecision(
+            finding="disk-nearly-full:/",
+            title="Disk / is 95% full (1.2 GiB free)",
+            decision="accepted",
+            category="hardware/storage",
+            urgency=2,
+        ),
+    ),
+    (
+        "finding-dismissed",
+        "finding",
+        {"finding": "long-uptime", "title": "Not restarted", "decision": "dismissed"},
+        FindingDecision(finding="long-uptime", title="Not restarted", decision="dismissed"),
+    ),
+    # knowledge.repository.KnowledgeRepository.link
+    (
+        "article-resolved",
+        "article",
+        {"article": 3, "title": "Disk full", "resolved": True},
+        ArticleLinked(article=3, title="Disk full", resolved=True),
     ),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,45 @@ def test_gateway_ping_uses_the_backend_s_command_line(monkeypatch: pytest.Monkey
     check = network._check_gateway("192.0.2.1", 2.0)
     assert (check.ok, check.latency_ms, check.detail) == (True, 0.045, "ping reply")
     assert runs == [(["/usr/bin/ping", "-n", "-c", "1", "-W", "1", "192.0.2.1"], True)]
+
+
+def test_pending_reboot(tmp_path: Path) -> None:
+    root = tmp_path
+    assert linux.pending_reboot_in(root) is None  # nothing says, either way
+    (root / "etc").mkdir()
+    (root / "etc" / "debian_version").write_text("12.8\n")
+    assert linux.pending_reboot_in(root) is False
+    (root / "run").mkdir()
+    (root / "run" / "reboot-required").write_text("*** System restart required ***\n")
+    assert linux.pending_reboot_in(root) is True
+
+
+def _supply(root: Path, name: str, **files: str) -> None:
+    (root / name).mkdir(parents=True)
+    for file, text in files.items():
+        (root / name / file).write_text(text + "\n")
+
+
+def test_battery_health(tmp_path: Path) -> None:
+    root = tmp_path / "power_supply"
+    assert linux.battery_health_in(root) is None  # no such directory
+    _supply(root, "AC", type="Mains", online="1")
+    assert linux.battery_health_in(root) is None
+    # A laptop's battery as the kernel shows it (µWh), worn to 62.5 %.
+    _supply(root, "BAT0", type="Battery", energy_full="35000000", energy_full_design="56000000")
+    assert linux.battery_health_in(root) == 62.5
+    # Batteries that count charge (µAh) instead; the first battery is the one read.
+    root2 = tmp_path / "other"
+    _supply(root2, "BAT1", type="Battery", charge_full="4100000", charge_full_design="4000000")
+    assert linux.battery_health_in(root2) == 100.0  # a new battery may beat its design
+    root3 = tmp_path / "broken"
+    _supply(root3, "BAT0", type="Battery", energy_full="n/a", energy_full_design="0")
+    assert linux.battery_health_in(root3) is None
+
+
+def test_this_machine_says_whether_it_waits_for_a_reboot() -> None:
+    host = linux.LinuxHost()
+    expected = Path("/run/reboot-required").exists() or (
+        None if not Path("/etc/debian_version").exists() else False
+    )
+    assert host.pending_reboot() is expected
