@@ -20,7 +20,7 @@ from deskside.console.web.sessions import WebUser, permits, web_state
 from .events import TicketChanged, TicketCreated
 from .repository import TicketRepository
 from .routes import TicketId
-from .schemas import TicketChanges, TicketView
+from .schemas import TicketChanges, TicketQuery, TicketView
 
 __all__ = ["QUEUE_SIZE", "QueuePages", "queue"]
 
@@ -31,8 +31,10 @@ QUEUE_EVENTS: Final = (TicketCreated, TicketChanged, TimelineEntryAdded)
 
 
 async def queue(tickets: TicketRepository, user: WebUser) -> list[TicketView]:
-    """The tickets of ``user``'s queue, as the page lists them."""
-    return await tickets.list_tickets(limit=QUEUE_SIZE)
+    """The tickets of ``user``'s queue, as the page lists them (the queue's one query,
+    ``TicketRepository.queue``; its filters and saved views come to the page next)."""
+    page = await tickets.queue(TicketQuery(limit=QUEUE_SIZE), username=user.username)
+    return page.tickets
 
 
 class QueuePages(Controller):
