@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from . import api
 from .audit.routes import AuditController
 from .auth.guards import authenticated, provide_identity
+from .chat.routes import ChatController
 from .commands.routes import CommandController, RunbookController
 from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
@@ -108,6 +109,7 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             TerminalController,
             ScreenController,
             AuditController,
+            ChatController,
         ],
         guards=[authenticated, api.refuse_nul],
         security=api.SECURITY,
@@ -123,10 +125,12 @@ def api_router(store: Store, gateway: Gateway) -> Router:
             "runbooks": _provide(store.runbooks),
             "terminals": _provide(store.terminals),
             "screens": _provide(store.screens),
+            "chat": _provide(store.chat),
             "agents": _provide(gateway),
             "presence": _provide(gateway.presence),
             "command_relay": _provide(gateway.commands),
             "runbook_runner": _provide(gateway.runbooks),
+            "chat_relay": _provide(gateway.chat),
         },
     )
     _allow_every_method(router)

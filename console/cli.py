@@ -17,6 +17,7 @@ import click
 from .audit.cli import audit
 from .auth.cli import apitoken, group, user
 from .auth.schemas import Role
+from .chat.cli import chat
 from .clitools import Context, Group, pass_context
 from .commands.cli import run, runbook
 from .config import DataDir, default_data_dir
@@ -166,5 +167,6 @@ for _command in (
     shell_replay,
     screen,
     audit,
+    chat,
 ):
     main.add_command(_command)

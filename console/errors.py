@@ -27,6 +27,7 @@ __all__ = [
     "GatewayTimeout",
     "InvalidRequest",
     "NotFound",
+    "TooManyRequests",
     "Unauthorized",
 ]
 
@@ -65,6 +66,12 @@ class Forbidden(ConsoleError):
     """Valid credentials without the right to do this."""
 
     status_code = 403
+
+
+class TooManyRequests(ConsoleError):
+    """The caller asked too often; the limit is in the message."""
+
+    status_code = 429
 
 
 class EnrollmentRefused(ConsoleError):

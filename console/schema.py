@@ -11,6 +11,7 @@ from deskside.console.auth.models import (
     User,
     ViewerLink,
 )
+from deskside.console.chat.models import ChatLine
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
 from deskside.console.db.base import Base
 from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
@@ -30,6 +31,7 @@ TABLES = (
     TechnicianGroup,
     User,
     ViewerLink,
+    ChatLine,
     Command,
     CommandOutput,
     CustomRunbook,

@@ -11,6 +11,7 @@ from deskside.console.audit.repository import AuditRepository
 from deskside.console.auth.access import DeviceAccess
 from deskside.console.auth.accounts import AccountRepository
 from deskside.console.auth.groups import GroupRepository
+from deskside.console.chat.repository import ChatRepository
 from deskside.console.commands.repository import CommandRepository
 from deskside.console.commands.runbooks.repository import RunbookRepository
 from deskside.console.db import Database
@@ -44,6 +45,7 @@ class Store:
         self.runbooks = RunbookRepository(db)
         self.terminals = TerminalRepository(db)
         self.screens = ScreenRepository(db)
+        self.chat = ChatRepository(db)
 
     @classmethod
     def connect(cls, url: str, policy: Policy | None = None, bus: EventBus | None = None) -> Store:

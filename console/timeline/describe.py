@@ -16,6 +16,8 @@ from msgspec import UNSET, UnsetType
 from .kinds import (
     Assignment,
     Change,
+    Chat,
+    ChatRefused,
     Command,
     CommandCancel,
     CommandRefused,
@@ -116,6 +118,11 @@ def describe(entry: TimelineData) -> str:
             return f"control ended: {entry.reason}{_error(entry.error)}"
         case ScreenEnded():
             return _screen_ended(entry)
+        case ChatRefused():
+            return f"chat line refused ({entry.reason})"
+        case Chat():
+            said = "to the user" if entry.direction == "to_user" else "from the user"
+            return f"chat {said}: {' / '.join(entry.text.splitlines())}"
         case Change() | RunbookStarted() | RunbookResult():
             return _listed(encode(entry)[1])
         case Unknown():

@@ -48,6 +48,8 @@ from deskside.protocol.messages import ScreenControlReason, ScreenEndReason
 __all__ = [
     "Assignment",
     "Change",
+    "Chat",
+    "ChatRefused",
     "Command",
     "CommandCancel",
     "CommandRefused",
@@ -116,6 +118,8 @@ class EventKind(enum.StrEnum):
     SCREEN_CONTROL_GRANTED = "screen_control_granted"
     SCREEN_CONTROL_REFUSED = "screen_control_refused"
     SCREEN_CONTROL_ENDED = "screen_control_ended"
+    CHAT = "chat"
+    CHAT_REFUSED = "chat_refused"
     # Never stored: what a reader calls a row it cannot type (``Unknown``).
     UNKNOWN = "unknown"
 
@@ -405,6 +409,26 @@ class ScreenControlEnded(
     error: str | UnsetType = UNSET
 
 
+# -- Chat ----------------------------------------------------------------------------------
+
+
+class Chat(_Data, frozen=True, kw_only=True, tag=EventKind.CHAT.value):
+    """A line of the chat with the device's user: the technician's (``to_user``, the
+    entry's actor wrote it) or the user's (``from_user``). ``text`` is plain text."""
+
+    line: Count
+    device: str
+    direction: str  # "to_user" or "from_user"
+    text: str
+
+
+class ChatRefused(_Data, frozen=True, kw_only=True, tag=EventKind.CHAT_REFUSED.value):
+    """The console refused a technician's chat line; ``reason`` is the refusal's message
+    (the line itself is not kept)."""
+
+    reason: str
+
+
 # -- Reading what cannot be typed ----------------------------------------------------------
 
 
@@ -441,6 +465,8 @@ EventData: TypeAlias = (
     | ScreenControlGranted
     | ScreenControlRefused
     | ScreenControlEnded
+    | Chat
+    | ChatRefused
 )
 """The data of an entry that can be written: one struct per kind."""
 

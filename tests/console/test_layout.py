@@ -16,7 +16,7 @@ from tests.test_package import imports_of, module_name
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 CAPABILITIES = frozenset(
-    {"audit", "auth", "commands", "devices", "screen", "terminal", "tickets", "timeline"}
+    {"audit", "auth", "chat", "commands", "devices", "screen", "terminal", "tickets", "timeline"}
 )
 # What any capability publishes to the others ("": its package's __init__).
 SHARED = frozenset({"", "models", "schemas", "events"})

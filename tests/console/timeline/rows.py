@@ -11,6 +11,8 @@ from typing import Any
 from deskside.console.timeline.kinds import (
     Assignment,
     Change,
+    Chat,
+    ChatRefused,
     Command,
     CommandCancel,
     CommandRefused,
@@ -549,5 +551,23 @@ STORED: list[tuple[str, str, dict[str, Any], EventData]] = [
         ScreenControlEnded(
             screen_session=SESSION, device=DEVICE, reason=ScreenControlReason.SESSION_ENDED
         ),
+    ),
+    (
+        "chat-to-user",
+        "chat",
+        {"line": 3, "device": DEVICE, "direction": "to_user", "text": "Restart it,\nplease"},
+        Chat(line=3, device=DEVICE, direction="to_user", text="Restart it,\nplease"),
+    ),
+    (
+        "chat-from-user",
+        "chat",
+        {"line": 4, "device": DEVICE, "direction": "from_user", "text": "<b>done</b>"},
+        Chat(line=4, device=DEVICE, direction="from_user", text="<b>done</b>"),
+    ),
+    (
+        "chat-refused",
+        "chat_refused",
+        {"reason": "bob may not act on ticket #3: it is not assigned to them"},
+        ChatRefused(reason="bob may not act on ticket #3: it is not assigned to them"),
     ),
 ]
