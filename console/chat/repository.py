@@ -59,7 +59,7 @@ _BY_ID: Final = select(*_COLUMNS).where(ChatLine.id == bindparam("line"))
 _BY_SEQ: Final = (
     select(*_COLUMNS)
     .where(ChatLine.device_id == bindparam("device"))
-    .where(ChatLine.seq == bindparam("seq"))
+    .where(ChatLine.seq == bindparam("number"))
 )
 _BY_REPLY: Final = (
     select(*_COLUMNS)
@@ -78,9 +78,9 @@ _OF_TICKET: Final = (
 _DELIVER: Final = (
     update(ChatLine)
     .where(ChatLine.device_id == bindparam("device"))
-    .where(ChatLine.seq == bindparam("seq"))
+    .where(ChatLine.seq == bindparam("number"))
     .where(ChatLine.status == ChatStatus.PENDING.value)
-    .values(status=bindparam("status"), delivered_at=bindparam("at"), error=bindparam("error"))
+    .values(status=bindparam("new_status"), delivered_at=bindparam("at"), error=bindparam("why"))
 )
 _TICKET: Final = select(Ticket.id, Ticket.device_id).where(Ticket.id == bindparam("ticket"))
 
@@ -216,9 +216,9 @@ class ChatRepository:
         status = ChatStatus.REFUSED if refused else ChatStatus.DELIVERED
 
         def transaction(conn: Connection) -> ChatLineView | None:
-            params = {"device": device_id, "seq": seq}
+            params = {"device": device_id, "number": seq}
             changed = conn.execute(
-                _DELIVER, {**params, "status": status.value, "at": now, "error": error}
+                _DELIVER, {**params, "new_status": status.value, "at": now, "why": error}
             )
             if changed.rowcount != 1:
                 return None
