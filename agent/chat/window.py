@@ -61,12 +61,13 @@ def notify(summary: str, body: str, environ: dict[str, str] | None = None) -> st
     is there (or the session has no bus)."""
     env = dict(os.environ if environ is None else environ)
     body = _escape_markup(body[:300])
-    if shutil.which("notify-send"):
-        argv = ["notify-send", "--app-name=Deskside", summary, body]
+    notify_send, gdbus = shutil.which("notify-send"), shutil.which("gdbus")
+    if notify_send:
+        argv = [notify_send, "--app-name=Deskside", summary, body]
         how = "notify-send"
-    elif shutil.which("gdbus") and env.get("DBUS_SESSION_BUS_ADDRESS"):
+    elif gdbus and env.get("DBUS_SESSION_BUS_ADDRESS"):
         argv = [
-            "gdbus",
+            gdbus,
             "call",
             "--session",
             "--dest=org.freedesktop.Notifications",
