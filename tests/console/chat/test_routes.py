@@ -329,3 +329,47 @@ async def test_an_answer_for_a_ticket_of_another_device_is_refused(
     error = await agent.next(m.Error)
     assert (error.code, error.request_id) == (m.ErrorCode.NOT_FOUND, "x-1")
     assert await lines(api, theirs) == []
+
+
+async def test_the_interactive_cli_sends_lines_and_prints_the_answers(
+    api: httpx.Client, agent: PlayedAgent, console: ConsoleProcess
+) -> None:
+    ticket = new_ticket(api, agent.id)
+    api.patch(f"/api/v1/tickets/{ticket}", json={"assignee": "alice"})
+    process = await asyncio.create_subprocess_exec(
+        console.command,
+        "--data-dir",
+        str(console.data_dir),
+        "chat",
+        "--ticket",
+        str(ticket),
+        "--as",
+        "alice",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        banner = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert f"chat on ticket #{ticket}" in banner.decode()
+        process.stdin.write(b"Can you see the printer?\n")
+        await process.stdin.drain()
+        line = await agent.next(m.ChatMessage)
+        assert (line.text, line.sender) == ("Can you see the printer?", "user:alice")
+        await agent.send(
+            m.ChatReply(reply_id="i-1", ticket_id=ticket, text="No, it is gone", sent_at=1.0)
+        )
+        printed = b""
+        async with asyncio.timeout(15):
+            while b"No, it is gone" not in printed:
+                printed += await process.stdout.readline()
+        assert b"Can you see the printer?" in printed  # the technician's own line too
+        assert b"user: No, it is gone" in printed
+        process.stdin.close()
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
