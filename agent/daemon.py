@@ -562,7 +562,7 @@ class Daemon:
             logger.warning("cannot record the ticket: %s", exc)
 
     async def _console_error(self, channel: Channel, error: Error) -> None:
-        if self._chat.refused(error):
+        if await self._chat.refused(error):
             return
         request_id = error.request_id
         if request_id is not None and request_id in self._in_flight:

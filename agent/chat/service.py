@@ -39,6 +39,7 @@ import msgspec
 
 from deskside.agent.consent import has_desktop
 from deskside.agent.files import write_atomic
+from deskside.agent.i18n import gettext_for as _
 from deskside.channel import Channel
 from deskside.channel.dispatch import HandlerTable
 from deskside.protocol import messages as m
@@ -101,11 +102,14 @@ class ChatService:
         self._sent: deque[float] = deque()
         # Answers sent on the current channel, not yet acknowledged.
         self._in_flight: set[str] = set()
+        # One line at a time, in the order they came (asyncio.Lock wakes waiters in order).
         self._lock = asyncio.Lock()
+        # Lines being shown.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def register(self, table: HandlerTable[Channel]) -> None:
         """The technician's lines and the console's acknowledgements come here."""
-        table.register(m.ChatMessage, self._line)
+        table.register(m.ChatMessage, self._line_later)
         table.register(m.ChatAck, self._acknowledged)
 
     async def attach(self, channel: Channel) -> None:
@@ -121,7 +125,7 @@ class ChatService:
             self._channel = None
             self._in_flight = set()
 
-    def refused(self, error: m.Error) -> bool:
+    async def refused(self, error: m.Error) -> bool:
         """Whether ``error`` is the console's about one of our answers (then handled:
         a busy console gets it again on the next connect; one it cannot file is dropped)."""
         reply_id = error.request_id
@@ -131,17 +135,16 @@ class ChatService:
         if error.code is not m.ErrorCode.BUSY:
             logger.warning("the console refused chat answer %s: %s", reply_id, error.message)
             self.state.pending = [r for r in self.state.pending if r.reply_id != reply_id]
-            self._save()
-            self._tell(
-                {
-                    "notice": "This answer could not be delivered to your help desk: "
-                    + error.message[:200]
-                }
-            )
+            await self._save()
+            notice = _("This answer could not be delivered to your help desk: {why}")
+            self._tell({"notice": notice.format(why=error.message[:200])})
         return True
 
     async def shutdown(self) -> None:
         """End the window (the state is on disk already)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         window, self._window = self._window, None
         if window is not None and window.returncode is None:
             if window.stdin is not None:
@@ -158,6 +161,21 @@ class ChatService:
                 await self._reader
 
     # -- The technician's lines --------------------------------------------------------------
+
+    async def _line_later(self, channel: Channel, message: m.ChatMessage) -> None:
+        """Show the line in a task of its own: opening the window takes a moment, and the
+        receive loop must not wait for it. The lock keeps lines in their order."""
+        task = asyncio.create_task(self._line_logged(channel, message), name="deskside-chat-line")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _line_logged(self, channel: Channel, message: m.ChatMessage) -> None:
+        try:
+            await self._line(channel, message)
+        except ConnectionClosed:
+            pass  # not acknowledged: the console sends it again, and it is shown once
+        except Exception:
+            logger.exception("showing chat line %d failed", message.seq)
 
     async def _line(self, channel: Channel, message: m.ChatMessage) -> None:
         async with self._lock:  # lines are shown in the order they came
@@ -180,7 +198,7 @@ class ChatService:
                 return
             self.state.last_seq = message.seq
             self._remember(item)
-            self._save()
+            await self._save()
             logger.info(
                 "chat line %d for ticket #%d shown (%d characters)",
                 message.seq,
@@ -284,7 +302,8 @@ class ChatService:
             self._sent.popleft()
         limit = self._policy().lines_per_minute
         if len(self._sent) >= limit:
-            self._tell({"notice": f"Not sent: at most {limit} lines a minute. Wait a moment."})
+            notice = _("Not sent: at most {limit} lines a minute. Wait a moment.")
+            self._tell({"notice": notice.format(limit=limit)})
             return
         self._sent.append(now)
         reply = m.ChatReply(
@@ -299,9 +318,9 @@ class ChatService:
             dropped = self.state.pending.pop(0)
             logger.warning("chat answer %s dropped: too many waiting", dropped.reply_id)
         self._remember({"from": "", "text": text, "ticket": ticket, "mine": True})
-        self._save()
+        await self._save()
         if self._channel is None:
-            self._tell({"notice": "Not connected to your help desk: it will be sent later."})
+            self._tell({"notice": _("Not connected to your help desk: it will be sent later.")})
             return
         await self._send_reply(reply)
 
@@ -321,7 +340,7 @@ class ChatService:
         before = len(self.state.pending)
         self.state.pending = [r for r in self.state.pending if r.reply_id != ack.reply_id]
         if len(self.state.pending) != before:
-            self._save()
+            await self._save()
 
     # -- State --------------------------------------------------------------------------------
 
@@ -338,9 +357,10 @@ class ChatService:
             logger.warning("starting the chat afresh: %s is unreadable: %s", self._path, exc)
             return ChatState()
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        data = msgspec.json.encode(self.state)
         try:
-            write_atomic(self._path, msgspec.json.encode(self.state), durable=False)
+            await asyncio.to_thread(write_atomic, self._path, data, durable=False)
         except ConfigError as exc:
             logger.warning("cannot keep the chat's state: %s", exc)
 

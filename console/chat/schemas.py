@@ -64,7 +64,7 @@ class ChatLineView(msgspec.Struct, frozen=True, kw_only=True):
     sent_at: datetime.datetime
     status: ChatStatus
     # A technician's line: its number on the device.
-    seq: int | None = None
+    seq: Annotated[int, Meta(ge=1, le=2**31 - 1)] | None = None
     delivered_at: datetime.datetime | None = None
     # Why the device refused it.
     error: str = ""

@@ -144,3 +144,26 @@ async def test_the_daemon_refuses_lines_it_cannot_show_and_says_why(
     answer = (await delivered(console, device, 2))[-1]
     assert (answer.seq, answer.refused, answer.error) == (2, True, CHAT_OFF)
     assert not agent.paths.chat_file.exists()  # nothing was shown, nothing kept
+
+
+async def test_a_busy_console_gets_an_answer_again_one_refused_is_dropped(
+    tmp_path: Path,
+) -> None:
+    service = ChatService(tmp_path / "chat.json", ChatPolicy)
+    channel = Recorder()
+    await service.attach(cast(Channel, channel))
+    await service._answer({"ticket": 4, "text": "busy"})
+    await service._answer({"ticket": 99, "text": "wrong ticket"})
+    busy, wrong = (cast(m.ChatReply, r) for r in channel.sent)
+    error = m.Error(code=m.ErrorCode.BUSY, message="slow down", request_id=busy.reply_id)
+    assert await service.refused(error)
+    error = m.Error(code=m.ErrorCode.NOT_FOUND, message="no ticket", request_id=wrong.reply_id)
+    assert await service.refused(error)
+    assert not await service.refused(error)  # handled once
+    other = m.Error(code=m.ErrorCode.NOT_FOUND, message="x", request_id="help-request-1")
+    assert not await service.refused(other)  # not ours: the daemon's own
+    assert [r.text for r in service.state.pending] == ["busy"]
+    later = Recorder()
+    service.detach(cast(Channel, channel))
+    await service.attach(cast(Channel, later))
+    assert [cast(m.ChatReply, r).text for r in later.sent] == ["busy"]
