@@ -367,6 +367,8 @@ class ChatService:
 
 def _login_name() -> str:
     """The user's login name, for the technician (empty if it cannot be told)."""
-    with contextlib.suppress(Exception):
+    try:
         return getpass.getuser()[:256]
-    return ""
+    except (OSError, KeyError) as exc:  # no name in the environment nor the user database
+        logger.debug("the user's login name is unknown: %s", exc)
+        return ""

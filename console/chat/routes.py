@@ -27,7 +27,7 @@ from deskside.console.events import Subscription
 from .events import ChatLineAdded, ChatLineChanged
 from .relay import ChatRelay
 from .repository import ChatRepository
-from .schemas import ChatLineView, NewChatLine
+from .schemas import ChatEvent, ChatLineView, NewChatLine
 
 __all__ = ["MAX_FOLLOW", "MAX_WAIT", "ChatController"]
 
@@ -107,7 +107,7 @@ class ChatController(Controller):
     @get(
         "/tickets/{ticket_id:int}/chat/stream",
         guards=[requires(Scope.TICKETS_READ)],
-        responses=errors(400, 404) | content(200, ChatLineView, "text/event-stream"),
+        responses=errors(400, 404) | content(200, ChatEvent, "text/event-stream"),
     )
     async def follow(
         self,

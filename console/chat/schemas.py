@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import datetime
 import enum
-from typing import Annotated
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType, Reference, Schema
 from msgspec import Meta
 
 from deskside.console.api import Id, SmallId
 from deskside.protocol import messages as m
 
-__all__ = ["ChatDirection", "ChatLineView", "ChatStatus", "NewChatLine"]
+__all__ = ["ChatDirection", "ChatEvent", "ChatLineView", "ChatStatus", "NewChatLine"]
 
 
 class ChatDirection(enum.StrEnum):
@@ -68,3 +69,23 @@ class ChatLineView(msgspec.Struct, frozen=True, kw_only=True):
     delivered_at: datetime.datetime | None = None
     # Why the device refused it.
     error: str = ""
+
+
+class ChatEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One server-sent event of a chat's ``/stream``: ``line``, its data a
+    ``ChatLineView`` in JSON. Only the OpenAPI document uses it: the stream is written
+    by hand."""
+
+    event: Literal["line"]
+    data: str
+
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "properties": {
+            "event": Schema(const="line"),
+            "data": Schema(
+                type=OpenAPIType.STRING,
+                content_media_type="application/json",
+                content_schema=Reference("#/components/schemas/ChatLineView"),
+            ),
+        }
+    }

@@ -241,6 +241,7 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(live: Live) -> None:
         "AttachDiagnostics",
         "NewCommand",
         "RunRunbook",
+        "NewChatLine",
     }
     for name in bodies:
         assert schemas[name]["additionalProperties"] is False, name
@@ -275,6 +276,7 @@ def test_refusals_are_documented(live: Live) -> None:
         ("POST", "/api/v1/tickets/{ticket_id}/commands"),
         ("POST", "/api/v1/commands/{command_id}/cancel"),
         ("POST", "/api/v1/tickets/{ticket_id}/runbooks/{name}"),
+        ("POST", "/api/v1/tickets/{ticket_id}/chat"),
     }
     with live.api() as api:
         refused = api.post(f"/api/v1/devices/{live.spare}/snapshots", params={"timeout": 1})
