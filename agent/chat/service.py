@@ -48,13 +48,25 @@ from deskside.protocol.errors import ConfigError, ConnectionClosed
 from .policy import ChatPolicy
 from .window import clean
 
-__all__ = ["CHAT_OFF", "NO_DESKTOP", "ChatService", "ChatState"]
+__all__ = [
+    "CHAT_OFF",
+    "LINES_SHOWN_PER_MINUTE",
+    "NO_DESKTOP",
+    "TOO_MANY",
+    "ChatService",
+    "ChatState",
+]
 
 logger = logging.getLogger(__name__)
 
 # What the technician is told when the policy or the machine refuses a line.
 CHAT_OFF: Final = "chat is off on this device"
 NO_DESKTOP: Final = "nobody is at a desktop on this device to read it"
+# The technician's lines shown in a minute, at most: a console gone wrong cannot bury
+# the user's screen (the console itself allows 20 a minute per ticket).
+LINES_SHOWN_PER_MINUTE: Final = 60
+# What the technician is told past it.
+TOO_MANY: Final = "too many chat lines a minute for this device"
 # Lines of the conversation kept for a new window.
 _HISTORY: Final = 50
 # Answers kept while the console is away; older ones are dropped (and logged).
@@ -98,6 +110,8 @@ class ChatService:
         self._reader: asyncio.Task[None] | None = None
         # Set by the window's first line: True once it shows, False if it could not.
         self._ready: asyncio.Future[bool] | None = None
+        # When the technician's recent lines were shown (monotonic seconds).
+        self._shown: deque[float] = deque()
         # When the user's recent answers were sent (monotonic seconds).
         self._sent: deque[float] = deque()
         # Answers sent on the current channel, not yet acknowledged.
@@ -187,6 +201,13 @@ class ChatService:
                 logger.info("chat line %d shown already; acknowledged again", message.seq)
                 await channel.send(m.ChatDelivered(seq=message.seq))
                 return
+            now = time.monotonic()
+            while self._shown and now - self._shown[0] > 60.0:
+                self._shown.popleft()
+            if len(self._shown) >= LINES_SHOWN_PER_MINUTE:
+                logger.warning("chat line %d refused: too many a minute", message.seq)
+                await channel.send(m.ChatDelivered(seq=message.seq, refused=True, error=TOO_MANY))
+                return
             item = {
                 "from": message.sender,
                 "text": message.text,
@@ -196,6 +217,7 @@ class ChatService:
             if not await self._show(item):
                 await channel.send(m.ChatDelivered(seq=message.seq, refused=True, error=NO_DESKTOP))
                 return
+            self._shown.append(now)
             self.state.last_seq = message.seq
             self._remember(item)
             await self._save()

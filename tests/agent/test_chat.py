@@ -7,8 +7,10 @@ The window itself, on a real X server, is tested end to end in tests/test_chat.p
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, cast
 import pytest
 
 from deskside.agent.chat.policy import ChatPolicy
-from deskside.agent.chat.service import CHAT_OFF, NO_DESKTOP, ChatService
+from deskside.agent.chat.service import CHAT_OFF, NO_DESKTOP, TOO_MANY, ChatService
 from deskside.agent.chat.window import clean, notify
 from deskside.agent.config import AgentConfig, load_config, save_config
 from deskside.channel import Channel
@@ -167,3 +169,33 @@ async def test_a_busy_console_gets_an_answer_again_one_refused_is_dropped(
     service.detach(cast(Channel, channel))
     await service.attach(cast(Channel, later))
     assert [cast(m.ChatReply, r).text for r in later.sent] == ["busy"]
+
+
+async def test_lines_are_shown_once_in_order_and_at_most_sixty_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPLAY", ":0")
+    shown = tmp_path / "shown"
+    # Stands in for the Tk window (tests/test_chat.py has the real one): says it is
+    # ready, then keeps every line it is given.
+    window = (
+        "import sys; print('{\"ready\": true}', flush=True)\n"
+        f"with open({str(shown)!r}, 'w') as out:\n"
+        "    for line in sys.stdin: out.write(line); out.flush()\n"
+    )
+    service = ChatService(
+        tmp_path / "chat.json", ChatPolicy, window_argv=[sys.executable, "-c", window]
+    )
+    channel = Recorder()
+    try:
+        for seq in (1, 2, 2, 1, *range(3, 62)):
+            await service._line(cast(Channel, channel), line(seq, f"line {seq}"))
+        answers = [cast(m.ChatDelivered, a) for a in channel.sent]
+        assert [a.seq for a in answers] == [1, 2, 2, 1, *range(3, 62)]
+        assert [a.seq for a in answers if a.refused] == [61]
+        assert answers[-1].error == TOO_MANY
+        assert service.state.last_seq == 60
+    finally:
+        await service.shutdown()
+    texts = [json.loads(raw)["line"]["text"] for raw in shown.read_text().splitlines()]
+    assert texts == [f"line {seq}" for seq in range(1, 61)]
