@@ -49,6 +49,7 @@ from deskside.protocol.enrollment import check_agent_url, device_id
 from deskside.protocol.errors import ConfigError, DesksideError
 from deskside.protocol.messages import DeviceId
 
+from .chat.policy import ChatPolicy
 from .files import ensure_private_dir, write_atomic
 from .policy import CommandPolicy
 from .screen.policy import ScreenPolicy
@@ -130,6 +131,11 @@ class AgentPaths:
     def commands_dir(self) -> Path:
         """Command records (``<id>.json``) and result spools (``<id>.results``)."""
         return self.state_dir / "commands"
+
+    @property
+    def chat_file(self) -> Path:
+        """The chat's state: the last line shown, answers not yet delivered, recent lines."""
+        return self.state_dir / "chat.json"
 
     @property
     def shells_dir(self) -> Path:
@@ -216,6 +222,9 @@ class AgentConfig:
     screen: ScreenPolicy = field(default_factory=ScreenPolicy)
     """The owner's policy for screen sessions (``[screen]``)."""
 
+    chat: ChatPolicy = field(default_factory=ChatPolicy)
+    """The owner's policy for chat with the help desk (``[chat]``)."""
+
     def to_toml(self) -> str:
         """The TOML text of this configuration."""
         lines = [
@@ -234,6 +243,7 @@ class AgentConfig:
             lines.append(f"heartbeat_interval = {self.heartbeat_interval!r}")
         lines += ["", *self.commands.toml_lines(_toml_string)]
         lines += ["", *self.screen.toml_lines(_toml_string)]
+        lines += ["", *self.chat.toml_lines(_toml_string)]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -246,7 +256,7 @@ class AgentConfig:
         reader = _TableReader(document, source)
         console = reader.table("console", {"url", "public_key", "tls_fingerprint"})
         agent = reader.table("agent", {"device_id", "log_level", "heartbeat_interval"})
-        reader.no_other_tables({"console", "agent", "commands", "screen"})
+        reader.no_other_tables({"console", "agent", "commands", "screen", "chat"})
         commands_table = document.get("commands", {})
         if not isinstance(commands_table, dict):
             raise ConfigError(f"{source}: commands must be a table")
@@ -255,6 +265,10 @@ class AgentConfig:
         if not isinstance(screen_table, dict):
             raise ConfigError(f"{source}: screen must be a table")
         screen = ScreenPolicy.from_table(screen_table, source)
+        chat_table = document.get("chat", {})
+        if not isinstance(chat_table, dict):
+            raise ConfigError(f"{source}: chat must be a table")
+        chat = ChatPolicy.from_table(chat_table, source)
 
         url = console.string("url")
         try:
@@ -298,6 +312,7 @@ class AgentConfig:
             log_level=level,
             commands=commands,
             screen=screen,
+            chat=chat,
         )
 
 

@@ -27,6 +27,7 @@ Theory of operation::
         ScreenKeyframeRequest, ScreenSetMode,
         ScreenEnded, Guide*, ScreenControl*,
         Input*                               ──> ScreenService
+      ChatMessage, ChatAck                   ──> ChatService (deskside.agent.chat)
 
   A new message is one handler in the module that owns it and one registration.
 * A request is sent once per session (``_in_flight``); it is deleted from the
@@ -88,6 +89,7 @@ from deskside.protocol.messages import (
 
 from .audit import AuditLog
 from .backoff import Backoff
+from .chat.service import ChatService
 from .commands import CommandService
 from .config import AgentConfig, AgentPaths, Identity, load_config, load_enrolled
 from .help_request import PERMANENT_ERRORS
@@ -237,6 +239,7 @@ class Daemon:
             consent_lock=consent_lock,
             policy_file=policy_file,
         )
+        self._chat = ChatService(paths.chat_file, lambda: self._config.chat)
         # What to do with each type of message from the console: every service
         # registers the messages it owns.
         self._handlers: HandlerTable[Channel] = HandlerTable()
@@ -244,6 +247,7 @@ class Daemon:
         self._commands.register(self._handlers)
         self._terminals.register(self._handlers)
         self._screens.register(self._handlers)
+        self._chat.register(self._handlers)
 
     @property
     def handlers(self) -> HandlerTable[Channel]:
@@ -320,6 +324,7 @@ class Daemon:
             for step, work in (
                 ("ending terminals", self._terminals.shutdown),
                 ("ending screen sessions", self._screens.shutdown),
+                ("closing the chat window", self._chat.shutdown),
                 ("ending commands", self._commands.shutdown),
                 ("closing the audit log", self._audit.close),
             ):
@@ -445,6 +450,7 @@ class Daemon:
                 "connected to %s as device %s", self._config.console_url, self._config.device_id
             )
             self._commands.attach(channel)
+            await self._chat.attach(channel)
             helpers = [
                 asyncio.create_task(self._guarded(channel, self._heartbeats, channel)),
                 asyncio.create_task(self._guarded(channel, self._deliver_spool, channel)),
@@ -463,6 +469,7 @@ class Daemon:
             self._commands.detach(channel)
             self._terminals.detach(channel)
             self._screens.detach(channel)
+            self._chat.detach(channel)
             if not channel.closed and not self._stop.is_set():
                 await self._close_now(channel, CloseCode.INTERNAL_ERROR, "agent error")
 
@@ -598,6 +605,8 @@ class Daemon:
             logger.warning("cannot record the ticket: %s", exc)
 
     async def _console_error(self, channel: Channel, error: Error) -> None:
+        if await self._chat.refused(error):
+            return
         request_id = error.request_id
         if request_id is not None and request_id in self._in_flight:
             self._in_flight.discard(request_id)

@@ -94,6 +94,7 @@ _MEANINGS: Final = {
     403: "The API token lacks the scope, or its technician the right",
     404: "No such object",
     409: "The request clashes with the object's state",
+    429: "Too many requests of this kind: wait, then try again",
     504: "The device did not answer in time",
 }
 

@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from . import api
 from .audit.routes import AuditController
 from .auth.guards import authenticated, provide_identity
+from .chat.routes import ChatController
 from .commands.routes import CommandController, RunbookController
 from .devices.routes import DeviceController
 from .downloads import install_file, wheel_cache
@@ -130,6 +131,7 @@ def api_router(
             WebhookController,
             FindingController,
             KnowledgeController,
+            ChatController,
         ],
         guards=[authenticated, api.refuse_nul, api.strict_body],
         security=api.SECURITY,
@@ -145,6 +147,7 @@ def api_router(
             "runbooks": _provide(store.runbooks),
             "terminals": _provide(store.terminals),
             "screens": _provide(store.screens),
+            "chat": _provide(store.chat),
             "agents": _provide(gateway),
             "presence": _provide(gateway.presence),
             "command_relay": _provide(gateway.commands),
@@ -154,6 +157,7 @@ def api_router(
             "findings": _provide(store.findings),
             "categories": _provide(store.categories),
             "knowledge": _provide(store.knowledge),
+            "chat_relay": _provide(gateway.chat),
         },
     )
     _allow_every_method(router)

@@ -18,6 +18,7 @@ import click
 from .audit.cli import audit
 from .auth.cli import apitoken, group, user
 from .auth.schemas import Role
+from .chat.cli import chat
 from .clitools import Context, Group, pass_context
 from .commands.cli import run, runbook
 from .config import DataDir, default_data_dir
@@ -187,6 +188,7 @@ for _command in (
     categories,
     rules,
     kb,
+    chat,
 ):
     main.add_command(_command)
 for _command in (ticket_findings, ticket_finding, ticket_category, ticket_kb):

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "StaleVersion",
+    "TooManyRequests",
     "Unauthorized",
 ]
 
@@ -76,6 +77,12 @@ class Forbidden(ConsoleError):
     """Valid credentials without the right to do this."""
 
     status_code = 403
+
+
+class TooManyRequests(ConsoleError):
+    """The caller asked too often; the limit is in the message."""
+
+    status_code = 429
 
 
 class EnrollmentRefused(ConsoleError):

@@ -14,7 +14,7 @@ Theory of operation::
                      │
                      └── each message ──> handlers: message type -> its capability's
                                           handler (devices, tickets, commands,
-                                          terminal, screen), filled by ``register``
+                                          terminal, screen, chat), filled by ``register``
     channel closed ──> every capability's ``agent_gone(session)``
 
 The gateway does sessions and authorization only. What a message means is its
@@ -49,6 +49,7 @@ from deskside.protocol.errors import (
 )
 
 from .agents import AgentSession, Capability
+from .chat.relay import ChatRelay
 from .commands.relay import CommandRelay
 from .commands.runner import RunbookRunner
 from .devices.presence import Presence
@@ -166,6 +167,7 @@ class Gateway:
         self.commands = CommandRelay(store.commands, store.bus, self)
         self.terminals = TerminalHub(store.terminals, self)
         self.screens = ScreenHub(store.screens, store.bus)
+        self.chat = ChatRelay(store.chat, store.bus, self)
         self.runbooks = RunbookRunner(
             store.commands, store.tickets, store.devices, self.commands, self
         )
@@ -174,6 +176,7 @@ class Gateway:
             self.commands,
             self.terminals,
             self.screens,
+            self.chat,
             self.help_requests,
             self.presence,
         )

@@ -27,10 +27,12 @@ __all__ = [
     "EXIT_CODES",
     "RunFailed",
     "exit_status",
+    "follow_chat",
     "follow_command",
     "follow_runbook",
     "open_terminal",
     "replay",
+    "send_chat_line",
     "server_base_url",
     "start_command",
     "token_ttl",
@@ -296,3 +298,45 @@ def replay(transcript: bytes, speed: float, out: Any) -> None:
         previous = float(when)
         out.write(str(data))
         out.flush()
+
+
+# -- Chat -----------------------------------------------------------------------------------
+
+
+def send_chat_line(
+    config: ConsoleConfig, token: str, ticket: int, text: str, wait: float = 0.0
+) -> dict[str, Any]:
+    """Write a line to the user of the ticket's device; the line as the server keeps it
+    (after ``wait`` seconds at most for the device to show it)."""
+    try:
+        with _client(config, token) as client:
+            response = client.post(
+                f"/api/v1/tickets/{ticket}/chat", params={"wait": wait}, json={"text": text}
+            )
+    except httpx.HTTPError as exc:
+        raise RunFailed(f"cannot reach the console at {server_base_url(config)}: {exc}") from exc
+    if response.status_code != 201:
+        raise RunFailed(f"refused: {_detail(response)}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def follow_chat(
+    config: ConsoleConfig, token: str, ticket: int, seconds: float = 600.0
+) -> Iterator[dict[str, Any]]:
+    """The ticket's chat lines so far, then new lines and changes, as they come; a new
+    stream is opened each time the server ends one."""
+    with _client(config, token) as client:
+        while True:
+            try:
+                with client.stream(
+                    "GET", f"/api/v1/tickets/{ticket}/chat/stream", params={"seconds": seconds}
+                ) as response:
+                    if response.status_code != 200:
+                        raise RunFailed(f"cannot follow the chat: {_detail(response)}")
+                    for event, data in _events(response):
+                        if event == "line":
+                            line: dict[str, Any] = json.loads(data)
+                            yield line
+            except httpx.HTTPError as exc:
+                raise RunFailed(f"lost the console: {exc}") from exc

@@ -15,6 +15,7 @@ from deskside.console.auth.models import (
     WebAuthnKey,
     WebSession,
 )
+from deskside.console.chat.models import ChatLine
 from deskside.console.commands.models import Command, CommandOutput, CustomRunbook
 from deskside.console.db.base import Base
 from deskside.console.devices.models import Device, EnrollmentToken, Snapshot
@@ -40,6 +41,7 @@ TABLES = (
     TotpCredential,
     RecoveryCode,
     WebAuthnKey,
+    ChatLine,
     Command,
     CommandOutput,
     CustomRunbook,

@@ -16,6 +16,7 @@ from deskside.console.auth.factors import SecondFactorRepository
 from deskside.console.auth.groups import GroupRepository
 from deskside.console.auth.keys import WebAuthnKeys
 from deskside.console.auth.sessions import SessionRepository
+from deskside.console.chat.repository import ChatRepository
 from deskside.console.commands.repository import CommandRepository
 from deskside.console.commands.runbooks.repository import RunbookRepository
 from deskside.console.db import Database
@@ -69,6 +70,7 @@ class Store:
         # Endpoints and the outbox: its stager writes outbox rows in every transaction.
         self.webhooks = WebhookRepository(db)
         db.add_stager(self.webhooks.stage)
+        self.chat = ChatRepository(db)
 
     @classmethod
     def connect(

@@ -26,12 +26,17 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "CHAT_TEXT_MAX",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
     "Ack",
     "AgentMessage",
     "BatteryInfo",
+    "ChatAck",
+    "ChatDelivered",
+    "ChatMessage",
+    "ChatReply",
     "ClientParams",
     "Close",
     "CollectorError",
@@ -937,6 +942,60 @@ class ScreenSetMode(_Message, frozen=True, tag="screen_set_mode"):
     mode: ScreenMode
 
 
+# -- Chat between the technician and the user -------------------------------------------
+#
+# The technician's lines reach the user's chat window as ``ChatMessage``, numbered per
+# device by the console (``seq``, from 1, one more for each line); the agent answers
+# each with ``ChatDelivered`` (or refused: chat is off there) and remembers the
+# highest number shown, so a line sent again after a reconnect is acknowledged, not
+# shown twice. The user's lines go back as ``ChatReply``, named by the agent
+# (``reply_id``) so that one sent again is kept once; the console acknowledges each
+# with ``ChatAck``. Text is plain: no control characters but line feed and tab (each
+# end checks it on decoding), at most ``CHAT_TEXT_MAX`` characters.
+
+# The longest line either side may write.
+CHAT_TEXT_MAX = 2000
+ChatText = Annotated[
+    str, Meta(min_length=1, max_length=CHAT_TEXT_MAX, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
+]
+
+
+class ChatMessage(_Message, frozen=True, tag="chat_message"):
+    """A technician's line for the user, about a ticket."""
+
+    seq: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    sender: Name
+    text: ChatText
+    sent_at: Timestamp
+
+
+class ChatDelivered(_Message, frozen=True, tag="chat_delivered"):
+    """The agent has shown line ``seq`` to the user (or had shown it already), or
+    ``refused`` it: ``error`` says why ("chat is off on this device")."""
+
+    seq: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    refused: bool = False
+    error: Line = ""
+
+
+class ChatReply(_Message, frozen=True, tag="chat_reply"):
+    """The user's line for the technician of a ticket."""
+
+    reply_id: Id
+    ticket_id: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    text: ChatText
+    sent_at: Timestamp
+    # The user's login name, as the agent knows it.
+    user: Name = ""
+
+
+class ChatAck(_Message, frozen=True, tag="chat_ack"):
+    """The console has kept the user's line ``reply_id`` (or had kept it already)."""
+
+    reply_id: Id
+
+
 Message: TypeAlias = (
     ClientParams
     | ServerParams
@@ -981,6 +1040,10 @@ Message: TypeAlias = (
     | ScreenControlEnded
     | ScreenControlPaused
     | ScreenSetMode
+    | ChatMessage
+    | ChatDelivered
+    | ChatReply
+    | ChatAck
 )
 """Every message that may appear on the wire."""
 
@@ -1007,6 +1070,8 @@ AgentMessage: TypeAlias = (
     | ScreenControlRefused
     | ScreenControlEnded
     | ScreenControlPaused
+    | ChatDelivered
+    | ChatReply
 )
 ConsoleMessage: TypeAlias = (
     SnapshotRequest
@@ -1031,6 +1096,8 @@ ConsoleMessage: TypeAlias = (
     | ScreenControlRequest
     | ScreenControlEnded
     | ScreenSetMode
+    | ChatMessage
+    | ChatAck
 )
 
 # Every message type, for code that iterates over them (tests, documentation).

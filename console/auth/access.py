@@ -18,7 +18,8 @@ Acting on a device without a ticket (a fresh snapshot from the devices' API) ask
   of an open ticket of that device, or a member of a group with rights on the
   device's group; and works through a ticket assigned to them, or of a device their
   group has rights on;
-* the device is enrolled, not revoked, and connected.
+* the device is enrolled, not revoked, and connected (a chat line, ``chat``, needs
+  ``tickets:write`` and waits for a device that is not connected).
 
 An admin, and a service token (a ticket system's, acting for no technician), may act
 on any device with the scope.
@@ -66,6 +67,7 @@ class DeviceAction(enum.StrEnum):
     TERMINAL = "terminal"
     SCREEN = "screen"
     DIAGNOSTICS = "diagnostics"
+    CHAT = "chat"
 
 
 # The API scope each action needs (on a ticket).
@@ -76,7 +78,11 @@ _SCOPES: Final = {
     DeviceAction.TERMINAL: Scope.COMMANDS_RUN,
     DeviceAction.SCREEN: Scope.COMMANDS_RUN,
     DeviceAction.DIAGNOSTICS: Scope.DEVICES_WRITE,
+    DeviceAction.CHAT: Scope.TICKETS_WRITE,
 }
+# Actions that wait for a device that is offline: a chat line is delivered when the
+# device comes back.
+_OFFLINE_OK: Final = frozenset({DeviceAction.CHAT})
 
 _TICKET_FOR_ACTION: Final = (
     select(Ticket.id, Ticket.title, Ticket.status, Ticket.assignee, Ticket.device_id)
@@ -198,6 +204,8 @@ def check_device_action(
         return ticket, device_id, Conflict(f"ticket #{ticket_id} is {ticket.status}")
     if device_id is None:
         return ticket, None, Conflict(f"ticket #{ticket_id} has no device; name one")
+    if action in _OFFLINE_OK:
+        return ticket, device_id, _device_refusal(device_id, device, lambda _: True)
     return ticket, device_id, _device_refusal(device_id, device, online)
 
 

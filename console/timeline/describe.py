@@ -17,6 +17,8 @@ from .kinds import (
     ArticleLinked,
     Assignment,
     Change,
+    Chat,
+    ChatRefused,
     Command,
     CommandCancel,
     CommandRefused,
@@ -123,6 +125,11 @@ def describe(entry: TimelineData) -> str:
         case ArticleLinked():
             how = "resolved with" if entry.resolved else "linked"
             return f"{how} article {entry.article}: {entry.title}"
+        case ChatRefused():
+            return f"chat line refused ({entry.reason})"
+        case Chat():
+            said = "to the user" if entry.direction == "to_user" else "from the user"
+            return f"chat {said}: {' / '.join(entry.text.splitlines())}"
         case Change() | RunbookStarted() | RunbookResult():
             return _listed(encode(entry)[1])
         case Unknown():

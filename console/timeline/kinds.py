@@ -49,6 +49,8 @@ __all__ = [
     "ArticleLinked",
     "Assignment",
     "Change",
+    "Chat",
+    "ChatRefused",
     "Command",
     "CommandCancel",
     "CommandRefused",
@@ -120,6 +122,8 @@ class EventKind(enum.StrEnum):
     SCREEN_CONTROL_ENDED = "screen_control_ended"
     FINDING = "finding"
     ARTICLE = "article"
+    CHAT = "chat"
+    CHAT_REFUSED = "chat_refused"
     # Never stored: what a reader calls a row it cannot type (``Unknown``).
     UNKNOWN = "unknown"
 
@@ -431,6 +435,24 @@ class ArticleLinked(_Data, frozen=True, kw_only=True, tag=EventKind.ARTICLE.valu
     article: Small
     title: str
     resolved: bool
+# -- Chat ----------------------------------------------------------------------------------
+
+
+class Chat(_Data, frozen=True, kw_only=True, tag=EventKind.CHAT.value):
+    """A line of the chat with the device's user: the technician's (``to_user``, the
+    entry's actor wrote it) or the user's (``from_user``). ``text`` is plain text."""
+
+    line: Count
+    device: str
+    direction: str  # "to_user" or "from_user"
+    text: str
+
+
+class ChatRefused(_Data, frozen=True, kw_only=True, tag=EventKind.CHAT_REFUSED.value):
+    """The console refused a technician's chat line; ``reason`` is the refusal's message
+    (the line itself is not kept)."""
+
+    reason: str
 
 
 # -- Reading what cannot be typed ----------------------------------------------------------
@@ -471,6 +493,8 @@ EventData: TypeAlias = (
     | ScreenControlEnded
     | FindingDecision
     | ArticleLinked
+    | Chat
+    | ChatRefused
 )
 """The data of an entry that can be written: one struct per kind."""
 

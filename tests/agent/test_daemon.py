@@ -14,6 +14,8 @@ from typing import Any, cast, get_args
 import pytest
 
 from deskside.agent.audit import AuditLog
+from deskside.agent.chat.policy import ChatPolicy
+from deskside.agent.chat.service import ChatService
 from deskside.agent.commands import CommandService
 from deskside.agent.config import AgentConfig, AgentPaths, Identity, load_enrolled
 from deskside.agent.daemon import Daemon, DaemonSettings
@@ -427,6 +429,7 @@ SCREEN_MESSAGES: frozenset[type[Any]] = frozenset(
         m.ScreenSetMode,
     }
 )
+CHAT_MESSAGES: frozenset[type[Any]] = frozenset({m.ChatMessage, m.ChatAck})
 
 
 @pytest.fixture
@@ -444,8 +447,10 @@ def offline_daemon(tmp_path: Path) -> Daemon:
 
 def test_the_table_covers_every_message_the_agent_handles(offline_daemon: Daemon) -> None:
     handled = offline_daemon.handlers.types()
-    expected = DAEMON_MESSAGES | COMMAND_MESSAGES | TERMINAL_MESSAGES | SCREEN_MESSAGES
-    assert len(expected) == 22
+    expected = (
+        DAEMON_MESSAGES | COMMAND_MESSAGES | TERMINAL_MESSAGES | SCREEN_MESSAGES | CHAT_MESSAGES
+    )
+    assert len(expected) == 24
     assert sorted(t.__name__ for t in expected - handled) == []
     assert sorted(t.__name__ for t in handled - expected) == []
     # Today that is everything the console may send.
@@ -456,11 +461,12 @@ def test_each_service_registers_the_messages_it_owns(tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "audit.jsonl", tmp_path / "audit.head")
     lock = asyncio.Lock()
     services: list[
-        tuple[CommandService | TerminalService | ScreenService, frozenset[type[Any]]]
+        tuple[CommandService | TerminalService | ScreenService | ChatService, frozenset[type[Any]]]
     ] = [
         (CommandService(tmp_path, audit, CommandPolicy, consent_lock=lock), COMMAND_MESSAGES),
         (TerminalService(tmp_path, audit, CommandPolicy, consent_lock=lock), TERMINAL_MESSAGES),
         (ScreenService(audit, ScreenPolicy, consent_lock=lock), SCREEN_MESSAGES),
+        (ChatService(tmp_path / "chat.json", ChatPolicy), CHAT_MESSAGES),
     ]
     for service, owned in services:
         table: HandlerTable[Channel] = HandlerTable()

@@ -48,6 +48,8 @@ AGENT_TO_CONSOLE = {
     m.ScreenControlRefused: "screens",
     m.ScreenControlEnded: "screens",
     m.ScreenControlPaused: "screens",
+    m.ChatDelivered: "chat",
+    m.ChatReply: "chat",
 }
 
 

@@ -19,6 +19,7 @@ CAPABILITIES = frozenset(
     {
         "audit",
         "auth",
+        "chat",
         "commands",
         "devices",
         "findings",

@@ -254,6 +254,7 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(live: Live) -> None:
         "NewArticle",
         "ArticleChanges",
         "ArticleLinkRequest",
+        "NewChatLine",
     }
     for name in bodies:
         assert schemas[name]["additionalProperties"] is False, name
@@ -289,6 +290,7 @@ def test_refusals_are_documented(live: Live) -> None:
         ("POST", "/api/v1/commands/{command_id}/cancel"),
         ("POST", "/api/v1/tickets/{ticket_id}/runbooks/{name}"),
         ("POST", "/api/v1/saved-views"),
+        ("POST", "/api/v1/tickets/{ticket_id}/chat"),
     }
     with live.api() as api:
         refused = api.post(f"/api/v1/devices/{live.spare}/snapshots", params={"timeout": 1})

@@ -97,6 +97,23 @@ async def test_others_are_refused(
     assert text in str(refusal)
 
 
+async def test_a_chat_line_waits_for_an_offline_device_but_needs_tickets_write(
+    store: Store,
+) -> None:
+    ticket, device = await setup(store)
+    writer = msgspec.structs.replace(ALICE, scopes=frozenset({"tickets:write"}))
+    chat = DeviceAction.CHAT
+    assert await decide(store, ticket, writer, up=False, action=chat) == (device, None)
+    _, refusal = await decide(store, ticket, ALICE, up=False, action=chat)
+    assert isinstance(refusal, Forbidden)
+    assert "'tickets:write' scope" in str(refusal)
+    _, refusal = await decide(store, ticket, writer, up=False)  # a command does not wait
+    assert isinstance(refusal, Forbidden)
+    await store.devices.revoke_device(device)
+    _, refusal = await decide(store, ticket, writer, up=False, action=chat)
+    assert isinstance(refusal, NotFound)  # a revoked device gets nothing
+
+
 async def test_the_ticket_and_device_must_be_there_open_and_online(store: Store) -> None:
     ticket, device = await setup(store)
     _, refusal = await decide(store, 999, ADMIN)
@@ -192,7 +209,8 @@ async def test_a_technician_cannot_reach_another_device_through_a_ticket_of_thei
     # The attack of issue 12: bob's ticket has no device; he names alice's ticket's.
     _, device = await setup(store)
     own = await bare_ticket(store, "bob")
-    bob = msgspec.structs.replace(BOB, scopes=frozenset({"commands:run", "devices:write"}))
+    scopes = frozenset({"commands:run", "devices:write", "tickets:write"})
+    bob = msgspec.structs.replace(BOB, scopes=scopes)
     for action in DeviceAction:
         _, refusal = await decide(store, own, bob, device=device, action=action)
         assert isinstance(refusal, Forbidden), action

@@ -12,6 +12,8 @@ from deskside.console.timeline.kinds import (
     ArticleLinked,
     Assignment,
     Change,
+    Chat,
+    ChatRefused,
     Command,
     CommandCancel,
     CommandRefused,
@@ -583,5 +585,22 @@ STORED: list[tuple[str, str, dict[str, Any], EventData]] = [
         "article",
         {"article": 3, "title": "Disk full", "resolved": True},
         ArticleLinked(article=3, title="Disk full", resolved=True),
+    (
+        "chat-to-user",
+        "chat",
+        {"line": 3, "device": DEVICE, "direction": "to_user", "text": "Restart it,\nplease"},
+        Chat(line=3, device=DEVICE, direction="to_user", text="Restart it,\nplease"),
+    ),
+    (
+        "chat-from-user",
+        "chat",
+        {"line": 4, "device": DEVICE, "direction": "from_user", "text": "<b>done</b>"},
+        Chat(line=4, device=DEVICE, direction="from_user", text="<b>done</b>"),
+    ),
+    (
+        "chat-refused",
+        "chat_refused",
+        {"reason": "bob may not act on ticket #3: it is not assigned to them"},
+        ChatRefused(reason="bob may not act on ticket #3: it is not assigned to them"),
     ),
 ]

@@ -11,6 +11,8 @@ from deskside.console.timeline.describe import describe, label
 from deskside.console.timeline.kinds import (
     Assignment,
     Change,
+    Chat,
+    ChatRefused,
     Command,
     CommandCancel,
     CommandRefused,
@@ -300,6 +302,21 @@ CASES: list[tuple[str, TimelineData, str]] = [
         "screen-control-ended",
         ScreenControlEnded(screen_session=S, device=D, reason=ScreenControlReason.SESSION_ENDED),
         "control ended: session_ended",
+    ),
+    (
+        "chat-to-user",
+        Chat(line=1, device=D, direction="to_user", text="Restart it.\nThen tell me."),
+        "chat to the user: Restart it. / Then tell me.",
+    ),
+    (
+        "chat-from-user",
+        Chat(line=2, device=D, direction="from_user", text="done"),
+        "chat from the user: done",
+    ),
+    (
+        "chat-refused",
+        ChatRefused(reason="no ticket 9"),
+        "chat line refused (no ticket 9)",
     ),
     (
         "unknown",

@@ -1,0 +1,1 @@
+"""Chat between a ticket's technician and the user of its device."""
