@@ -435,6 +435,8 @@ class ArticleLinked(_Data, frozen=True, kw_only=True, tag=EventKind.ARTICLE.valu
     article: Small
     title: str
     resolved: bool
+
+
 # -- Chat ----------------------------------------------------------------------------------
 
 

@@ -585,6 +585,7 @@ STORED: list[tuple[str, str, dict[str, Any], EventData]] = [
         "article",
         {"article": 3, "title": "Disk full", "resolved": True},
         ArticleLinked(article=3, title="Disk full", resolved=True),
+    ),
     (
         "chat-to-user",
         "chat",
