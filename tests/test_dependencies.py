@@ -32,7 +32,18 @@ AGENT_SIDE = ("agent", "channel", "installer", "protocol")
 SIDES = {"agent": AGENT_SIDE, "console": ("channel", "console", "protocol")}
 # What only the help desk's server needs: never on an agent's machine.
 CONSOLE_ONLY = frozenset(
-    {"aiosqlite", "alembic", "argon2-cffi", "asyncpg", "httpx", "litestar", "sqlalchemy", "uvicorn"}
+    {
+        "aiosqlite",
+        "alembic",
+        "argon2-cffi",
+        "asyncpg",
+        "httpx",
+        "litestar",
+        "prometheus-client",
+        "redis",
+        "sqlalchemy",
+        "uvicorn",
+    }
 )
 PLATFORMS = {
     "linux": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
