@@ -114,8 +114,16 @@ def init(
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or one JSON object each [console.toml: [logging] format].",
+)
 @pass_context
-def serve(ctx: Context, host: str | None, port: int | None, log_level: str) -> None:
+def serve(
+    ctx: Context, host: str | None, port: int | None, log_level: str, log_format: str | None
+) -> None:
     """Run the console: agents' WebSocket, REST API and health checks on one TLS port.
 
     Refuses a data directory that other users may read (``chmod -R go-rwx DIR``).
@@ -130,7 +138,11 @@ def serve(ctx: Context, host: str | None, port: int | None, log_level: str) -> N
         config = replace(config, host=host)
     if port is not None:
         config = replace(config, port=port)
-    run_server(config, log_level=log_level)
+    from .logs import LogFormat
+
+    run_server(
+        config, log_level=log_level, log_format=LogFormat(log_format) if log_format else None
+    )
 
 
 # -- Demo -----------------------------------------------------------------------------------
