@@ -20,6 +20,7 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+from litestar.types import Empty
 
 from . import api
 from .audit.routes import AuditController
@@ -204,6 +205,7 @@ def build_app(
     services: Sequence[Service] = (),
     readiness: Mapping[str, Callable[[], Awaitable[object]]] | None = None,
     metrics_settings: MetricsSettings | None = None,
+    own_logging: bool = False,
 ) -> Litestar:
     """The application, serving ``store`` and ``gateway``; starts and stops the gateway.
 
@@ -212,6 +214,8 @@ def build_app(
     ``services`` start before the gateway and stop after it, in reverse order;
     ``readiness``: what else ``/readyz`` checks besides the database (name -> check).
     ``/metrics`` serves ``gateway.metrics`` to whom ``metrics_settings`` allows.
+    ``own_logging``: the caller configured logging (``deskside.console.logs``), so
+    Litestar must not put its own handler and format on the root logger.
     """
 
     async def start() -> None:
@@ -254,6 +258,7 @@ def build_app(
         request_max_body_size=MAX_BODY,
         response_cache_config=ResponseCacheConfig(),
         debug=False,
+        logging_config=None if own_logging else Empty,
     )
     app.state.store = store
     app.state.gateway = gateway

@@ -130,19 +130,20 @@ def serve(
     """
     from dataclasses import replace
 
-    from .server import serve as run_server
+    from .logs import LogFormat, configure
 
     config = ctx.config()
+    form = LogFormat(log_format) if log_format else config.log_format
+    # Before the server's modules load: what they say on import is logged in the format.
+    configure(log_level, form, config.cluster.node_id if config.cluster.enabled else "")
+    from .server import serve as run_server
+
     DataDir(ctx.data_dir).check_private()
     if host is not None:
         config = replace(config, host=host)
     if port is not None:
         config = replace(config, port=port)
-    from .logs import LogFormat
-
-    run_server(
-        config, log_level=log_level, log_format=LogFormat(log_format) if log_format else None
-    )
+    run_server(config, log_level=log_level, log_format=form)
 
 
 # -- Demo -----------------------------------------------------------------------------------

@@ -62,3 +62,4 @@ def configure(level: str, form: LogFormat, node: str = "") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a library's warning is a log line like any other

@@ -130,6 +130,7 @@ def serve(
         services=services,
         readiness=readiness,
         metrics_settings=config.metrics,
+        own_logging=True,
     )
     app.on_shutdown.append(store.close)
     server = _Server(
