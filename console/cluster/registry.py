@@ -113,6 +113,8 @@ class PresenceRegistry:
         self.rebuilds = 0
         # Devices recorded offline by this node's sweeps.
         self.swept = 0
+        # Devices claimed again whose return the database has not recorded yet.
+        self._unrecorded: set[str] = set()
 
     async def start(self) -> None:
         """Connect and begin renewing and sweeping."""
@@ -138,7 +140,9 @@ class PresenceRegistry:
         try:
             await self._redis().hset(HOLDERS, device_id, self.node)
         except (RedisError, OSError) as exc:
-            logger.warning("could not claim device %s in Redis: %s", device_id, exc)
+            # Thousands of agents may come back while Redis is away: one warning (the
+            # renewal's), not one each.
+            logger.debug("could not claim device %s in Redis: %s", device_id, exc)
 
     async def release(self, device_ids: Collection[str]) -> set[str]:
         """Let go of devices whose channel ended here; those this node still held (the
@@ -191,9 +195,13 @@ class PresenceRegistry:
         while True:
             try:
                 rebuilt = await self._renew()
-                if rebuilt and not first:
-                    await self._devices.mark_online(rebuilt)
+                if not first:
+                    self._unrecorded.update(rebuilt)
                 first = False
+                if self._unrecorded:  # kept until the database has them
+                    self._unrecorded &= set(self._held())  # not those gone since
+                    await self._devices.mark_online(self._unrecorded)
+                    self._unrecorded.clear()
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + SWEEP_INTERVAL
                     await self._sweep()

@@ -170,3 +170,18 @@ def _samples(text: str) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
     return samples
+
+
+def test_a_single_node_without_redis_serves_metrics_to_this_machine(
+    console: ConsoleProcess,
+) -> None:
+    response = get(console, "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = _samples(response.text)
+    assert samples["deskside_agents_connected"] == 0.0
+    assert "deskside_redis_up" not in samples  # no Redis here
+    assert get(console, "/readyz").json() == {"status": "ready"}
+    lines = console.log.read_text().splitlines()
+    assert lines
+    assert not lines[0].startswith("{")  # text, as before
