@@ -77,48 +77,7 @@ async def test_what_node_a_records_streams_on_node_b_and_presence_follows_a_kill
     token = a.api_token(*SCOPES)  # one database: a token works on every node
     with a.api(token) as api_a, b.api(token) as api_b:
         await until(lambda: online(api_b, agent.id))
-        ticket = new_ticket(api_a, agent.id)
-        created = api_a.post(f"/api/v1/tickets/{ticket}/commands", json={"argv": ["hostname"]})
-        assert created.status_code == 201, created.text
-        command = created.json()["id"]
-        request = await agent.next_request()
-        assert isinstance(request, m.CommandRequest)
-
-        # A stream of the command on node B, which holds neither the agent nor the call.
-        events: list[tuple[str, dict[str, object]]] = []
-        subscribed, first_output = asyncio.Event(), asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def follow() -> None:
-            with api_b.stream("GET", f"/api/v1/commands/{command}/stream") as stream:
-                loop.call_soon_threadsafe(subscribed.set)  # headers: it is subscribed
-                event = ""
-                for line in stream.iter_lines():
-                    if line.startswith("event:"):
-                        event = line.split(":", 1)[1].strip()
-                    elif line.startswith("data:"):
-                        events.append((event, json.loads(line.split(":", 1)[1])))
-                        if event == "output":
-                            loop.call_soon_threadsafe(first_output.set)
-                        if event == "exit":
-                            return
-
-        following = asyncio.create_task(asyncio.to_thread(follow))
-        await asyncio.wait_for(subscribed.wait(), 10)
-        await agent.channel.send(m.CommandStarted(command_id=command, consent="user"))
-        await agent.channel.send(
-            m.CommandOutput(
-                command_id=command, seq=0, stream=m.OutputStream.STDOUT, data=b"cluster-pc\n"
-            )
-        )
-        # The output reaches B while the command runs: only the bus can bring it there
-        # (B's stream reads the store only every 15 s, and then the command is over).
-        await asyncio.wait_for(first_output.wait(), 10)
-        await agent.channel.send(m.CommandExit(command_id=command, exit_code=0, duration=0.1))
-        await asyncio.wait_for(following, 10)
-        assert [kind for kind, _ in events] == ["output", "exit"], events
-        assert base64.b64decode(str(events[0][1]["data"])) == b"cluster-pc\n"
-        assert events[1][1]["status"] == "finished"
+        await stream_on_b(api_a, api_b, agent, b"cluster-pc\n")
 
         # Node A dies without a word: B shows the device offline once A's claims expire.
         assert online(api_b, agent.id)
@@ -126,6 +85,52 @@ async def test_what_node_a_records_streams_on_node_b_and_presence_follows_a_kill
         await agent.close()
         took = await until(lambda: not online(api_b, agent.id), timeout=CLAIM_TTL + 15)
         print(f"offline on node B {took:.1f} s after node A was killed")
+
+
+async def stream_on_b(
+    api_a: httpx.Client, api_b: httpx.Client, agent: PlayedAgent, output: bytes
+) -> None:
+    """A command asked of node A (which holds the agent), followed on node B."""
+    ticket = new_ticket(api_a, agent.id)
+    created = api_a.post(f"/api/v1/tickets/{ticket}/commands", json={"argv": ["hostname"]})
+    assert created.status_code == 201, created.text
+    command = created.json()["id"]
+    request = await agent.next_request()
+    assert isinstance(request, m.CommandRequest)
+
+    # A stream of the command on node B, which holds neither the agent nor the call.
+    events: list[tuple[str, dict[str, object]]] = []
+    subscribed, first_output = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def follow() -> None:
+        with api_b.stream("GET", f"/api/v1/commands/{command}/stream") as stream:
+            loop.call_soon_threadsafe(subscribed.set)  # headers: it is subscribed
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    events.append((event, json.loads(line.split(":", 1)[1])))
+                    if event == "output":
+                        loop.call_soon_threadsafe(first_output.set)
+                    if event == "exit":
+                        return
+
+    following = asyncio.create_task(asyncio.to_thread(follow))
+    await asyncio.wait_for(subscribed.wait(), 10)
+    await agent.channel.send(m.CommandStarted(command_id=command, consent="user"))
+    await agent.channel.send(
+        m.CommandOutput(command_id=command, seq=0, stream=m.OutputStream.STDOUT, data=output)
+    )
+    # The output reaches B while the command runs: only the bus can bring it there
+    # (B's stream reads the store only every 15 s, and then the command is over).
+    await asyncio.wait_for(first_output.wait(), 10)
+    await agent.channel.send(m.CommandExit(command_id=command, exit_code=0, duration=0.1))
+    await asyncio.wait_for(following, 10)
+    assert [kind for kind, _ in events] == ["output", "exit"], events
+    assert base64.b64decode(str(events[0][1]["data"])) == output
+    assert events[1][1]["status"] == "finished"
 
 
 async def test_a_device_that_moves_to_another_node_stays_online(
@@ -161,3 +166,25 @@ async def _connect(node: ConsoleProcess, key: bytes) -> PlayedAgent:
         m.Hello(agent_version="test", os=m.OsInfo(family=m.OsFamily.LINUX, name="Debian"))
     )
     return PlayedAgent(key, channel)
+
+
+async def test_events_and_presence_after_redis_restarts(
+    nodes: tuple[ConsoleProcess, ConsoleProcess], redis: RedisServer
+) -> None:
+    a, b = nodes
+    key, channel = await enroll(a, host="steady-pc")
+    agent = PlayedAgent(key, channel)
+    token = a.api_token(*SCOPES)
+    try:
+        with a.api(token) as api_a, b.api(token) as api_b:
+            await until(lambda: online(api_b, agent.id))
+            redis.stop()
+            await until(lambda: api_b.get("/readyz").status_code == 503)
+            redis.start()  # empty: no claims, no node keys
+            await until(lambda: api_b.get("/readyz").status_code == 200)
+            await until(lambda: api_a.get("/readyz").status_code == 200)
+            await stream_on_b(api_a, api_b, agent, b"after the restart\n")
+            await asyncio.sleep(2 * CLAIM_TTL + 2.0)  # sweeps have judged everyone again
+            assert online(api_b, agent.id)  # node A claimed it again
+    finally:
+        await agent.close()
