@@ -6,7 +6,9 @@
 one) and, for an error, ``exception`` (the traceback). Only the message the code
 wrote goes out, never the arguments of a request or a peer's bytes: the console's
 log calls name devices, message types and sizes, not keys, tokens or keystrokes.
-uvicorn's access log is off (``log_config=None``).
+uvicorn's access lines (peer, method, path, status) go through the same handler:
+paths carry no secrets (a viewer link's token travels in the URL fragment, which
+browsers never send; tokens travel in headers).
 """
 
 from __future__ import annotations
