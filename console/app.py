@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Litestar, MediaType, Request, Response, Router, WebSocket, get, websocket
 from litestar.config.response_cache import ResponseCacheConfig
@@ -14,7 +15,12 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import Empty
 
 from . import api
 from .audit.routes import AuditController
@@ -27,6 +33,7 @@ from .errors import ConsoleError, StaleVersion
 from .findings.routes import FindingController
 from .gateway import Gateway
 from .knowledge.routes import KnowledgeController
+from .metrics import CONTENT_TYPE, MetricsSettings, NodeMetrics
 from .screen.routes import ScreenController, screen_socket, viewer_files
 from .store import Store
 from .terminal.routes import TerminalController, shell_socket
@@ -48,6 +55,20 @@ logger = logging.getLogger(__name__)
 
 # Largest request body the API accepts.
 MAX_BODY = 1 << 20
+# Longest /readyz waits for each thing it checks, in seconds.
+READY_TIMEOUT = 2.0
+
+
+class Service(Protocol):
+    """Something the node runs beside the gateway (the cluster's bus and registry)."""
+
+    async def start(self) -> None:
+        """Begin; called before the gateway starts."""
+        ...
+
+    async def stop(self) -> None:
+        """End; called after the gateway stopped."""
+        ...
 
 
 @websocket("/agent")
@@ -65,17 +86,42 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", media_type=MediaType.JSON)
 async def readyz(request: Request) -> Response[dict[str, str]]:  # type: ignore[type-arg]
-    """Readiness: the database answers."""
+    """Readiness: the database answers, and Redis when the node is one of several."""
     store: Store = request.app.state.store
-    try:
-        await store.ping()
-    except Exception as exc:  # whatever the driver raises, the node is not ready
-        logger.warning("not ready: the database did not answer: %s", type(exc).__name__)
-        return Response(
-            {"status": "unavailable", "detail": type(exc).__name__},
-            status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        )
+    checks: dict[str, Callable[[], Awaitable[object]]] = {"database": store.ping}
+    checks.update(request.app.state.readiness)
+    for name, check in checks.items():
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await check()
+        except Exception as exc:  # whatever the driver raises, the node is not ready
+            what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            logger.warning("not ready: the %s did not answer: %s", name, what)
+            return Response(
+                {"status": "unavailable", "detail": f"{name}: {what}"},
+                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            )
     return Response({"status": "ready"})
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response[bytes]:  # type: ignore[type-arg]
+    """This node's figures for Prometheus, to the peers ``[metrics]`` allows."""
+    node: NodeMetrics | None = request.app.state.metrics
+    settings: MetricsSettings = request.app.state.metrics_settings
+    if node is None:
+        return Response(
+            b"no metrics here\n", status_code=HTTP_404_NOT_FOUND, media_type=MediaType.TEXT
+        )
+    peer = request.client.host if request.client else None
+    if not settings.permits(peer, request.headers.get("authorization")):
+        logger.info("/metrics refused to %s", peer)
+        return Response(
+            b"/metrics is not open to this address; see [metrics] in console.toml\n",
+            status_code=HTTP_403_FORBIDDEN,
+            media_type=MediaType.TEXT,
+        )
+    return Response(node.render(), media_type=CONTENT_TYPE)
 
 
 async def _log_unexpected(exc: Exception, scope: Any) -> None:
@@ -189,6 +235,10 @@ def build_app(
     origins: Sequence[str] = (),
     webhooks: WebhookDispatcher | None = None,
     web: WebSettings | None = None,
+    services: Sequence[Service] = (),
+    readiness: Mapping[str, Callable[[], Awaitable[object]]] | None = None,
+    metrics_settings: MetricsSettings | None = None,
+    own_logging: bool = False,
 ) -> Litestar:
     """The application, serving ``store`` and ``gateway``; starts and stops the gateway
     (and ``webhooks``, the dispatcher sending the outbox, if given).
@@ -196,9 +246,16 @@ def build_app(
     ``origins``: URLs of this console as browsers may know it besides the host they
     send (its public URL behind a proxy): pages of these may open its WebSockets.
     ``web``: the web console's settings (``[web]``).
+    ``services`` start before the gateway and stop after it, in reverse order;
+    ``readiness``: what else ``/readyz`` checks besides the database (name -> check).
+    ``/metrics`` serves ``gateway.metrics`` to whom ``metrics_settings`` allows.
+    ``own_logging``: the caller configured logging (``deskside.console.logs``), so
+    Litestar must not put its own handler and format on the root logger.
     """
 
     async def start() -> None:
+        for service in services:
+            await service.start()
         await gateway.start()
         if webhooks is not None:
             await webhooks.start()
@@ -207,15 +264,24 @@ def build_app(
         if webhooks is not None:
             await webhooks.stop()
         await gateway.stop()
+        try:
+            await gateway.stop()
+        finally:
+            for service in reversed(services):
+                await service.stop()
 
     app = Litestar(
         route_handlers=[
             agent_socket,
             healthz,
             readyz,
-            api_router(
-                store, gateway, webhook_guard=webhooks.guard if webhooks is not None else None
-            ),
+        if webhooks is not None:
+            await webhooks.stop()
+        try:
+            await gateway.stop()
+        finally:
+            for service in reversed(services):
+                await service.stop()
             shell_socket,
             install_file,
             screen_socket,
@@ -247,10 +313,14 @@ def build_app(
         request_max_body_size=MAX_BODY,
         response_cache_config=ResponseCacheConfig(),
         debug=False,
+        logging_config=None if own_logging else Empty,
     )
     app.state.store = store
     app.state.gateway = gateway
     app.state.origins = tuple(origins)
-    app.state.web = WebState(web or WebSettings(), store.sessions)
+            metrics,
+            api_router(
+                store, gateway, webhook_guard=webhooks.guard if webhooks is not None else None
+            ),
     app.state.wheels = wheel_cache(data_dir or Path.cwd() / "data")
     return app

@@ -131,23 +131,36 @@ def init(
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or one JSON object each [console.toml: [logging] format].",
+)
 @pass_context
-def serve(ctx: Context, host: str | None, port: int | None, log_level: str) -> None:
+def serve(
+    ctx: Context, host: str | None, port: int | None, log_level: str, log_format: str | None
+) -> None:
     """Run the console: agents' WebSocket, REST API and health checks on one TLS port.
 
     Refuses a data directory that other users may read (``chmod -R go-rwx DIR``).
     """
     from dataclasses import replace
 
-    from .server import serve as run_server
+    from .logs import LogFormat, configure
 
     config = ctx.config()
+    form = LogFormat(log_format) if log_format else config.log_format
+    # Before the server's modules load: what they say on import is logged in the format.
+    configure(log_level, form, config.cluster.node_id if config.cluster.enabled else "")
+    from .server import serve as run_server
+
     DataDir(ctx.data_dir).check_private()
     if host is not None:
         config = replace(config, host=host)
     if port is not None:
         config = replace(config, port=port)
-    run_server(config, log_level=log_level)
+    run_server(config, log_level=log_level, log_format=form)
 
 
 # -- Demo -----------------------------------------------------------------------------------

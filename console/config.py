@@ -36,10 +36,17 @@ and ``serve`` refuses a directory that group or others may use
     allow_networks = ["10.20.0.0/16"]                       # private networks endpoints may be in
     [web]                                                   # see deskside.console.web.settings
     idle = "1h"                                             # sessions' time-outs, 2nd factor
+    [cluster]                                               # several nodes: see
+    redis_url = "redis://10.0.0.5:6379/0"                   # deskside.console.cluster
+    [metrics]                                               # who may read /metrics: see
+    allow = ["127.0.0.1/32", "10.0.0.0/8"]                  # deskside.console.metrics
+    [logging]
+    format = "text"                                         # or "json" (deskside.console.logs)
 
 Environment variables override the file: ``DESKSIDE_DATA_DIR`` (where the directory
 is), ``DESKSIDE_DATABASE_URL``, ``DESKSIDE_HOST``, ``DESKSIDE_PORT``,
-``DESKSIDE_PUBLIC_URL``; command-line options override both.
+``DESKSIDE_PUBLIC_URL``, ``DESKSIDE_REDIS_URL``, ``DESKSIDE_NODE_ID``,
+``DESKSIDE_METRICS_TOKEN``, ``DESKSIDE_LOG_FORMAT``; command-line options override both.
 """
 
 from __future__ import annotations
@@ -59,7 +66,10 @@ from deskside.protocol import crypto
 from deskside.protocol.enrollment import certificate_fingerprint, check_agent_url
 from deskside.protocol.errors import ConfigError
 
+from .cluster.settings import ClusterSettings
 from .limits import ConnectionLimits
+from .logs import LogFormat
+from .metrics import MetricsSettings
 from .tickets.policy import Policy
 from .web.settings import WebSettings
 from .webhooks.settings import WebhookSettings
@@ -112,6 +122,14 @@ class ConsoleConfig:
     """Where webhooks may go and how long an attempt may take (``[webhooks]``)."""
     web: WebSettings = field(default_factory=WebSettings)
     """The web console's sessions and sign-in (``[web]``)."""
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    """Redis, when this console is one node of several (``[cluster]``)."""
+
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """Who may read ``/metrics`` (``[metrics]``)."""
+
+    log_format: LogFormat = LogFormat.TEXT
+    """How log lines are written (``[logging] format``)."""
 
     @property
     def database(self) -> str:
@@ -163,6 +181,9 @@ class ConsoleConfig:
             limits=ConnectionLimits.from_toml(data),
             webhooks=WebhookSettings.from_toml(data),
             web=WebSettings.from_toml(data),
+            cluster=ClusterSettings.from_toml(data, env),
+            metrics=MetricsSettings.from_toml(data, env),
+            log_format=_log_format(_table(data, "logging", path), env, path),
         )
         overrides: dict[str, object] = {}
         if "DESKSIDE_DATABASE_URL" in env:
@@ -178,6 +199,11 @@ class ConsoleConfig:
             raise ConfigError(f"{path}: [tls] needs both cert and key, or neither")
         if config.public_url:
             check_agent_url(config.public_url)
+        if config.cluster.enabled and not config.database.startswith("postgresql"):
+            raise ConfigError(
+                "[cluster] redis_url is set: the nodes must share a PostgreSQL database "
+                '([database] url = "postgresql://...")'
+            )
         return config
 
 
@@ -319,6 +345,17 @@ def _str(table: Mapping[str, object], key: str, default: str, path: Path) -> str
     if not isinstance(value, str):
         raise ConfigError(f"{path}: {key} must be a string")
     return value
+
+
+def _log_format(table: Mapping[str, object], env: Mapping[str, str], path: Path) -> LogFormat:
+    unknown = set(table) - {"format"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting logging.{sorted(unknown)[0]}")
+    value = env.get("DESKSIDE_LOG_FORMAT", table.get("format", "text"))
+    try:
+        return LogFormat(str(value))
+    except ValueError:
+        raise ConfigError(f'{path}: logging.format must be "text" or "json"') from None
 
 
 def _port(value: object, where: object) -> int:

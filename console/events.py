@@ -24,7 +24,9 @@ Theory of operation::
   and a warning logged) and must read the rest from the store, as the API's
   command stream does.
 * ``EventBus`` is an interface. ``LocalEventBus`` serves one process; a broker
-  (Redis) across console nodes implements the same two methods.
+  (Redis) across console nodes implements the same two methods
+  (``deskside.console.cluster.bus.RedisEventBus``), and tells subscriptions that
+  events may have been lost on the way (``overflowed``) as a full queue does.
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ class Subscription:
             if not self.overflowed:
                 logger.warning("a subscriber to %s fell behind", type(event).__name__)
             self.overflowed = True
+            self._bus.dropped += 1
+
+    def lost(self, why: str) -> None:
+        """Events meant for this subscription may have been lost on their way to this
+        process (a broker's connection broke): it is told as if it had fallen behind."""
+        if not self.overflowed:
+            logger.warning("a subscriber to %s may have missed events: %s", self._names(), why)
+        self.overflowed = True
+
+    def _names(self) -> str:
+        return ", ".join(kind.__name__ for kind in self.types)
 
     async def get(self) -> DomainEvent:
         """The next event, waiting for it."""
@@ -132,6 +145,8 @@ class LocalEventBus:
     def __init__(self) -> None:
         # Subscriptions by event type, then by topic (None: every topic).
         self._subscriptions: dict[type[DomainEvent], dict[str | None, set[Subscription]]] = {}
+        # Events a full queue refused, since the start (for metrics).
+        self.dropped = 0
 
     def publish(self, event: DomainEvent) -> None:
         """Deliver ``event`` to the subscriptions of its type and topic."""
@@ -167,4 +182,12 @@ class LocalEventBus:
 
     def subscribers(self) -> int:
         """How many subscriptions are open (for tests and metrics)."""
-        return len({s for by in self._subscriptions.values() for g in by.values() for s in g})
+        return len(self._all())
+
+    def lost(self, why: str) -> None:
+        """Tell every subscription that events may have been lost (``Subscription.lost``)."""
+        for subscription in self._all():
+            subscription.lost(why)
+
+    def _all(self) -> set[Subscription]:
+        return {s for by in self._subscriptions.values() for g in by.values() for s in g}

@@ -52,9 +52,10 @@ from .agents import AgentSession, Capability
 from .chat.relay import ChatRelay
 from .commands.relay import CommandRelay
 from .commands.runner import RunbookRunner
-from .devices.presence import Presence
+from .devices.presence import Claims, Presence
 from .errors import Conflict, ConsoleError, EnrollmentRefused
 from .limits import END, EXTENSION, HOLD, Admission, ConnectionLimits
+from .metrics import NodeMetrics
 from .screen.relay import ScreenHub
 from .store import Store
 from .terminal.relay import TerminalHub
@@ -68,13 +69,18 @@ logger = logging.getLogger(__name__)
 class LitestarTransport:
     """A ``FrameTransport`` over a Litestar (ASGI) WebSocket."""
 
-    def __init__(self, socket: WebSocket) -> None:  # type: ignore[type-arg]
+    def __init__(self, socket: WebSocket, metrics: NodeMetrics | None = None) -> None:  # type: ignore[type-arg]
         self.socket = socket
+        self._metrics = metrics
+        # Bytes received so far (the gateway counts them per message type).
+        self.received = 0
 
     async def send_frame(self, frame: bytes) -> None:
         """Send one binary message."""
         try:
             await self.socket.send_bytes(frame)
+            if self._metrics is not None:
+                self._metrics.sent_bytes.inc(len(frame))
         except (WebSocketDisconnect, OSError, RuntimeError) as exc:
             raise ConnectionClosedError(
                 CloseCode.ABNORMAL, "agent went away", by_peer=True
@@ -95,6 +101,7 @@ class LitestarTransport:
         data = event.get("bytes")
         if not isinstance(data, bytes | bytearray):
             raise RemoteProtocolError("text frame on a binary channel")
+        self.received += len(data)
         return bytes(data)
 
     async def close(self, code: int, reason: str) -> None:
@@ -138,8 +145,12 @@ class Gateway:
         *,
         software_version: str = "",
         limits: ConnectionLimits | None = None,
+        claims: Claims | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.store = store
+        # This node's figures (/metrics); None counts nothing.
+        self.metrics = metrics
         self._static_private = static_private
         self.limits = limits or ConnectionLimits()
         # Agent WebSockets not yet admitted by the handshake, per address and in all.
@@ -162,7 +173,7 @@ class Gateway:
         # Sessions per device, newest last.
         self.sessions: dict[str, list[Session]] = {}
         # The capabilities agents talk to, each with the messages it owns.
-        self.presence = Presence(store.devices, store.snapshots, self)
+        self.presence = Presence(store.devices, store.snapshots, self, claims)
         self.help_requests = HelpRequests(store.tickets)
         self.commands = CommandRelay(store.commands, store.bus, self)
         self.terminals = TerminalHub(store.terminals, self)
@@ -207,6 +218,10 @@ class Gateway:
         """Whether the device has a channel open now."""
         return bool(self.sessions.get(device_id))
 
+    def daemon_devices(self) -> list[str]:
+        """The devices whose daemon channel is open on this console now."""
+        return [d for d, group in self.sessions.items() if any(s.hello for s in group)]
+
     # -- Handshake -----------------------------------------------------------------------
 
     async def authorize(self, public_key: bytes, params: m.ClientParams) -> bool:
@@ -237,8 +252,9 @@ class Gateway:
             logger.info("agent from %s refused: too many handshakes at once", address)
             await self._refuse_busy(socket)
             return
+        transport = LitestarTransport(socket, self.metrics)
         try:
-            channel = await self._open(socket, slot.release)
+            channel = await self._open(socket, slot.release, transport)
         finally:
             slot.release()
         if channel is None:
@@ -246,8 +262,12 @@ class Gateway:
         device_id = device_id_for(channel.remote_static)
         session = Session(device_id, channel)
         self.sessions.setdefault(device_id, []).append(session)
+        counted = transport.received
         try:
             async for message in channel:
+                if self.metrics is not None:
+                    self._count(session, message, transport.received - counted)
+                    counted = transport.received
                 await self.dispatch(session, message)
         except ConnectionClosed as exc:
             logger.info("device %s disconnected: %s", device_id, exc)
@@ -257,6 +277,8 @@ class Gateway:
                 group.remove(session)
             if not group:
                 self.sessions.pop(device_id, None)
+                if self.metrics is not None:
+                    self.metrics.agent_gone(device_id)
             for capability in self.capabilities:
                 try:
                     await capability.agent_gone(session)
@@ -268,6 +290,7 @@ class Gateway:
         self,
         socket: WebSocket,  # type: ignore[type-arg]
         admitted: Callable[[], None],
+        transport: LitestarTransport,
     ) -> Channel | None:
         """Accept the WebSocket and run the handshake; the channel, or None if it failed."""
         preauth = EXTENSION in (socket.scope.get("extensions") or {})
@@ -287,7 +310,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         connection = ServerConnection(self._static_private, None, loop.time(), self.channel_config)
         try:
-            return await Channel.open(LitestarTransport(socket), connection, authorize)
+            return await Channel.open(transport, connection, authorize)
         except (HandshakeError, ConnectionClosed) as exc:
             logger.info("agent handshake failed: %s", exc)
             return None
@@ -310,6 +333,16 @@ class Gateway:
             return
         await socket.accept()
         await socket.close(CloseCode.TRY_AGAIN_LATER, f"console busy; retry after {retry} s")
+
+    def _count(self, session: Session, message: m.Message, size: int) -> None:
+        """An agent's message in this node's metrics (``size``: frame bytes since the
+        message before: the frames that carried this one)."""
+        assert self.metrics is not None
+        self.metrics.message_received(session.device_id, type(message).__name__, size)
+        if isinstance(message, m.CommandStarted):
+            self.metrics.command_started(session.device_id, message.command_id)
+        elif isinstance(message, m.CommandExit):
+            self.metrics.command_ended(message.command_id)
 
     async def dispatch(self, session: AgentSession, message: m.Message) -> None:
         """Hand one message to its capability; a refusal goes back as an ``Error``."""

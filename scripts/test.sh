@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# Real components the tests start themselves: PostgreSQL (tests/postgres.py), an X
+# Real components the tests start themselves: PostgreSQL (tests/postgres.py), Redis
+# (tests/redisserver.py), an X
 # server and xdotool for the consent dialogs (Tk: python3-tk for Debian's Python);
 # chromium, whose WebCodecs decodes the screen's H.264 and which Playwright drives;
 # systemd: systemd-analyze verify and, in a systemd-nspawn container (systemd-container),
 # the agent installed as a real system service (tests/installer).
-need_debs postgresql xvfb xdotool python3-tk chromium systemd systemd-container
+need_debs postgresql redis-server xvfb xdotool python3-tk chromium systemd systemd-container
 ensure_venv agent,console,test
 
 .venv/bin/ruff check .

@@ -12,6 +12,7 @@ import pytest
 
 from tests.consoleproc import ConsoleProcess
 from tests.postgres import postgres_server
+from tests.redisserver import RedisServer
 
 
 @pytest.fixture
@@ -31,6 +32,32 @@ def postgres_url() -> Iterator[str]:
             yield url
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis server for the whole test session; use ``redis`` in a test."""
+    base = Path(tempfile.mkdtemp(prefix="deskside-redis-"))
+    server = RedisServer(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.running():
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The session's Redis server, running and empty; started again after the test if
+    the test stopped it."""
+    if not redis_server.running():
+        redis_server.start()
+    redis_server.flush()
+    yield redis_server
+    if not redis_server.running():
+        redis_server.start()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -34,8 +36,12 @@ class ConsoleProcess:
         *,
         scripts: Path | None = None,
         umask: int = -1,
+        env: Mapping[str, str] | None = None,
+        init: bool = True,
     ) -> None:
         self.data_dir = data_dir
+        # Environment variables its commands get besides this process's.
+        self.env = dict(env or {})
         # The umask its commands start with (-1: this process's).
         self.umask = umask
         # The deskside-console to run: this environment's, or the one in ``scripts``.
@@ -43,11 +49,26 @@ class ConsoleProcess:
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"console-{self.port}.log"
+        self.admin_password = ""
+        if not init:
+            return
         args = ["init", "--host", "127.0.0.1", "--port", str(self.port)]
         if database_url:
             args += ["--database-url", database_url]
         result = self.cli(*args)
         self.admin_password = result.stdout.split("admin password", 1)[1].split()[0]
+
+    def node(self, data_dir: Path, env: Mapping[str, str] | None = None) -> ConsoleProcess:
+        """Another node of this console: a copy of its data directory (keys, certificate,
+        settings; the database is shared, so it must be PostgreSQL) on a port of its own."""
+        shutil.copytree(self.data_dir, data_dir)
+        other = ConsoleProcess(
+            data_dir, umask=self.umask, env={**self.env, **(env or {})}, init=False
+        )
+        other.command = self.command
+        other.env["DESKSIDE_PORT"] = str(other.port)
+        other.admin_password = self.admin_password
+        return other
 
     @property
     def base_url(self) -> str:
@@ -73,6 +94,7 @@ class ConsoleProcess:
             timeout=60,
             check=False,
             umask=self.umask,
+            env={**os.environ, **self.env},
         )
         if check and result.returncode != 0:
             raise AssertionError(f"deskside-console {' '.join(args)} failed:\n{result.stderr}")
@@ -86,7 +108,7 @@ class ConsoleProcess:
                 [self.command, "--data-dir", str(self.data_dir), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
                 umask=self.umask,
             )
         deadline = time.monotonic() + timeout

@@ -11,6 +11,13 @@ leave at once (their network went down, or they all follow a console that moved)
 each would otherwise hold a database connection of its own for its one write, and
 the pool runs dry for everyone else (the API answered 500 in benchmarks/fleet.py).
 
+Several console nodes (``claims``, the cluster's presence registry): a device is
+claimed by this node when its agent says ``Hello`` and released when its channel
+ends; the departure is recorded only if this node still held it (a device that
+moved on to another node is that node's to record). Nodes neither forget presence
+at start nor at stop (the other nodes' devices are online); the registry's sweep
+records the devices of a node that died offline.
+
 Snapshots: one the agent sends on its own is kept; one the console asked for
 (``request_snapshot``) is handed to its waiter, which keeps it.
 """
@@ -23,7 +30,8 @@ import datetime
 import gc
 import logging
 import uuid
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 import msgspec
 
@@ -37,12 +45,24 @@ from .repository import DeviceRepository
 from .schemas import SnapshotInfo
 from .snapshots import SnapshotRepository
 
-__all__ = ["HEARTBEAT_FLUSH_INTERVAL", "Presence"]
+__all__ = ["HEARTBEAT_FLUSH_INTERVAL", "Claims", "Presence"]
 
 logger = logging.getLogger(__name__)
 
 # How often buffered heartbeats are written to the database.
 HEARTBEAT_FLUSH_INTERVAL = 5.0
+
+
+class Claims(Protocol):
+    """Which node holds which device, across console nodes (the presence registry)."""
+
+    async def claim(self, device_id: str) -> None:
+        """This node holds the device's daemon channel now."""
+        ...
+
+    async def release(self, device_ids: Collection[str]) -> set[str]:
+        """Let go of devices; those this node still held."""
+        ...
 
 
 class _Departures:
@@ -53,9 +73,10 @@ class _Departures:
     recorded after a batch being written, so that it ends online.
     """
 
-    def __init__(self, devices: DeviceRepository, agents: Agents) -> None:
+    def __init__(self, devices: DeviceRepository, agents: Agents, claims: Claims | None) -> None:
         self._devices = devices
         self._agents = agents
+        self._claims = claims
         # Devices waiting for the next batch, and what their callers wait on.
         self._next: set[str] = set()
         self._next_written: asyncio.Future[None] | None = None
@@ -85,6 +106,8 @@ class _Departures:
             self._writing, self._next_written = self._next_written, None
             gone = [d for d in batch if not self._agents.online(d)]
             try:
+                if self._claims is not None:
+                    gone = sorted(await self._claims.release(gone))
                 await self._devices.mark_offline(gone)
             except Exception:
                 logger.exception("recording %d devices offline failed", len(gone))
@@ -102,9 +125,15 @@ class Presence:
     """The devices capability at the gateway."""
 
     def __init__(
-        self, devices: DeviceRepository, snapshots: SnapshotRepository, agents: Agents
+        self,
+        devices: DeviceRepository,
+        snapshots: SnapshotRepository,
+        agents: Agents,
+        claims: Claims | None = None,
     ) -> None:
         self._devices = devices
+        # The cluster's presence registry; None on a single node.
+        self._claims = claims
         self._snapshots = snapshots
         self._agents = agents
         # Heartbeats not yet written: device id -> (time, metrics).
@@ -114,7 +143,7 @@ class Presence:
         self._revocations_checked = utcnow() - datetime.timedelta(minutes=1)
         # Snapshot requests awaiting an answer: request id -> (its channel, its future).
         self._pending: dict[str, tuple[AgentSession, asyncio.Future[m.Snapshot]]] = {}
-        self._departures = _Departures(devices, agents)
+        self._departures = _Departures(devices, agents, claims)
 
     def register(self, handlers: AgentHandlers) -> None:
         """Hello, heartbeats, snapshots and error answers come here."""
@@ -124,8 +153,10 @@ class Presence:
         handlers.register(m.Error, self._error)
 
     async def start(self) -> None:
-        """Forget presence left by an earlier run and start writing heartbeats."""
-        await self._devices.mark_all_offline()
+        """Forget presence left by an earlier run (on a single node: among several, the
+        registry's sweep does) and start writing heartbeats."""
+        if self._claims is None:
+            await self._devices.mark_all_offline()
         # What start-up allocated stays for good: keep it out of every collection
         # (a full one over 5,000 agents' objects stalled the loop for a second).
         gc.freeze()
@@ -139,7 +170,8 @@ class Presence:
                 await self._flusher
         await self._write_beats()
         await self._departures.stop()
-        await self._devices.mark_all_offline()
+        if self._claims is None:
+            await self._devices.mark_all_offline()
 
     async def agent_gone(self, session: AgentSession) -> None:
         """Fail the snapshot requests of the channel; the device goes offline with its
@@ -173,6 +205,8 @@ class Presence:
     async def _hello(self, session: AgentSession, message: m.Hello) -> None:
         session.mark_daemon()
         await self._departures.back(session.device_id)
+        if self._claims is not None:  # before the database: a sweep must see it held
+            await self._claims.claim(session.device_id)
         await self._devices.record_hello(session.device_id, message)
 
     async def _heartbeat(self, session: AgentSession, message: m.Heartbeat) -> None:

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from deskside.console.audit import chain as audit
 from deskside.console.auth.identity import hash_secret
@@ -144,20 +144,62 @@ class DeviceRepository:
             device.online = True
             device.last_seen = utcnow()
 
-    async def mark_offline(self, device_ids: Collection[str]) -> None:
-        """Mark many devices disconnected in one transaction (``DeviceOffline`` each)."""
+    async def mark_offline(
+        self, device_ids: Collection[str], *, unseen_since: datetime.datetime | None = None
+    ) -> None:
+        """Mark many devices disconnected in one transaction (``DeviceOffline`` each).
+
+        ``unseen_since``: only those online and not seen since then (the cluster's
+        sweep: a device that said ``Hello`` on another node meanwhile stays online).
+        """
         ids = sorted(device_ids)
         if not ids:
             return
-        events: list[DomainEvent] = [DeviceOffline(device_id=d) for d in ids]
+        events: list[DomainEvent] = []
         now = utcnow()
         async with self._db.transaction(events=events, bulk=True) as session:
             for start in range(0, len(ids), 500):  # within every database's parameter limit
+                chunk = ids[start : start + 500]
+                if unseen_since is None:
+                    gone_at = {"online": False, "last_seen": now}
+                    await session.execute(
+                        update(Device).where(Device.id.in_(chunk)).values(gone_at)
+                    )
+                    events += [DeviceOffline(device_id=d) for d in chunk]
+                    continue
+                gone = await session.execute(
+                    update(Device)
+                    .where(
+                        Device.id.in_(chunk),
+                        Device.online.is_(True),
+                        or_(Device.last_seen.is_(None), Device.last_seen < unseen_since),
+                    )
+                    .values(online=False)
+                    .returning(Device.id)
+                )
+                events += [DeviceOffline(device_id=d) for d in sorted(gone.scalars())]
+
+    async def mark_online(self, device_ids: Collection[str]) -> None:
+        """Mark devices connected again without a ``Hello`` (a node that claims its
+        devices again after losing the cluster's registry); ``DeviceOnline`` each."""
+        ids = sorted(device_ids)
+        if not ids:
+            return
+        events: list[DomainEvent] = [DeviceOnline(device_id=d) for d in ids]
+        now = utcnow()
+        async with self._db.transaction(events=events, bulk=True) as session:
+            for start in range(0, len(ids), 500):
                 await session.execute(
                     update(Device)
-                    .where(Device.id.in_(ids[start : start + 500]))
-                    .values(online=False, last_seen=now)
+                    .where(Device.id.in_(ids[start : start + 500]), Device.revoked_at.is_(None))
+                    .values(online=True, last_seen=now)
                 )
+
+    async def online_devices(self) -> list[str]:
+        """The devices the database shows online."""
+        async with self._db.reading(bulk=True) as session:
+            rows = await session.execute(select(Device.id).where(Device.online.is_(True)))
+            return list(rows.scalars())
 
     async def mark_all_offline(self) -> None:
         """At start-up: nothing is connected yet, whatever an earlier run left."""

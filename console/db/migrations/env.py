@@ -1,4 +1,9 @@
-"""Alembic environment: runs the console's migrations on its async engine."""
+"""Alembic environment: runs the console's migrations on its async engine.
+
+On PostgreSQL, several console nodes may start at once: each takes the same
+session-level advisory lock before it looks at the schema, so one migrates while
+the others wait, and then find the schema at head and have nothing to do.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import asyncio
 from typing import Literal
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -18,6 +23,10 @@ config = context.config
 target_metadata = Base.metadata
 assert TABLES  # every capability's tables are on Base.metadata
 
+# The advisory lock the nodes of one database migrate under (any fixed 64-bit number;
+# this is "deskside" in ASCII).
+MIGRATION_LOCK = 0x6465736B73696465
+
 
 def _render_item(kind: str, item: object, autogen_context: object) -> str | Literal[False]:
     """Write UTCDateTime as plain DateTime(timezone=True): migrations import no models."""
@@ -27,6 +36,21 @@ def _render_item(kind: str, item: object, autogen_context: object) -> str | Lite
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Held by the connection, not a transaction: it spans Alembic's own transaction
+        # (and goes with the connection if this process dies).
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
+        try:
+            _migrate(connection)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+        return
+    _migrate(connection)
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
