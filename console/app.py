@@ -263,7 +263,6 @@ def build_app(
     async def stop() -> None:
         if webhooks is not None:
             await webhooks.stop()
-        await gateway.stop()
         try:
             await gateway.stop()
         finally:
@@ -275,13 +274,10 @@ def build_app(
             agent_socket,
             healthz,
             readyz,
-        if webhooks is not None:
-            await webhooks.stop()
-        try:
-            await gateway.stop()
-        finally:
-            for service in reversed(services):
-                await service.stop()
+            metrics,
+            api_router(
+                store, gateway, webhook_guard=webhooks.guard if webhooks is not None else None
+            ),
             shell_socket,
             install_file,
             screen_socket,
@@ -318,9 +314,9 @@ def build_app(
     app.state.store = store
     app.state.gateway = gateway
     app.state.origins = tuple(origins)
-            metrics,
-            api_router(
-                store, gateway, webhook_guard=webhooks.guard if webhooks is not None else None
-            ),
+    app.state.web = WebState(web or WebSettings(), store.sessions)
+    app.state.readiness = dict(readiness or {})
+    app.state.metrics = gateway.metrics
+    app.state.metrics_settings = metrics_settings or MetricsSettings()
     app.state.wheels = wheel_cache(data_dir or Path.cwd() / "data")
     return app
