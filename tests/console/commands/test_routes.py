@@ -11,6 +11,7 @@ import base64
 import itertools
 import json
 import sqlite3
+import threading
 import time
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -116,10 +117,16 @@ async def test_command_output_streams_and_lands_on_the_ticket(
     events: list[tuple[str, dict[str, object]]] = []
     first_output = asyncio.Event()
 
+    opened: list[httpx.Response] = []
+    stop = threading.Event()
+
     def follow() -> None:
         with api.stream("GET", f"/api/v1/commands/{command['id']}/stream") as stream:
+            opened.append(stream)
             event = ""
             for line in stream.iter_lines():
+                if stop.is_set():  # the test failed: a keep-alive (15 s) wakes this
+                    return
                 if line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()
                 elif line.startswith("data:"):
@@ -131,21 +138,31 @@ async def test_command_output_streams_and_lands_on_the_ticket(
 
     loop = asyncio.get_running_loop()
     following = asyncio.create_task(asyncio.to_thread(follow))
-    await agent.channel.send(m.CommandStarted(command_id=command["id"], consent="user"))
-    out = m.CommandOutput(
-        command_id=command["id"], seq=0, stream=m.OutputStream.STDOUT, data=b"64 bytes\n"
-    )
-    await agent.channel.send(out)
-    await agent.channel.send(out)  # a duplicate after a reconnect: shown once
-    await asyncio.wait_for(first_output.wait(), 10)  # output arrives before the command ends
-    assert not [e for e in events if e[0] == "exit"]
-    await agent.channel.send(
-        m.CommandOutput(
-            command_id=command["id"], seq=1, stream=m.OutputStream.STDERR, data=b"warn\n"
+    try:
+        await agent.channel.send(m.CommandStarted(command_id=command["id"], consent="user"))
+        out = m.CommandOutput(
+            command_id=command["id"], seq=0, stream=m.OutputStream.STDOUT, data=b"64 bytes\n"
         )
-    )
-    await agent.channel.send(m.CommandExit(command_id=command["id"], exit_code=0, duration=1.25))
-    await asyncio.wait_for(following, 10)
+        await agent.channel.send(out)
+        await agent.channel.send(out)  # a duplicate after a reconnect: shown once
+        await asyncio.wait_for(first_output.wait(), 30)  # output comes before the command ends
+        assert not [e for e in events if e[0] == "exit"]
+        await agent.channel.send(
+            m.CommandOutput(
+                command_id=command["id"], seq=1, stream=m.OutputStream.STDERR, data=b"warn\n"
+            )
+        )
+        await agent.channel.send(
+            m.CommandExit(command_id=command["id"], exit_code=0, duration=1.25)
+        )
+        await asyncio.wait_for(following, 30)
+    finally:
+        # A failure above must not leave the reader's thread blocked on the open stream:
+        # the event loop waits for its threads when it closes, and the run would hang.
+        if not following.done():
+            stop.set()
+            for stream in opened:
+                stream.close()
     outputs = [base64.b64decode(str(data["data"])) for kind, data in events if kind == "output"]
     assert outputs == [b"64 bytes\n", b"warn\n"]
     assert events[-1][0] == "exit"
