@@ -147,29 +147,29 @@ async def refuse_nul(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         raise InvalidRequest("text may not hold a NUL character (\\u0000)")
 
 
-async def strict_body(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """A route guard: a JSON body is read as strictly as the document says.
+async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """A ``before_request`` hook: a JSON body is read as strictly as the document says.
 
     Litestar converts a body leniently (``0`` for ``false``, ``"1"`` for ``1``), which
-    the document does not allow; a body that is not exactly of the route's struct is
-    refused here (400) before the route runs.
+    the document does not allow; a body that is not exactly of the route's struct, or
+    not JSON at all (bytes that are not UTF-8 reached Litestar's decoder as a 500), is
+    refused here (400) before the route runs. A hook, not a guard: it runs after the
+    guards, so a caller without the right is refused (403) before its body is judged.
     """
-    if not isinstance(connection, Request) or connection.method not in _WITH_BODY:
+    if request.method not in _WITH_BODY:
         return
-    data = handler.parsed_fn_signature.parameters.get("data")
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
     if data is None or not data.is_subclass_of(msgspec.Struct):
         return
-    body = await connection.body()
+    body = await request.body()
     if not body:
         return
     try:
         msgspec.json.decode(body, type=data.annotation, strict=True)
     except msgspec.ValidationError:
         pass
-    except msgspec.DecodeError:
-        return  # not JSON: Litestar's own refusal says so
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the body is not JSON: {exc}") from exc
     else:
         return
     # JSON Schema's integers may be written 1.0: so may ours. Nothing else is eased.

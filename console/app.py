@@ -179,7 +179,8 @@ def api_router(
             KnowledgeController,
             ChatController,
         ],
-        guards=[authenticated, api.refuse_nul, api.strict_body],
+        guards=[authenticated, api.refuse_nul],
+        before_request=api.strict_body,
         security=api.SECURITY,
         dependencies={
             "identity": Provide(provide_identity),

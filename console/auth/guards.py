@@ -24,7 +24,7 @@ from litestar.handlers.base import BaseRouteHandler
 from deskside.console.errors import Forbidden, Unauthorized
 
 from .accounts import AccountRepository
-from .identity import ApiIdentity, Scope
+from .identity import ADMIN_SCOPES, ApiIdentity, Scope
 from .roles import scope_permitted
 
 __all__ = [
@@ -45,7 +45,8 @@ def require(identity: ApiIdentity, scope: Scope) -> None:
     if scope not in identity.scopes:
         raise Forbidden(f"this API token lacks the {str(scope)!r} scope")
     if not scope_permitted(identity.role, scope):
-        raise Forbidden(f"the {identity.role} role may not use the {str(scope)!r} scope")
+        only = "; it is for admins" if scope in ADMIN_SCOPES else ""
+        raise Forbidden(f"the {identity.role} role may not use the {str(scope)!r} scope{only}")
 
 
 def requires(
