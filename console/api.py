@@ -181,6 +181,9 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         )
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"the body does not fit its schema: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        # Typed decoding can stop at a wrong type before it sees the JSON is broken.
+        raise InvalidRequest(f"the body is not JSON: {exc}") from exc
 
 
 def _integral(value: Any) -> Any:

@@ -178,3 +178,28 @@ def test_saved_views_through_the_api(alice: httpx.Client, service: httpx.Client)
     assert alice.delete(f"/api/v1/saved-views/{view['id']}").status_code == 204
     assert alice.delete(f"/api/v1/saved-views/{view['id']}").status_code == 404
     assert alice.get("/api/v1/saved-views").json() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"6 x",  # a number of the wrong type, then trailing bytes
+        b"6\xc3\xbfh\xc4\xb4\xef\x1b",  # schemathesis's find: the same, not UTF-8
+        b'{"title": "\xff"}',
+        b"\xff\xfe",
+        b'{"impact": 0}',
+        b'{"assignee": 1}',
+    ],
+)
+def test_a_body_that_is_not_the_schema_or_not_json_is_a_400(
+    alice: httpx.Client, body: bytes
+) -> None:
+    ticket = new(alice, "Body check")
+    answer = alice.patch(
+        f"/api/v1/tickets/{ticket['id']}",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"]
+    assert alice.get(f"/api/v1/tickets/{ticket['id']}").json()["ticket"]["title"] == "Body check"
