@@ -194,23 +194,17 @@ class TicketRepository:
         offset: int = 0,
     ) -> list[TicketView]:
         """Tickets matching every filter given, newest first; ``category`` "ID" takes its
-        subcategories too."""
-        query = select(Ticket).order_by(Ticket.id.desc()).limit(limit).offset(offset)
-        if statuses:
-            query = query.where(Ticket.status.in_([str(s) for s in statuses]))
-        if device_id is not None:
-            query = query.where(Ticket.device_id == device_id)
-        if assignee is not None:
-            query = query.where(Ticket.assignee == assignee)
-        if priority is not None:
-            query = query.where(Ticket.priority == priority)
-        if category is not None:
-            query = query.where(
-                (Ticket.category == category)
-                | Ticket.category.startswith(f"{category}/", autoescape=True)
-            )
-        async with self._db.reading() as session:
-            return [ticket_view(row) for row in (await session.execute(query)).scalars()]
+        subcategories too. The queue's one query (``queue``), without its total."""
+        query = TicketQuery(
+            statuses=list(statuses),
+            device_id=device_id,
+            assignee=assignee,
+            priority=priority,
+            category=category,
+            limit=limit,
+            offset=offset,
+        )
+        return (await self.queue(query)).tickets
 
     async def ticket(self, ticket_id: int) -> TicketView:
         """A ticket without its timeline; ``NotFound`` if unknown."""
